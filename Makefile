@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/ktt demo
+
+test: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python bench/ingest_yearly_extract.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,99 @@
+"""`config/kommuner.toml`: which municipalities report, their EPJ systems and contacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EPJ_FORMATS = ("epj-a-csv", "epj-b-jsonl")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    email: str
+    type: int
+
+
+@dataclass(frozen=True)
+class EpjSystem:
+    system: str
+    format: str
+    path: str
+    active_from: dt.date
+    active_to: dt.date | None
+    history_from: dt.date
+    kommuner: tuple[str, ...] | None  # None: all numbers of the reporting municipality
+
+    def holds_unit(self, unit: str) -> bool:
+        return self.kommuner is None or unit in self.kommuner
+
+
+@dataclass(frozen=True)
+class Municipality:
+    nr: str
+    name: str
+    vendor: str
+    epj_name: str
+    epj_version: str
+    contacts: tuple[Contact, ...] = ()
+    epj: tuple[EpjSystem, ...] = field(default_factory=tuple)
+
+
+def _date(value, where: str, name: str, required: bool = True) -> dt.date | None:
+    if value is None:
+        if required:
+            raise ConfigError(f"{where}: {name} is required")
+        return None
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: {name} = {value!r} is not an ISO date") from None
+
+
+def load_kommuner(path: Path) -> list[Municipality]:
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; every data root needs config/kommuner.toml (see spec inputs.md §5)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    result = []
+    for i, entry in enumerate(data.get("kommune", []), start=1):
+        where = f"{path} [[kommune]] #{i}"
+        nr = str(entry.get("nr", ""))
+        if not (len(nr) == 4 and nr.isdigit()):
+            raise ConfigError(f"{where}: nr {nr!r} must be a four-digit kommunenummer")
+        systems = []
+        for j, sys_entry in enumerate(entry.get("epj", []), start=1):
+            swhere = f"{where} [[kommune.epj]] #{j}"
+            fmt = sys_entry.get("format")
+            if fmt not in EPJ_FORMATS:
+                raise ConfigError(f"{swhere}: format {fmt!r} is not one of {EPJ_FORMATS}")
+            for key in ("system", "path"):
+                if not sys_entry.get(key):
+                    raise ConfigError(f"{swhere}: {key} is required")
+            active_from = _date(sys_entry.get("active_from"), swhere, "active_from")
+            systems.append(EpjSystem(
+                system=sys_entry["system"], format=fmt, path=sys_entry["path"],
+                active_from=active_from,
+                active_to=_date(sys_entry.get("active_to"), swhere, "active_to", required=False),
+                history_from=_date(sys_entry.get("history_from", active_from), swhere, "history_from"),
+                kommuner=tuple(sys_entry["kommuner"]) if "kommuner" in sys_entry else None,
+            ))
+        result.append(Municipality(
+            nr=nr, name=entry.get("navn", nr), vendor=entry.get("leverandor", ""),
+            epj_name=entry.get("navn_epj", ""), epj_version=entry.get("versjon_epj", ""),
+            contacts=tuple(Contact(c.get("navn", ""), c.get("epost", ""), int(c.get("type", 0)))
+                           for c in entry.get("kontaktpersoner", [])),
+            epj=tuple(systems),
+        ))
+    return result

@@ -1,0 +1,77 @@
+"""Run-time settings, read from the environment and the data root's `config/`.
+
+Settings are plain values resolved once per run so that every stage sees the same
+data root, cut-off date and identifier policy; nothing here touches Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+CUTOFF_DATE = dt.date(2017, 1, 1)
+FIRST_DATA_YEAR = 2017
+LAST_DATA_YEAR = 2025
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Reconstruction tolerances of timeline.md; every one is a setting."""
+
+    iplos36_start_days: int = 7
+    switch_window_days: int = 7
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: Path
+    allow_synthetic_ids: bool = False
+    cutoff_date: dt.date = CUTOFF_DATE
+    as_of_date: dt.date | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_root / "staging"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.staging_dir / "quarantine"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_root / "raw"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.data_root / "config"
+
+    def with_root(self, data_root: Path) -> Settings:
+        return replace(self, data_root=Path(data_root))
+
+
+def load_settings(data_root: str | Path | None = None) -> Settings:
+    """Resolve settings: explicit argument, then `KTT_DATA_ROOT`, then `./data`.
+
+    `config/settings.toml` under the data root may set `allow_synthetic_ids`,
+    `as_of_date` and `[tolerances]`; the environment wins over the file so that a
+    test or the demo can switch synthetic identifiers on without editing config.
+    """
+    root = Path(data_root or os.environ.get("KTT_DATA_ROOT") or "data").resolve()
+    file_values: dict = {}
+    settings_file = root / "config" / "settings.toml"
+    if settings_file.exists():
+        file_values = tomllib.loads(settings_file.read_text(encoding="utf-8"))
+    allow = bool(file_values.get("allow_synthetic_ids", False)) or _env_flag("KTT_ALLOW_SYNTHETIC_IDS")
+    as_of = os.environ.get("KTT_AS_OF_DATE") or file_values.get("as_of_date")
+    if isinstance(as_of, str):
+        as_of = dt.date.fromisoformat(as_of)
+    tol = Tolerances(**file_values.get("tolerances", {}))
+    return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol)
