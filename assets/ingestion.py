@@ -1,0 +1,128 @@
+"""Ingestion assets: yearly extracts and EPJ histories into staged Parquet.
+
+Thin wrappers: reading, validation and writing live in `transforms`; here we only
+choose what to read and record what happened as metadata and checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+
+from assets.partitions import data_years, single_run
+from assets.resources import KttResource
+from transforms import ingest
+from transforms.conservation import conservation_table, quarantine_frame
+from transforms.identity import read_vault, write_vault_part
+from transforms.kommuner import municipality_codes
+from transforms.reporting import markdown_table
+
+GROUP = "ingestion"
+IPLOS_ASSETS = ("iplos_services", "iplos_persons", "iplos_assessments")
+EPJ_ASSETS = ("epj_service_versions", "epj_stops", "epj_persons")
+
+
+def _conservation_check(asset_key: str, settings, prefix: str) -> dg.AssetCheckResult:
+    table = conservation_table(settings).filter(pl.col("source_file").str.starts_with(prefix))
+    broken = table.filter(~pl.col("balanced"))
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="records_conserved",
+        passed=broken.height == 0,
+        metadata={
+            "files": table["source_file"].n_unique(),
+            "unbalanced": broken.height,
+            "first_unbalanced": dg.MetadataValue.md(markdown_table(broken, 20)),
+        },
+    )
+
+
+def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict:
+    quarantine = quarantine_frame(settings).filter(pl.col("source_file").str.starts_with(prefix))
+    by_rule = Counter(quarantine["rule_id"].to_list())
+    return {
+        "files_read": len(report.files),
+        "files_quarantined_whole": len(report.files_rejected),
+        "records_in": report.records_in,
+        "rows_staged": report.staged,
+        "rows_quarantined": report.quarantined,
+        "quarantined_by_rule": dg.MetadataValue.json(dict(sorted(by_rule.items()))),
+    }
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"parquet"},
+                        description=f"Staged `{name}` of the yearly IPLOS extracts "
+                                    "(staging/iplos/year=YYYY/kommune=NNNN/).") for name in IPLOS_ASSETS],
+    check_specs=[dg.AssetCheckSpec("records_conserved", asset="iplos_services",
+                                   description="per file: records in = staged + quarantined")],
+    partitions_def=data_years,
+    backfill_policy=single_run,
+)
+def iplos_extracts(context: dg.AssetExecutionContext, ktt: KttResource):
+    """Read every yearly extract of the selected data years (3.6 or 3.7 by the file's root)."""
+    settings, keys = ktt.settings(), ktt.keys()
+    report = ingest.IngestReport()
+    for year in context.partition_keys:
+        year_report = ingest.ingest_iplos_year(settings, keys, int(year))
+        context.log.info(f"data year {year}: {len(year_report.files)} files, {year_report.staged} staged, "
+                         f"{year_report.quarantined} quarantined")
+        report.extend(year_report)
+    metadata = _report_metadata(report, settings, "raw/iplos/")
+    for name in IPLOS_ASSETS:
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)
+    yield _conservation_check("iplos_services", settings, "raw/iplos/")
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"parquet"},
+                        description=f"Staged `{name}` of every configured EPJ history export "
+                                    "(staging/epj/system=S/).") for name in EPJ_ASSETS],
+    check_specs=[dg.AssetCheckSpec("records_conserved", asset="epj_service_versions",
+                                   description="per file: records in = staged + quarantined")],
+)
+def epj_histories(context: dg.AssetExecutionContext, ktt: KttResource):
+    """Read the EPJ exports listed in config/kommuner.toml."""
+    settings, keys = ktt.settings(), ktt.keys()
+    report = ingest.ingest_epj(settings, keys)
+    context.log.info(f"EPJ: {len(report.files)} files, {report.staged} staged, {report.quarantined} quarantined")
+    metadata = _report_metadata(report, settings, "raw/epj/")
+    for name in EPJ_ASSETS:
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)
+    yield _conservation_check("epj_service_versions", settings, "raw/epj/")
+
+
+@dg.asset(group_name=GROUP, deps=["iplos_persons", "epj_persons"], kinds={"parquet"})
+def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
+    """Merge the per-file identity parts into one encrypted identity table.
+
+    Only the message writer reads it; every other table carries pseudonyms.
+    """
+    settings, keys = ktt.settings(), ktt.keys()
+    parts = sorted((settings.data_root / "identity" / "parts").glob("*.bin"))
+    vault = read_vault(parts, keys.vault_key)
+    write_vault_part(settings.data_root / "identity" / "vault.bin", vault, keys.vault_key)
+    return dg.MaterializeResult(metadata={
+        "persons": vault["person_key"].n_unique(),
+        "identifiers": vault.height,
+        "by_type": dg.MetadataValue.json({str(k): v for k, v in
+                                          vault.group_by("id_type").len().sort("id_type").iter_rows()}),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet"})
+def municipality_numbers(ktt: KttResource) -> dg.MaterializeResult:
+    """Every kommunenummer valid 2017-2025 mapped to today's reporting municipality."""
+    settings = ktt.settings()
+    frame = municipality_codes()
+    target = settings.data_root / "reference" / "municipality_codes.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(target)
+    return dg.MaterializeResult(metadata={
+        "codes": frame.height,
+        "reporting_municipalities": frame["reporting_kommune"].drop_nulls().n_unique(),
+        "split_without_successor": frame.filter(~pl.col("has_successor")).height,
+        "path": str(target),
+    })

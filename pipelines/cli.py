@@ -1,0 +1,154 @@
+"""`ktt`: the command line a municipality's data engineer uses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from platformdirs import user_config_dir
+from rich.console import Console
+from rich.table import Table
+
+from transforms.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
+from transforms.settings import load_settings
+
+console = Console()
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="data root (default: $KTT_DATA_ROOT or ./data)")
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    path, created = init_key_file(args.key_file)
+    if created:
+        console.print(f"created key file [bold]{path}[/] (mode 0600). Back it up: without it pseudonyms "
+                      "cannot be reproduced and the identity vault cannot be read.")
+    else:
+        console.print(f"key file [bold]{path}[/] already exists; left untouched.")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from transforms.synthetic import generate
+
+    settings = load_settings(args.data_root)
+    summary = generate(settings.data_root, args.scale, args.seed)
+    console.print(str(summary))
+    return 0
+
+
+def _check_keys() -> None:
+    load_keys()  # raises MissingKeyError with instructions
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.run import run_ingestion
+
+    settings = load_settings(args.data_root)
+    _check_keys()
+    years = args.years or list(range(2017, 2026))
+    started = time.perf_counter()
+    run_ingestion(settings.data_root, years=years)
+    _print_ingestion_summary(settings, time.perf_counter() - started)
+    return 0
+
+
+def _print_ingestion_summary(settings, elapsed: float) -> None:
+    from transforms.summary import ingestion_summary
+
+    s = ingestion_summary(settings)
+    console.print(f"\n[bold]Ingestion of {settings.data_root}[/] in {elapsed:.1f} s")
+    console.print(f"  municipalities configured: {s.municipalities}")
+    console.print(f"  source files read:         {s.files} ({s.files_quarantined_whole} quarantined whole)")
+    console.print(f"  records in / staged / quarantined: {s.records_in:,} / {s.staged:,} / {s.quarantined:,}")
+    status = "[green]every record accounted for[/]" if s.unbalanced_files == 0 else \
+        f"[red]{s.unbalanced_files} files lose records[/]"
+    console.print(f"  conservation: {status}")
+    kinds = Table(title="records by kind")
+    for col in s.records_by_kind.columns:
+        kinds.add_column(col, justify="right" if col != "record_kind" else "left")
+    for row in s.records_by_kind.iter_rows():
+        kinds.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
+    console.print(kinds)
+    rules = Table(title="quarantine by rule")
+    rules.add_column("rule_id")
+    rules.add_column("records", justify="right")
+    for rule, n in s.quarantine_by_rule.iter_rows():
+        rules.add_row(rule, f"{n:,}")
+    console.print(rules)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the demo world (if absent), make a demo key file, run everything, summarise."""
+    from pipelines.run import run_ingestion
+    from transforms.synthetic import generate
+
+    os.environ["KTT_ALLOW_SYNTHETIC_IDS"] = "1"
+    if not os.environ.get(KEY_FILE_ENV):
+        os.environ[KEY_FILE_ENV] = str(Path(user_config_dir("ktt-backfill")) / "demo-keys.json")
+    key_path, created = init_key_file()
+    if created:
+        console.print(f"demo: created its own key file {key_path} (synthetic data only)")
+    settings = load_settings(args.data_root)
+    started = time.perf_counter()
+    if args.regenerate or not (settings.raw_dir.exists() and (settings.config_dir / "kommuner.toml").exists()):
+        console.print(f"generating the {args.scale} world into {settings.data_root} ...")
+        console.print(str(generate(settings.data_root, args.scale, args.seed)))
+    else:
+        console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
+    run_ingestion(settings.data_root)
+    _print_ingestion_summary(settings, time.perf_counter() - started)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ktt", description="KPR KTT backfill: IPLOS and EPJ history "
+                                                             "to daily submissions")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="manage the key file").add_subparsers(dest="keys_command", required=True)
+    init = keys.add_parser("init", help="create the key file (never overwrites)")
+    init.add_argument("--key-file", type=Path, default=None,
+                      help=f"path (default: ${KEY_FILE_ENV} or {default_key_file()})")
+    init.set_defaults(func=cmd_keys_init)
+
+    gen = sub.add_parser("generate", help="write a synthetic data root with ground truth")
+    gen.add_argument("--scale", choices=["demo", "small", "oslo", "national"], default="demo")
+    gen.add_argument("--seed", type=int, default=42)
+    _add_root(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    ing = sub.add_parser("ingest", help="stage yearly extracts and EPJ exports into Parquet")
+    ing.add_argument("--years", type=int, nargs="*", help="data years (default 2017-2025)")
+    _add_root(ing)
+    ing.set_defaults(func=cmd_ingest)
+
+    demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
+    demo.add_argument("--scale", choices=["demo", "small"], default="demo")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--regenerate", action="store_true", help="regenerate the data even if present")
+    _add_root(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except MissingKeyError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

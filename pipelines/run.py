@@ -1,0 +1,49 @@
+"""Running the asset graph in-process, for the CLI (`ktt ingest`, `ktt demo`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from assets import ingestion
+from assets.resources import KttResource
+from transforms.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _instance() -> dg.DagsterInstance:
+    """The project's instance when DAGSTER_HOME is set (runs show in the UI), else a throwaway one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def run_ingestion(data_root: Path, key_file: Path | None = None,
+                  years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:
+    """Stage the yearly extracts of `years` (one run for the range), then EPJ, vault and codes."""
+    resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
+    instance = _instance()
+    first, last = str(min(years)), str(max(years))
+    result = dg.materialize(
+        [ingestion.iplos_extracts], resources=resources, instance=instance, run_config=QUIET,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+    _raise_on_failed_checks(result)
+    result = dg.materialize(
+        [ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers],
+        resources=resources, instance=instance, run_config=QUIET,
+    )
+    _raise_on_failed_checks(result)
+
+
+class CheckFailed(RuntimeError):
+    pass
+
+
+def _raise_on_failed_checks(result: dg.ExecuteInProcessResult) -> None:
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    if failed:
+        names = ", ".join(f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed)
+        raise CheckFailed(f"asset checks failed: {names}")

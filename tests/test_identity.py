@@ -1,0 +1,91 @@
+import os
+import stat
+
+import polars as pl
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from tests.idgen import break_check_digit, synthetic_number
+from transforms.identity import (
+    TYPE_DNR, TYPE_DUF, TYPE_FNR, TYPE_HNR, Pseudonymizer, check_identifier, decrypt_frame,
+    duf_check_digits, encrypt_frame,
+)
+from transforms.keys import MissingKeyError, init_key_file, load_keys
+
+EXAMPLE_IDS = ["14894710005", "07834110096"]  # the spec's example persons
+
+
+@pytest.mark.parametrize("number", EXAMPLE_IDS)
+def test_spec_examples_are_valid_synthetic_birth_numbers(number):
+    check = check_identifier(number, allow_synthetic=True)
+    assert check.rule_id is None and check.synthetic and check.id_type == TYPE_FNR
+
+
+def test_synthetic_numbers_are_a_finding_unless_allowed():
+    check = check_identifier(EXAMPLE_IDS[0], allow_synthetic=False)
+    assert check.rule_id == "id.synthetic_not_allowed"
+
+
+def test_broken_check_digit_is_rejected():
+    assert check_identifier(break_check_digit(EXAMPLE_IDS[0]), allow_synthetic=True).rule_id == "id.check_digits"
+
+
+def test_d_number_type_derived_from_digits():
+    number = synthetic_number(12, 3, 55, 123, d_number=True)
+    check = check_identifier(number, declared_type=TYPE_FNR, allow_synthetic=True)
+    assert check.rule_id is None and check.id_type == TYPE_DNR
+
+
+def test_h_number_type():
+    number = synthetic_number(12, 3, 55, 123, h_number=True)
+    check = check_identifier(number, allow_synthetic=False)
+    assert check.rule_id is None and check.id_type == TYPE_HNR and not check.synthetic
+
+
+def test_wrong_length_and_letters():
+    assert check_identifier("1234", allow_synthetic=True).rule_id == "id.format"
+    assert check_identifier("1489471000X", allow_synthetic=True).rule_id == "id.format"
+    assert check_identifier("", allow_synthetic=True).rule_id == "id.missing"
+
+
+def test_duf_numbers_by_their_own_rule():
+    first_ten = "2015123456"
+    good = first_ten + duf_check_digits(first_ten)
+    assert check_identifier(good, declared_type=TYPE_DUF).id_type == TYPE_DUF
+    assert check_identifier(good, declared_type=TYPE_DUF).rule_id is None
+    bad = first_ten + f"{(int(duf_check_digits(first_ten)) + 1) % 100:02d}"
+    assert check_identifier(bad, declared_type=TYPE_DUF).rule_id == "id.check_digits"
+
+
+def test_other_identifier_kinds_pass_through_as_reported():
+    assert check_identifier("P1234567", declared_type=9).rule_id is None
+
+
+def test_pseudonyms_are_keyed_and_stable():
+    a, b = Pseudonymizer(b"a" * 32), Pseudonymizer(b"b" * 32)
+    assert a(EXAMPLE_IDS[0]) == a(EXAMPLE_IDS[0]) != b(EXAMPLE_IDS[0])
+    assert EXAMPLE_IDS[0] not in a(EXAMPLE_IDS[0])
+    assert EXAMPLE_IDS[0] not in a.tag(EXAMPLE_IDS[0])
+
+
+def test_vault_roundtrip_and_wrong_key():
+    frame = pl.DataFrame({"person_key": ["p1"], "fid": [EXAMPLE_IDS[0]], "id_type": [1]})
+    blob = encrypt_frame(frame, b"k" * 32)
+    assert EXAMPLE_IDS[0].encode() not in blob
+    assert decrypt_frame(blob, b"k" * 32).equals(frame)
+    with pytest.raises(InvalidTag):
+        decrypt_frame(blob, b"x" * 32)
+
+
+def test_key_file_created_private_and_never_overwritten(tmp_path, monkeypatch):
+    path = tmp_path / "cfg" / "keys.json"
+    monkeypatch.setenv("KTT_KEY_FILE", str(path))
+    with pytest.raises(MissingKeyError, match="ktt keys init"):
+        load_keys()
+    created_path, created = init_key_file()
+    assert created and created_path == path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    first = load_keys()
+    _, created_again = init_key_file()
+    assert not created_again and load_keys() == first
+    assert len(first.pseudonym_key) == 32 and first.pseudonym_key != first.vault_key
