@@ -4,12 +4,12 @@ Thin wrappers: reading, validation and writing live in `transforms`; here we onl
 choose what to read and record what happened as metadata and checks.
 """
 
-from __future__ import annotations
 
 from collections import Counter
 
 import dagster as dg
 import polars as pl
+from dagster import AssetExecutionContext
 
 from assets.partitions import data_years, single_run
 from assets.resources import KttResource
@@ -61,9 +61,9 @@ def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict
     partitions_def=data_years,
     backfill_policy=single_run,
 )
-def iplos_extracts(context: dg.AssetExecutionContext, ktt: KttResource):
+def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     """Read every yearly extract of the selected data years (3.6 or 3.7 by the file's root)."""
-    settings, keys = ktt.settings(), ktt.keys()
+    settings, keys = ktt.run_settings(), ktt.secret_keys()
     report = ingest.IngestReport()
     for year in context.partition_keys:
         year_report = ingest.ingest_iplos_year(settings, keys, int(year))
@@ -83,9 +83,9 @@ def iplos_extracts(context: dg.AssetExecutionContext, ktt: KttResource):
     check_specs=[dg.AssetCheckSpec("records_conserved", asset="epj_service_versions",
                                    description="per file: records in = staged + quarantined")],
 )
-def epj_histories(context: dg.AssetExecutionContext, ktt: KttResource):
+def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     """Read the EPJ exports listed in config/kommuner.toml."""
-    settings, keys = ktt.settings(), ktt.keys()
+    settings, keys = ktt.run_settings(), ktt.secret_keys()
     report = ingest.ingest_epj(settings, keys)
     context.log.info(f"EPJ: {len(report.files)} files, {report.staged} staged, {report.quarantined} quarantined")
     metadata = _report_metadata(report, settings, "raw/epj/")
@@ -100,7 +100,7 @@ def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
 
     Only the message writer reads it; every other table carries pseudonyms.
     """
-    settings, keys = ktt.settings(), ktt.keys()
+    settings, keys = ktt.run_settings(), ktt.secret_keys()
     parts = sorted((settings.data_root / "identity" / "parts").glob("*.bin"))
     vault = read_vault(parts, keys.vault_key)
     write_vault_part(settings.data_root / "identity" / "vault.bin", vault, keys.vault_key)
@@ -115,7 +115,7 @@ def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def municipality_numbers(ktt: KttResource) -> dg.MaterializeResult:
     """Every kommunenummer valid 2017-2025 mapped to today's reporting municipality."""
-    settings = ktt.settings()
+    settings = ktt.run_settings()
     frame = municipality_codes()
     target = settings.data_root / "reference" / "municipality_codes.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,10 @@ class KttResource(dg.ConfigurableResource):
     data_root: str = ""
     key_file: str = ""
 
-    def settings(self) -> Settings:
+    def run_settings(self) -> Settings:
         return load_settings(self.data_root or None)
 
-    def keys(self) -> Keys:
+    def secret_keys(self) -> Keys:
         from pathlib import Path
 
         return load_keys(Path(self.key_file) if self.key_file else None)

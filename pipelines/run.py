@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,11 @@ from assets import ingestion
 from assets.resources import KttResource
 from transforms.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+def _run_config() -> dict:
+    """Dagster's console log at WARNING unless the CLI was asked to be verbose."""
+    level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "WARNING"
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
 def _instance() -> dg.DagsterInstance:
@@ -27,13 +32,13 @@ def run_ingestion(data_root: Path, key_file: Path | None = None,
     instance = _instance()
     first, last = str(min(years)), str(max(years))
     result = dg.materialize(
-        [ingestion.iplos_extracts], resources=resources, instance=instance, run_config=QUIET,
+        [ingestion.iplos_extracts], resources=resources, instance=instance, run_config=_run_config(),
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
     )
     _raise_on_failed_checks(result)
     result = dg.materialize(
         [ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers],
-        resources=resources, instance=instance, run_config=QUIET,
+        resources=resources, instance=instance, run_config=_run_config(),
     )
     _raise_on_failed_checks(result)
 

@@ -7,8 +7,15 @@ from cryptography.exceptions import InvalidTag
 
 from tests.idgen import break_check_digit, synthetic_number
 from transforms.identity import (
-    TYPE_DNR, TYPE_DUF, TYPE_FNR, TYPE_HNR, Pseudonymizer, check_identifier, decrypt_frame,
-    duf_check_digits, encrypt_frame,
+    TYPE_DNR,
+    TYPE_DUF,
+    TYPE_FNR,
+    TYPE_HNR,
+    Pseudonymizer,
+    check_identifier,
+    decrypt_frame,
+    duf_check_digits,
+    encrypt_frame,
 )
 from transforms.keys import MissingKeyError, init_key_file, load_keys
 

@@ -1,0 +1,93 @@
+"""Benchmark: read one oslo-scale yearly extract; MB/s and peak memory at two file sizes.
+
+Usage: python bench/ingest_yearly_extract.py [--data-root DIR] [--year 2023] [--factor 4]
+
+Generates the `oslo` scale into DIR if it holds no data, picks Oslo's (0301) extract of
+the year, builds a copy `factor` times larger (the persons repeated), and reads
+each file in a fresh child process so the peak resident memory of one read is
+measured on its own. Flat memory means the peak barely moves with file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def read_once(path: Path, year: int, unit: str, out: Path) -> dict:
+    """Child process body: stage one file, report seconds and records."""
+    from transforms.identity import Pseudonymizer
+    from transforms.ingest import IPLOS_TABLES
+    from transforms.readers.base import ReadContext
+    from transforms.readers.iplos_xml import read_iplos_file
+    from transforms.staging import FileSink
+
+    sink = FileSink(f"raw/iplos/{year}/{unit}.xml", "iplos", dict.fromkeys(IPLOS_TABLES, out / "staged"),
+                    out / "staging" / "quarantine" / "q.parquet", out / "staging" / "counts.parquet",
+                    out / "identity", Pseudonymizer(os.urandom(32)), os.urandom(32))
+    started = time.perf_counter()
+    read_iplos_file(path, sink, ReadContext(True, year=year, unit=unit))
+    sink.commit()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "records": sum(sink.records_in.values()),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def enlarge(source: Path, target: Path, factor: int) -> None:
+    """Repeat the persons of an extract `factor` times (streaming, line based)."""
+    lines = source.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if b"<Bruker " in line)
+    end = max(i for i, line in enumerate(lines) if b"</Kommune>" in line)
+    with target.open("wb") as handle:
+        handle.write(b"\n".join(lines[:start]) + b"\n")
+        body = b"\n".join(lines[start:end]) + b"\n"
+        for _ in range(factor):
+            handle.write(body)
+        handle.write(b"\n".join(lines[end:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=ROOT / "data" / "bench-oslo")
+    parser.add_argument("--year", type=int, default=2023)
+    parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        path, year, unit, out = args.child
+        print(json.dumps(read_once(Path(path), int(year), unit, Path(out))))
+        return
+    source = args.data_root / "raw" / "iplos" / str(args.year) / "0301.xml"
+    if not source.exists():
+        from transforms.synthetic import generate
+
+        print(f"generating the oslo scale into {args.data_root} ...", flush=True)
+        print(generate(args.data_root, "oslo", 42), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "0301.xml"
+        enlarge(source, big, args.factor)
+        print(f"{'file':<28} {'MB':>8} {'records':>10} {'s':>7} {'MB/s':>7} {'peak RSS MiB':>13}")
+        for label, path in ((f"{args.year}/0301.xml", source), (f"same x{args.factor}", big)):
+            out = Path(tempfile.mkdtemp(dir=tmp))
+            result = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), str(args.year), "0301", str(out)],
+                check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            r = json.loads(result.stdout.strip().splitlines()[-1])
+            mb = path.stat().st_size / 1e6
+            print(f"{label:<28} {mb:8.1f} {r['records']:10,} {r['seconds']:7.2f} {mb / r['seconds']:7.1f} "
+                  f"{r['peak_rss_mib']:13.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
