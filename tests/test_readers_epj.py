@@ -136,9 +136,11 @@ def assert_conserved(sink: FileSink) -> None:
         assert sink.records_in[kind] == sink.staged[kind] + sink.quarantined[kind], kind
 
 
-def write(root: Path, rel: str, text: str | bytes, encoding: str = "cp1252") -> Path:
+def write(root: Path, rel: str, text: str | bytes, encoding: str | None = None) -> Path:
+    """Write a test file: cp1252 for epj-a-csv, UTF-8 for epj-b-jsonl unless told otherwise."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
+    encoding = encoding or ("cp1252" if path.suffix == ".csv" else "utf-8")
     path.write_bytes(text if isinstance(text, bytes) else text.encode(encoding))
     return path
 
@@ -208,19 +210,9 @@ def test_example_epj_a_reads_clean_with_exact_rows(example_root: Path):
     assert persons.vault().to_dicts() == [{"person_key": PSEUDO(FNR_1), "fid": FNR_1, "id_type": 1}]
 
 
-def test_example_epj_b_verbatim_quarantines_its_invalid_org_number(example_root: Path):
-    """Spec defect: the example's 986528098 fails the mod-11 check (weighted sum 183, 183 % 11 = 7),
-    so b-6 and b-7 are quarantined by the org rule that inputs.md §1 defines. Reported upstream."""
-    result = run(example_root, example_root / "raw" / "epj" / "3301-b" / "events.jsonl")
-    assert result.rules() == {6: "org.check_digits", 7: "org.check_digits"}
-    assert result.quarantine["location"].to_list() == ["eventId=b-6", "eventId=b-7"]
-
-
 def test_example_epj_b_reads_clean_with_exact_rows(example_root: Path):
-    # The example with its one invalid org number replaced by a valid one (see the test above).
-    path = example_root / "raw" / "epj" / "3301-b" / "events.jsonl"
-    path.write_text(path.read_text(encoding="utf-8").replace("986528098", "986528091"), encoding="utf-8")
-    result = run(example_root, path)
+    # 986528098 fails the mod-11 check digit; it is kept (only a number that is not nine digits is rejected).
+    result = run(example_root, example_root / "raw" / "epj" / "3301-b" / "events.jsonl")
     assert result.quarantine.height == 0
     assert result.rows("epj_persons") == [{
         **lineage(result, 1, "eventId=b-1", "epj_b", "3005", utc(2021, 3, 15, 6, 55)),
@@ -238,8 +230,8 @@ def test_example_epj_b_reads_clean_with_exact_rows(example_root: Path):
         service(2, "3005", utc(2021, 3, 15, 7, 0), "B-00017", "15", "974760673", 6.0, None, "NY",
                 ("epj_a", "A-00001")),
         service(3, "3005", utc(2021, 3, 15, 7, 0, 5), "B-00018", "29", None, None, None, "NY"),
-        service(6, "3005", utc(2023, 1, 10, 10, 0), "B-00017", "15", "986528091", 6.0, None, "ENDRET"),
-        service(7, "3301", utc(2024, 5, 3, 12, 0), "B-00017", "15", "986528091", 6.0, dt.date(2024, 5, 2),
+        service(6, "3005", utc(2023, 1, 10, 10, 0), "B-00017", "15", "986528098", 6.0, None, "ENDRET"),
+        service(7, "3301", utc(2024, 5, 3, 12, 0), "B-00017", "15", "986528098", 6.0, dt.date(2024, 5, 2),
                 "ENDRET"),
     ]
     assert result.rows("epj_stops") == [
@@ -293,7 +285,7 @@ def test_csv_service_rules(tmp_path: Path):
         "602;1001;A-7;15;28.04.2016;02.05.2016;;;;28.04.2016 10:05:40;NY",                   # 10
         "0602;1001;A-8;15;28.04.2016;02.05.2016;;;168,5;28.04.2016 10:05:40;NY",             # 11
         "0602;1001;A-9;15;28.04.2016;02.05.2016;;;fire;28.04.2016 10:05:40;NY",              # 12
-        "0602;1001;A-10;15;28.04.2016;02.05.2016;;974760674;;28.04.2016 10:05:40;NY",        # 13
+        "0602;1001;A-10;15;28.04.2016;02.05.2016;;97476067;;28.04.2016 10:05:40;NY",         # 13
         "0602;1001;A-11;15;28.04.2016;;;;;28.04.2016 10:05:40;NY",                           # 14
         "0602;1001;A-12;15;28.04.2016;02.05.2016;01.05.2016;;;28.04.2016 10:05:40;ANNULLERT",  # 15
         "0602;1001;A-13;15;28.04.2016;02.05.2016;02.05.2016;;;28.04.2016 10:05:40;ANNULLERT",  # 16 staged
@@ -303,21 +295,28 @@ def test_csv_service_rules(tmp_path: Path):
         "0602;1001;A-16;15;28.04.2016;02.05.2016;;;;28.04.2016 10:05:40;NY;extra",           # 20
         "0602;;A-17;15;28.04.2016;02.05.2016;;;;28.04.2016 10:05:40;NY",                     # 21
         "0602;1001;A-18;15;28.04.2016;02.05.2016;;;0;27.10.2024 02:30:00;ENDRET",            # 22 staged
+        "0602;1001;A-19;1²;28.04.2016;02.05.2016;;;;28.04.2016 10:05:40;NY",                 # 23
+        "0602;1001;A-20;15;28.04.2016;02.05.2016;;;;01.01.0001 00:30:00;NY",                 # 24
+        "06²2;1001;A-21;15;28.04.2016;02.05.2016;;;;28.04.2016 10:05:40;NY",                 # 25
+        "0602;1001;A-22;15;28.04.2016;02.05.2016;;97476067²;;28.04.2016 10:05:40;NY",        # 26
+        "0602;1001;A-23;15;28.04.2016;02.05.2016;;974760674;;28.04.2016 10:05:40;NY",        # 27 staged
     ))
     result = run(tmp_path, path)
     assert result.rules() == {
         3: "record.duplicate", 4: "record.malformed", 6: "date.unparseable", 7: "period.end_before_start",
         8: "code.unknown_service", 9: "code.unknown_value", 10: "code.unknown_value", 11: "hours.out_of_range",
-        12: "number.unparseable", 13: "org.check_digits", 14: "field.missing", 15: "period.end_before_start",
+        12: "number.unparseable", 13: "org.format", 14: "field.missing", 15: "period.end_before_start",
         17: "field.missing", 18: "date.unparseable", 19: "field.missing", 20: "record.malformed",
-        21: "field.missing",
+        21: "field.missing", 23: "code.unknown_service", 24: "date.unparseable", 25: "code.unknown_value",
+        26: "org.format",
     }
     rows = result.rows("epj_service_versions")
     assert [(r["line"], r["service_id"], r["change_type"]) for r in rows] == [
-        (2, "A-1", "NY"), (16, "A-13", "ANNULLERT"), (22, "A-18", "ENDRET")]
+        (2, "A-1", "NY"), (16, "A-13", "ANNULLERT"), (22, "A-18", "ENDRET"), (27, "A-23", "NY")]
+    assert rows[3]["provider_org"] == "974760674"  # a failing check digit is kept
     # An ambiguous local time at the end of DST takes its first (summer time) occurrence.
     assert rows[2]["registered_at"] == utc(2024, 10, 27, 0, 30) and rows[2]["hours_per_week"] == 0.0
-    assert dict(result.sink.records_in) == {"service": 20}  # the blank line is no record
+    assert dict(result.sink.records_in) == {"service": 25}  # the blank line is no record
     by_line = {r["line"]: r for r in result.quarantine.to_dicts()}
     assert by_line[3]["location"] == "tjenesteid=A-1"
     assert by_line[4]["location"] == "line=4"
@@ -345,13 +344,14 @@ def test_csv_person_rules(tmp_path: Path):
         f"0602;1012;{FNR_2};FNR;2;1941;;;",                            # 13
         f"06020;1013;{FNR_2};FNR;2;1941;;;{ts}",                       # 14
         f"0602;1014;{FNR_2};;2;1941;;;{ts}",                           # 15
+        f"0602;1015;{FNR_2};FNR;2;{FNR_3[1:]};;;{ts}",                 # 16: would overflow Int32
     ))
     result = run(tmp_path, path)
     assert result.rules() == {
         3: "id.check_digits", 4: "id.format", 5: "id.missing", 6: "code.unknown_value",
         7: "code.unknown_value", 8: "number.unparseable", 9: "date.unparseable", 10: "id.birth_date",
         11: "field.missing", 12: "id.check_digits", 13: "field.missing", 14: "code.unknown_value",
-        15: "field.missing",
+        15: "field.missing", 16: "number.unparseable",
     }
     assert [r["line"] for r in result.rows("epj_persons")] == [2]
     # Only the staged person's identifier is registered in the vault.
@@ -388,6 +388,18 @@ def test_csv_columns_are_found_by_header_name(tmp_path: Path):
     rows = run(tmp_path, path).rows("epj_stops")
     assert [(r["service_id"], r["stop_id"], r["unit"], r["from_date"]) for r in rows] == [
         ("A-1", "S-1", "3005", dt.date(2020, 12, 1))]
+
+
+def test_csv_header_ending_in_separator(tmp_path: Path):
+    path = write(tmp_path, "raw/epj/a/stopp.csv", csv_text(
+        STOPP_HEADER + ";",
+        "3005;A-1;S-1;01.12.2020;;01.12.2020 08:30:00;NY;",
+        "3005;A-1;S-2;01.12.2020;;01.12.2020 08:30:00;NY;x",
+        "3005;A-1;S-3;01.12.2020;;01.12.2020 08:30:00;NY",
+    ))
+    result = run(tmp_path, path)
+    assert result.rules() == {3: "record.malformed", 4: "record.malformed"}
+    assert result.rows("epj_stops")[0]["change_type"] == "NY"
 
 
 def test_csv_layouts_fill_exactly_their_tables():
@@ -478,7 +490,7 @@ def pause(eid: str, pid: str = "P-1", status: str = "ACTIVE", **extra) -> dict:
 
 def test_jsonl_rules_and_status_mapping(tmp_path: Path):
     first = client("e-1", FNR_1)
-    bad_org = service("e-7", providerOrg="974760674")
+    bad_org = service("e-7", providerOrg="97476067X")
     no_body = service("e-18")
     del no_body["service"]
     no_client_id = client("e-24", FNR_2)
@@ -518,15 +530,20 @@ def test_jsonl_rules_and_status_mapping(tmp_path: Path):
         pause("e-29", pid="P-2", serviceId="S-9", **{"from": None}),  # 29
         client("e-30", FNR_2, deathDate=20230201),                  # 30
         {"eventId": "e-31", "municipality": "3005"},                # 31
+        service("e-32", recordedAt="0001-01-01T00:00:00+01:00"),    # 32
+        client("e-33", FNR_2, birthYear=7834110096),                # 33
+        service("e-34", code="1²"),                                 # 34
+        "[" * 100_000,                                              # 35
     ))
     result = run(tmp_path, path)
     assert result.rules() == {
         3: "record.malformed", 4: "record.malformed", 5: "code.unknown_value", 6: "record.duplicate",
-        7: "org.check_digits", 11: "code.unknown_value", 12: "code.unknown_value", 13: "id.check_digits",
+        7: "org.format", 11: "code.unknown_value", 12: "code.unknown_value", 13: "id.check_digits",
         14: "period.end_before_start", 15: "period.end_before_start", 18: "field.missing",
         19: "date.unparseable", 20: "hours.out_of_range", 21: "code.unknown_value", 22: "record.malformed",
         24: "field.missing", 25: "code.unknown_service", 27: "period.end_before_start",
         28: "record.malformed", 29: "field.missing", 30: "date.unparseable", 31: "field.missing",
+        32: "date.unparseable", 33: "number.unparseable", 34: "code.unknown_service", 35: "record.malformed",
     }
     services = result.rows("epj_service_versions")
     assert [(r["line"], r["service_id"], r["change_type"], r["hours_per_week"]) for r in services] == [
@@ -542,7 +559,7 @@ def test_jsonl_rules_and_status_mapping(tmp_path: Path):
     assert [(r["line"], r["person_key"], r["id_type"], r["sex"], r["district"], r["death_date"])
             for r in persons] == [(1, PSEUDO(FNR_1), 1, 2, None, None),
                                   (23, PSEUDO(DNR_1), 2, 1, "Bragernes", dt.date(2023, 2, 1))]
-    assert dict(result.sink.records_in) == {"person": 7, "service": 16, "stop": 4, "record": 4}
+    assert dict(result.sink.records_in) == {"person": 8, "service": 17, "stop": 4, "record": 5}
     by_line = {r["line"]: r for r in result.quarantine.to_dicts()}
     assert by_line[3]["location"] == "line=3" and by_line[3]["record_kind"] == "record"
     assert by_line[22]["record_kind"] == "service"  # not JSON, but its text says which kind
@@ -553,7 +570,7 @@ def test_jsonl_rules_and_status_mapping(tmp_path: Path):
 
 def test_jsonl_crlf_bom_and_split_files(tmp_path: Path):
     data = ("\ufeff" + json.dumps(client("e-1", FNR_1)) + "\r\n\r\n" + json.dumps(service("e-3")) + "\r\n")
-    path = write(tmp_path, "raw/epj/b/events-0001.jsonl", data, encoding="utf-8")
+    path = write(tmp_path, "raw/epj/b/events-0001.jsonl", data)
     result = run(tmp_path, path)
     assert result.quarantine.height == 0
     assert [r["line"] for r in result.rows("epj_service_versions")] == [3]
@@ -640,7 +657,7 @@ def test_streaming_in_batches_without_reading_whole_files(tmp_path: Path, monkey
     rows = [f"3005;A-{i // 3};S-{i};01.12.2020;;01.12.2020 08:30:00;NY" for i in range(5_000)]
     csv_path = write(tmp_path, "raw/epj/a/stopp.csv", csv_text(STOPP_HEADER, *rows, rows[17]))
     events = [pause(f"e-{i}", pid=f"P-{i % 1000}") for i in range(3_000)]
-    jsonl_path = write(tmp_path, "raw/epj/b/events.jsonl", jsonl(*events), encoding="utf-8")
+    jsonl_path = write(tmp_path, "raw/epj/b/events.jsonl", jsonl(*events))
     for name in ("read_text", "read_bytes"):
         monkeypatch.setattr(Path, name, forbidden)
     a = run(tmp_path, csv_path, batch_rows=1_000)

@@ -25,7 +25,7 @@ RULES: dict[str, str] = {
     "code.unknown_value": "a coded value is outside its code list",
     "hours.out_of_range": "hours per week outside 0-168",
     "number.unparseable": "a number cannot be parsed",
-    "org.check_digits": "the provider organisation number fails its mod-11 check digit",
+    "org.format": "the provider organisation number is not nine digits",
     "id.missing": "the person identifier is empty",
     "id.format": "the person identifier has the wrong length or non-digits",
     "id.check_digits": "the person identifier fails its check digits",

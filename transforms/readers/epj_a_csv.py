@@ -17,6 +17,7 @@ of 16-byte digests used to recognise exact duplicate rows.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ TIMESTAMP_FORMAT = "%d.%m.%Y %H:%M:%S"
 CHANGE_TYPES = frozenset({"NY", "ENDRET", "ANNULLERT"})
 # Code list 3101 (kjønn): 0 not known, 1 male, 2 female, 9 not specified.
 SEX_CODES = frozenset({0, 1, 2, 9})
+FIRST_YEAR = 1850  # earliest plausible birth year
 # The id types this format writes (spec §3); values are code list 9032.
 A_ID_TYPES = {name: ID_TYPE_NAMES[name] for name in ("FNR", "DNR", "HNR", "DUF", "ANNET")}
 
@@ -75,7 +77,7 @@ def required_text(name: str) -> Parser:
 def kommunenr(name: str) -> Parser:
     def parse(value: str) -> str:
         text = required(value, name)
-        if len(text) != 4 or not text.isdigit():
+        if len(text) != 4 or not (text.isascii() and text.isdigit()):
             raise FieldError("code.unknown_value", f"{name} {text!r} is not a four-digit kommunenummer")
         return text
     return parse
@@ -101,13 +103,21 @@ def date(name: str, fmt: str = DATE_FORMAT, *, mandatory: bool = False) -> Parse
 
 def local_timestamp(name: str, fmt: str = TIMESTAMP_FORMAT) -> Parser:
     def parse(value: str):
-        return parse_local_timestamp(required(value, name), fmt, name)
+        text = required(value, name)
+        try:
+            return parse_local_timestamp(text, fmt, name)
+        except OverflowError:  # year 1 or 9999 shifted out of range by the UTC conversion
+            raise FieldError("date.unparseable", f"{name} {text!r} is out of range") from None
     return parse
 
 
-def integer(name: str) -> Parser:
+def year(name: str) -> Parser:
     def parse(value: str) -> int | None:
-        return parse_int(value, name)
+        number = parse_int(value, name)
+        if number is not None and not FIRST_YEAR <= number <= dt.date.today().year:
+            raise FieldError("number.unparseable",
+                             f"{name} {number} is not a plausible year ({FIRST_YEAR}-{dt.date.today().year})")
+        return number
     return parse
 
 
@@ -125,11 +135,19 @@ def hours(value: str) -> float | None:
 
 
 def service_code(value: str) -> str:
-    return parse_service_code(value)
+    try:
+        return parse_service_code(value)
+    except FieldError:
+        raise
+    except ValueError:  # a non-ASCII digit such as '²' passes isdigit() but not int()
+        raise FieldError("code.unknown_service", f"service code {value.strip()!r} is not in code list 9151") from None
 
 
 def org(value: str) -> str | None:
-    return parse_org(value)
+    number = parse_org(value)
+    if number is not None and not number.isascii():  # '²' passes str.isdigit()
+        raise FieldError("org.format", f"organisation number {number!r} is not 9 digits")
+    return number
 
 
 def raw(value: str) -> str:
@@ -192,7 +210,7 @@ LAYOUTS: dict[str, CsvLayout] = {
                 Col("fnr", None, raw),
                 Col("id_type", None, coded("id_type", A_ID_TYPES)),
                 Col("kjonn", "sex", sex("kjonn")),
-                Col("fodselsar", "birth_year", integer("fodselsar")),
+                Col("fodselsar", "birth_year", year("fodselsar")),
                 Col("bydel", "district", optional_text("bydel")),
                 Col("dodsdato", "death_date", date("dodsdato")),
                 Col("registrert_tid", "registered_at", local_timestamp("registrert_tid")),
@@ -283,12 +301,17 @@ def _split(text: str) -> list[str]:
     return next(csv.reader((text,), delimiter=SEPARATOR, strict=False))
 
 
-def _check_header(layout: CsvLayout, names: list[str]) -> dict[str, int]:
-    """Header name -> field index; the header must hold exactly the layout's columns."""
+def _check_header(layout: CsvLayout, names: list[str]) -> tuple[dict[str, int], int]:
+    """(header name -> field index, field count of a row); the header must hold exactly the
+    layout's columns. Trailing empty names (a header ending in `;`) are allowed: rows then end
+    in as many empty fields."""
     names = [n.strip().lower() for n in names]
+    width = len(names)
+    while names and not names[-1]:
+        names.pop()
     expected = layout.header
     missing = [c for c in expected if c not in names]
-    extra = [n for n in names if n not in expected]
+    extra = [n or "(empty name)" for n in names if n not in expected]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if missing or extra or doubled:
         parts = []
@@ -300,7 +323,7 @@ def _check_header(layout: CsvLayout, names: list[str]) -> dict[str, int]:
             parts.append(f"repeated columns {', '.join(doubled)}")
         raise FileRejected("file.unknown_layout",
                            f"{layout.file_name}: header does not match the epj-a-csv layout: {'; '.join(parts)}")
-    return {name: names.index(name) for name in expected}
+    return {name: names.index(name) for name in expected}, width
 
 
 def _location(layout: CsvLayout, values: dict[str, str], sink: FileSink) -> str:
@@ -359,18 +382,17 @@ def read_epj_a_file(path: Path, sink: FileSink, ctx: ReadContext) -> None:
     header = next(lines, None)
     if header is None or not header[1].strip():
         raise FileRejected("file.unreadable", f"{path.name}: empty file or empty header line")
-    index = _check_header(layout, _split(header[1]))
-    width = len(index)
+    index, width = _check_header(layout, _split(header[1]))
     digests: set[bytes] = set()
     for line_no, text in lines:
         if not text.strip():
             continue  # a blank line is no record
         sink.seen(layout.kind)
         fields = _split(text)
-        if len(fields) != width:
-            _reject(sink, layout.kind, Rejection("record.malformed",
-                    f"{len(fields)} fields, the {layout.file_name} layout has {width}"),
-                    line_no, f"line={line_no}", text)
+        if len(fields) != width or any(f.strip() for f in fields[len(index):]):
+            problem = (f"{len(fields)} fields, the header has {width}" if len(fields) != width
+                       else "a value in a column the header does not name")
+            _reject(sink, layout.kind, Rejection("record.malformed", problem), line_no, f"line={line_no}", text)
             continue
         values = {name: fields[i] for name, i in index.items()}
         location = _location(layout, values, sink)

@@ -45,6 +45,7 @@ from transforms.staging import FileSink
 DATE_FORMAT = "%Y-%m-%d"
 STATUSES = frozenset({"ACTIVE", "CANCELLED"})
 SEX_CODES = frozenset({0, 1, 2, 9})  # code list 3101
+FIRST_YEAR = 1850  # earliest plausible birth year
 # The id types this format writes (spec §4); values are code list 9032.
 B_ID_TYPES = {name: ID_TYPE_NAMES[name] for name in ("FNR", "DNR", "HNR", "DUF", "OTHER")}
 
@@ -87,7 +88,7 @@ def required_text(value: Any, name: str) -> str:
 
 def kommunenr(value: Any, name: str) -> str:
     text = required_text(value, name)
-    if len(text) != 4 or not text.isdigit():
+    if len(text) != 4 or not (text.isascii() and text.isdigit()):
         raise FieldError("code.unknown_value", f"{name} {text!r} is not a four-digit kommunenummer")
     return text
 
@@ -118,7 +119,11 @@ def timestamp(value: Any, name: str) -> dt.datetime:
         if value is None:
             raise FieldError("field.missing", f"required field {name} is empty")
         raise FieldError("date.unparseable", f"{name} {value!r} is not an ISO 8601 timestamp")
-    return parse_iso_timestamp(required(value, name), name)  # type: ignore[return-value]
+    text = required(value, name)
+    try:
+        return parse_iso_timestamp(text, name)  # type: ignore[return-value]
+    except OverflowError:  # year 1 or 9999 shifted out of range by the UTC conversion
+        raise FieldError("date.unparseable", f"{name} {text!r} is out of range") from None
 
 
 def integer(value: Any, name: str) -> int | None:
@@ -128,6 +133,14 @@ def integer(value: Any, name: str) -> int | None:
             raise FieldError("number.unparseable", f"{name} {value!r} is not an integer")
         value = int(value)
     return parse_int(value, name)
+
+
+def year(value: Any, name: str) -> int | None:
+    number = integer(value, name)
+    if number is not None and not FIRST_YEAR <= number <= dt.date.today().year:
+        raise FieldError("number.unparseable",
+                         f"{name} {number} is not a plausible year ({FIRST_YEAR}-{dt.date.today().year})")
+    return number
 
 
 def sex(value: Any, name: str) -> int | None:
@@ -142,11 +155,20 @@ def hours(value: Any, name: str) -> float | None:
 
 
 def service_code(value: Any, name: str) -> str:
-    return parse_service_code(_scalar(value, name))
+    text = _scalar(value, name)
+    try:
+        return parse_service_code(text)
+    except FieldError:
+        raise
+    except ValueError:  # a non-ASCII digit such as '²' passes isdigit() but not int()
+        raise FieldError("code.unknown_service", f"service code {text!r} is not in code list 9151") from None
 
 
 def org(value: Any, name: str) -> str | None:
-    return parse_org(_scalar(value, name))
+    number = parse_org(_scalar(value, name))
+    if number is not None and not number.isascii():  # '²' passes str.isdigit()
+        raise FieldError("org.format", f"organisation number {number!r} is not 9 digits")
+    return number
 
 
 def raw(value: Any, name: str) -> str | None:
@@ -217,7 +239,7 @@ KINDS: dict[str, JsonKind] = {
                 Field(("client", "nationalId"), None, raw),
                 Field(("client", "idType"), None, coded(B_ID_TYPES)),
                 Field(("client", "sex"), "sex", sex),
-                Field(("client", "birthYear"), "birth_year", integer),
+                Field(("client", "birthYear"), "birth_year", year),
                 Field(("client", "district"), "district", optional_text),
                 Field(("client", "deathDate"), "death_date", iso_date),
             ),
@@ -318,7 +340,7 @@ class _Reader:
         sink = self.sink
         try:
             event = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             hint = _KIND_HINT.search(text)
             kind = KINDS[hint.group(1)].kind if hint and hint.group(1) in KINDS else UNKNOWN_KIND
             sink.seen(kind)

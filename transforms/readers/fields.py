@@ -124,12 +124,22 @@ def parse_service_code(value: str | int | None) -> str:
 
 
 def parse_org(value: str | None) -> str | None:
+    """Nine digits, or the record is quarantined.
+
+    A failing mod-11 check digit is not a reason to drop a service: the spec's own
+    example provider (986528098) fails it. Such numbers are kept and listed by
+    `org_check_digit_ok` as a data-quality finding.
+    """
     if blank(value):
         return None
     number = value.strip()  # type: ignore[union-attr]
-    if not orgnr.is_valid(number):
-        raise FieldError("org.check_digits", f"organisation number {number!r} fails its check digit")
+    if len(number) != 9 or not number.isdigit():
+        raise FieldError("org.format", f"organisation number {number!r} is not 9 digits")
     return number
+
+
+def org_check_digit_ok(number: str) -> bool:
+    return orgnr.is_valid(number)
 
 
 def check_period(start: dt.date | None, end: dt.date | None, what: str) -> None:

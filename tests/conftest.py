@@ -1,0 +1,39 @@
+"""Shared fixtures: a key file per test session and the spec's worked example as a data root."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from transforms.keys import init_key_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+EXAMPLE_ROOT = SHARED / "spec" / "examples" / "data-root"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def key_file(tmp_path_factory) -> Path:
+    """Every test runs with its own throwaway keys and synthetic identifiers allowed."""
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    init_key_file(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KTT_KEY_FILE", str(path))
+        mp.setenv("KTT_ALLOW_SYNTHETIC_IDS", "1")
+        yield path
+
+
+@pytest.fixture(scope="session")
+def example_root(tmp_path_factory, key_file) -> Path:
+    """The spec's example data root, copied (shared/ is read-only) and ingested."""
+    if not EXAMPLE_ROOT.exists():
+        pytest.skip("shared/spec/examples not beside the checkout")
+    from pipelines.run import run_ingestion
+
+    root = tmp_path_factory.mktemp("example") / "data-root"
+    shutil.copytree(EXAMPLE_ROOT, root)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    run_ingestion(root, key_file)
+    return root

@@ -1,0 +1,1 @@
+"""Timeline reconstruction: coverage, episodes, day-level allocation (DuckDB SQL)."""

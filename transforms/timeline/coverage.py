@@ -1,0 +1,136 @@
+"""Which source is authoritative for each reporting municipality, unit and day.
+
+Coverage is decided per unit (the kommunenummer valid on the day for a part of
+the territory): the configured EPJ system that holds the unit, is active and has
+history for the day; else that year's yearly extract of the unit; else a gap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from transforms.config import load_kommuner
+from transforms.kommuner import municipality_codes
+from transforms.settings import Settings
+
+OPEN_END = dt.date(9999, 12, 31)
+
+
+def as_of_date(settings: Settings) -> dt.date:
+    """The last day reconstructed: the configured as-of date, else yesterday."""
+    return settings.as_of_date or (dt.date.today() - dt.timedelta(days=1))
+
+
+def epj_system_frame(settings: Settings) -> pl.DataFrame:
+    """One row per configured EPJ system with its validity (open ends as 9999-12-31)."""
+    rows = [
+        {"kommune": m.nr, "system": s.system, "format": s.format, "active_from": s.active_from,
+         "active_to": s.active_to or OPEN_END, "history_from": s.history_from,
+         "units": list(s.kommuner) if s.kommuner is not None else None}
+        for m in load_kommuner(settings.config_dir / "kommuner.toml") for s in m.epj
+    ]
+    return pl.DataFrame(rows, schema={
+        "kommune": pl.Utf8, "system": pl.Utf8, "format": pl.Utf8, "active_from": pl.Date,
+        "active_to": pl.Date, "history_from": pl.Date, "units": pl.List(pl.Utf8)})
+
+
+def unit_years(settings: Settings, last_year: int) -> pl.DataFrame:
+    """(kommune, unit, year) for every configured municipality and year from the cut-off."""
+    configured = [m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml")]
+    codes = municipality_codes().filter(pl.col("reporting_kommune").is_in(configured))
+    years = pl.DataFrame({"year": list(range(settings.cutoff_date.year, last_year + 1))}, schema={"year": pl.Int32})
+    return (
+        codes.join(years, how="cross")
+        .filter((pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("year")))
+                & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.col("year"))))
+        .select(pl.col("reporting_kommune").alias("kommune"), pl.col("code").alias("unit"), "year")
+        .sort("kommune", "unit", "year")
+    )
+
+
+def staged_extracts(settings: Settings) -> pl.DataFrame:
+    """(year, unit) of every yearly extract that was read (a file quarantined whole does not count)."""
+    files = sorted((settings.staging_dir / "file_counts").glob("raw__iplos__*.parquet"))
+    if not files:
+        return pl.DataFrame(schema={"year": pl.Int32, "unit": pl.Utf8})
+    counts = pl.concat([pl.read_parquet(f) for f in files])
+    rejected = counts.filter(pl.col("record_kind") == "file")["source_file"]
+    read = counts.filter(~pl.col("source_file").is_in(rejected.implode()))
+    parts = read["source_file"].unique().str.extract_groups(r"^raw/iplos/(\d{4})/(\d{4})\.xml$")
+    return (
+        parts.struct.unnest().drop_nulls()
+        .select(pl.col("1").cast(pl.Int32).alias("year"), pl.col("2").alias("unit"))
+        .unique().sort("year", "unit")
+    )
+
+
+COVERAGE_SQL = """
+WITH days AS (
+    SELECT CAST(d AS DATE) AS day FROM generate_series($first_day::DATE, $last_day::DATE, INTERVAL 1 DAY) t(d)
+), unit_days AS (
+    SELECT u.kommune, u.unit, d.day FROM unit_years u JOIN days d ON year(d.day) = u.year
+), epj_days AS (
+    SELECT ud.kommune, ud.unit, ud.day, arg_max(s.system, s.active_from) AS system
+    FROM unit_days ud JOIN epj_systems s
+      ON s.kommune = ud.kommune
+     AND (s.units IS NULL OR list_contains(s.units, ud.unit))
+     AND ud.day BETWEEN s.active_from AND s.active_to
+     AND ud.day >= s.history_from
+    GROUP BY ALL
+)
+SELECT ud.kommune, ud.unit, ud.day,
+       CASE WHEN e.system IS NOT NULL THEN 'epj:' || e.system
+            WHEN x.unit IS NOT NULL THEN 'iplos:' || year(ud.day)
+            ELSE 'gap' END AS source
+FROM unit_days ud
+LEFT JOIN epj_days e USING (kommune, unit, day)
+LEFT JOIN extracts x ON x.unit = ud.unit AND x.year = year(ud.day)
+ORDER BY ud.kommune, ud.unit, ud.day
+"""
+
+SEGMENTS_SQL = """
+SELECT kommune, unit, source, min(day) AS first_day, max(day) AS last_day, count(*) AS days
+FROM (
+    SELECT *, day - CAST(row_number() OVER (PARTITION BY kommune, unit, source ORDER BY day) AS INTEGER) AS grp
+    FROM coverage
+)
+GROUP BY kommune, unit, source, grp
+ORDER BY kommune, unit, first_day
+"""
+
+
+def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = None
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Day-level coverage and its segments (gap segments are the segments with source 'gap')."""
+    last_day = as_of_date(settings)
+    own = con is None
+    con = con or duckdb.connect()
+    try:
+        con.register("unit_years", unit_years(settings, last_day.year).to_arrow())
+        con.register("epj_systems", epj_system_frame(settings).to_arrow())
+        con.register("extracts", staged_extracts(settings).to_arrow())
+        coverage = con.execute(COVERAGE_SQL, {"first_day": settings.cutoff_date, "last_day": last_day}).pl()
+        con.register("coverage", coverage.to_arrow())
+        segments = con.execute(SEGMENTS_SQL).pl()
+    finally:
+        if own:
+            con.close()
+    return coverage, segments
+
+
+def missing_extracts(settings: Settings, coverage: pl.DataFrame) -> pl.DataFrame:
+    """Yearly extracts of the data years that do not exist, with how many of their days EPJ covers."""
+    last_year = min(as_of_date(settings).year, 2025)
+    expected = unit_years(settings, last_year)
+    present = staged_extracts(settings)
+    missing = expected.join(present, on=["year", "unit"], how="anti")
+    covered = (
+        coverage.with_columns(pl.col("day").dt.year().cast(pl.Int32).alias("year"))
+        .group_by("kommune", "unit", "year")
+        .agg(pl.col("source").str.starts_with("epj:").sum().alias("days_covered_by_epj"),
+             (pl.col("source") == "gap").sum().alias("gap_days"))
+    )
+    return missing.join(covered, on=["kommune", "unit", "year"], how="left").sort("kommune", "unit", "year")
