@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from stdnum.no.fodselsnummer import calc_check_digit1, calc_check_digit2
 
+from tests.privacy import find_identifiers
 from transforms.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
 from transforms.readers.base import FileRejected, ReadContext
 from transforms.readers.epj_a_csv import LAYOUTS, read_epj_a_file
@@ -645,6 +646,7 @@ def test_no_raw_identifier_in_any_parquet_file(tmp_path: Path):
             assert identifier.encode() not in data, (file.name, identifier)
             for column in text_columns:
                 assert not frame[column].str.contains(identifier, literal=True).any(), (file.name, column)
+    assert find_identifiers(parquet_files, set(ids)) == []
     locations = pl.concat([r.quarantine for r in results])["location"].to_list()
     assert any(loc.startswith("tjenesteid=<id:") for loc in locations)
     assert any(loc.startswith("eventId=<id:") for loc in locations)

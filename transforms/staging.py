@@ -22,6 +22,8 @@ from transforms.quarantine import Rejection, mask_identifiers
 from transforms.schemas import FILE_COUNTS, QUARANTINE, STAGED_TABLES
 
 BATCH_ROWS = 50_000
+# Free-text and local-id fields where an EPJ might have put a birth number (some use it as user number).
+MASKED_FIELDS = ("user_no", "district", "service_id", "stop_id", "location")
 
 
 def file_slug(rel_path: str) -> str:
@@ -61,12 +63,17 @@ class FileSink:
         self.records_in[kind] += 1
 
     def person_key(self, identifier: str, id_type: int) -> str:
-        key = self.pseudonymizer(identifier)
-        self._identities[key] = (identifier.strip(), id_type)
+        normalised = identifier.strip().replace(" ", "")
+        key = self.pseudonymizer(normalised)
+        self._identities[key] = (normalised, id_type)
         return key
 
     def stage(self, table: str, kind: str, row: dict[str, Any], count: bool = True) -> None:
         """Stage one row; `count=False` for the extra rows of one record (assessment scores)."""
+        for name in MASKED_FIELDS:
+            value = row.get(name)
+            if isinstance(value, str) and len(value) >= 11:
+                row[name] = mask_identifiers(value, self.pseudonymizer.tag)
         rows = self._rows[table]
         rows.append(row)
         if count:
@@ -77,8 +84,10 @@ class FileSink:
     def reject(self, kind: str, rejection: Rejection, line: int | None, location: str, raw: str) -> None:
         self.quarantined[kind] += 1
         self._quarantine.append({
-            "source_file": self.rel_path, "line": line, "location": location, "format": self.fmt,
-            "record_kind": kind, "rule_id": rejection.rule_id, "message": rejection.message,
+            "source_file": self.rel_path, "line": line,
+            "location": mask_identifiers(location, self.pseudonymizer.tag), "format": self.fmt,
+            "record_kind": kind, "rule_id": rejection.rule_id,
+            "message": mask_identifiers(rejection.message, self.pseudonymizer.tag),
             "raw_value": mask_identifiers(raw, self.pseudonymizer.tag)[:2000],
         })
 

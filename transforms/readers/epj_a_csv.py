@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,11 @@ PERSON_COLUMNS = ("person_key", "id_type")
 Parser = Callable[[str], Any]
 
 
+# Dates repeat across rows (decision and start dates); strptime is the costliest step per row.
+# FieldErrors are not cached, so a bad value is re-checked (and rejected) every time.
+_cached_date = functools.lru_cache(maxsize=1 << 16)(parse_date)
+
+
 # --- parsers: text of one field -> value, or FieldError ---------------------------------------
 def optional_text(name: str) -> Parser:
     def parse(value: str) -> str | None:
@@ -97,7 +103,7 @@ def date(name: str, fmt: str = DATE_FORMAT, *, mandatory: bool = False) -> Parse
     def parse(value: str):
         if mandatory:
             required(value, name)
-        return parse_date(value, fmt, name)
+        return _cached_date(value, fmt, name)
     return parse
 
 

@@ -16,6 +16,7 @@ the lines seen (exact-duplicate rule) and the ids of the services and pauses see
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -55,6 +56,11 @@ UNKNOWN_KIND = "record"  # sink kind of a line whose kind cannot be told (not JS
 
 Path_ = tuple[str, ...]
 Parser = Callable[[Any, str], Any]  # (JSON value, dotted name) -> staged value, or FieldError
+
+
+# Dates repeat across rows (decision and start dates); strptime is the costliest step per row.
+# FieldErrors are not cached, so a bad value is re-checked (and rejected) every time.
+_cached_date = functools.lru_cache(maxsize=1 << 16)(parse_date)
 
 
 # --- parsers: one JSON value -> staged value ------------------------------------------------
@@ -105,7 +111,7 @@ def coded(mapping: dict[str, Any]) -> Parser:
 def iso_date(value: Any, name: str) -> dt.date | None:
     if value is not None and not isinstance(value, str):
         raise FieldError("date.unparseable", f"{name} {value!r} is not an ISO date")
-    return parse_date(value, DATE_FORMAT, name)
+    return _cached_date(value, DATE_FORMAT, name)
 
 
 def required_date(value: Any, name: str) -> dt.date:
@@ -185,7 +191,7 @@ class Field:
     target: str | None
     parse: Parser
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return ".".join(self.path)
 
@@ -202,8 +208,12 @@ class JsonKind:
     status: Path_ | None = None                  # ACTIVE/CANCELLED -> change_type
     version_key: tuple[Path_, ...] = ()          # what identifies the record across versions
 
+    @functools.cached_property
+    def _by_path(self) -> dict[Path_, Field]:
+        return {f.path: f for f in self.fields}
+
     def field_at(self, path: Path_) -> Field:
-        return next(f for f in self.fields if f.path == path)
+        return self._by_path[path]
 
     def check(self) -> None:
         filled = [f.target for f in self.fields if f.target] + list(CONTEXT_COLUMNS)
@@ -390,8 +400,8 @@ class _Reader:
         identifier = declared = None
         if layout.person:
             id_path, type_path = layout.person
-            declared = layout.field_at(type_path).parse(_get(event, type_path), ".".join(type_path))
-            identifier = (_scalar(_get(event, id_path), ".".join(id_path)) or "").strip().replace(" ", "")
+            declared = layout.field_at(type_path).parse(_get(event, type_path), layout.field_at(type_path).name)
+            identifier = (_scalar(_get(event, id_path), layout.field_at(id_path).name) or "").strip().replace(" ", "")
             check = check_identifier(identifier, declared, self.ctx.allow_synthetic_ids)
             if check.rule_id is not None:
                 raise FieldError(check.rule_id, check.message or check.rule_id)
@@ -412,7 +422,8 @@ class _Reader:
             **parsed,
         }
         if layout.status:
-            status = layout.field_at(layout.status).parse(_get(event, layout.status), ".".join(layout.status))
+            status_field = layout.field_at(layout.status)
+            status = status_field.parse(_get(event, layout.status), status_field.name)
             key = (layout.kind, tuple(str(_get(event, p)).strip() for p in layout.version_key))
             if status == "CANCELLED":
                 row["change_type"] = "ANNULLERT"

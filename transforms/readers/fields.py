@@ -70,7 +70,10 @@ def parse_local_timestamp(value: str | None, fmt: str, name: str) -> dt.datetime
         local = dt.datetime.strptime(value.strip(), fmt)  # type: ignore[union-attr]
     except ValueError:
         raise FieldError("date.unparseable", f"{name} {value!r} is not a timestamp in format {fmt}") from None
-    return local.replace(tzinfo=OSLO).astimezone(dt.UTC)
+    try:
+        return local.replace(tzinfo=OSLO).astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise FieldError("date.unparseable", f"{name} {value!r} is outside the representable range") from None
 
 
 def parse_iso_timestamp(value: str | None, name: str) -> dt.datetime | None:
@@ -82,7 +85,10 @@ def parse_iso_timestamp(value: str | None, name: str) -> dt.datetime | None:
         raise FieldError("date.unparseable", f"{name} {value!r} is not an ISO 8601 timestamp") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=OSLO)
-    return stamp.astimezone(dt.UTC)
+    try:
+        return stamp.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise FieldError("date.unparseable", f"{name} {value!r} is outside the representable range") from None
 
 
 def parse_number(value: str | float | int | None, name: str, decimal_comma: bool = False) -> float | None:
@@ -99,13 +105,24 @@ def parse_number(value: str | float | int | None, name: str, decimal_comma: bool
         raise FieldError("number.unparseable", f"{name} {value!r} is not a number") from None
 
 
+INT32_MAX = 2**31 - 1
+
+
+def _ascii_digits(text: str) -> bool:
+    """`str.isdigit` accepts '²' and other digits that `int` then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_int(value: str | int | None, name: str) -> int | None:
     if value is None or (isinstance(value, str) and blank(value)):
         return None
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         raise FieldError("number.unparseable", f"{name} {value!r} is not an integer") from None
+    if abs(number) > INT32_MAX:
+        raise FieldError("number.unparseable", f"{name} {value!r} is out of range")
+    return number
 
 
 def parse_hours(value: str | float | None, decimal_comma: bool = False) -> float | None:
@@ -117,7 +134,7 @@ def parse_hours(value: str | float | None, decimal_comma: bool = False) -> float
 
 def parse_service_code(value: str | int | None) -> str:
     code = required(None if value is None else str(value), "service code")
-    code = str(int(code)) if code.isdigit() else code
+    code = str(int(code)) if _ascii_digits(code) else code
     if code not in service_codes():
         raise FieldError("code.unknown_service", f"service code {code!r} is not in code list 9151")
     return code
@@ -133,7 +150,7 @@ def parse_org(value: str | None) -> str | None:
     if blank(value):
         return None
     number = value.strip()  # type: ignore[union-attr]
-    if len(number) != 9 or not number.isdigit():
+    if len(number) != 9 or not _ascii_digits(number):
         raise FieldError("org.format", f"organisation number {number!r} is not 9 digits")
     return number
 
