@@ -117,3 +117,33 @@ def unit_for(reporting_kommune: str, year: int) -> list[str]:
     """The codes under which `reporting_kommune`'s territory filed its data in `year`."""
     frame = codes_valid_in(year).filter(pl.col("reporting_kommune") == reporting_kommune)
     return sorted(frame["code"].to_list())
+
+
+def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) -> pl.DataFrame:
+    """(unit, year, unit_in_year): the code a unit's territory is filed under in a later year.
+
+    Within a reporting municipality the successor is the only code valid that year,
+    else the one of the same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001).
+    """
+    codes = municipality_codes().filter(pl.col("reporting_kommune").is_not_null())
+    years = pl.DataFrame({"year": list(range(first_year, last_year + 1))}, schema={"year": pl.Int32})
+    valid = codes.join(years, how="cross").filter(
+        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("year")))
+        & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.col("year"))))
+    base = pl.col("name").map_elements(_base_name, return_dtype=pl.Utf8)
+    units = codes.select("code", "reporting_kommune", base.alias("base"), "valid_from")
+    candidates = valid.select(pl.col("code").alias("unit_in_year"), "reporting_kommune", "year",
+                              base.alias("candidate_base"))
+    joined = units.join(candidates, on="reporting_kommune").filter(
+        pl.col("valid_from").is_null() | (pl.col("year") >= pl.col("valid_from")))
+    ranked = joined.with_columns(
+        same=pl.col("code") == pl.col("unit_in_year"),
+        same_name=pl.col("base") == pl.col("candidate_base"),
+        n=pl.len().over("code", "year"),
+    ).filter(pl.col("same") | (pl.col("n") == 1) | pl.col("same_name"))
+    return (
+        ranked.sort("same", "same_name", descending=True)
+        .group_by("code", "year", maintain_order=True).first()
+        .select(pl.col("code").alias("unit"), "year", "unit_in_year", "reporting_kommune")
+        .sort("unit", "year")
+    )

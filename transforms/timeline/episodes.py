@@ -1,0 +1,219 @@
+"""Episode attributes from linked records (timeline.md, "Episode attributes").
+
+Start: the pre-switch part of a stitched episode, otherwise the most detailed
+source (EPJ, then IPLOS 3.7, then 3.6). End: the source of the latest part; when
+that source's coverage ends with the service open and a later source covers the
+unit without holding the episode, the end is imputed to the last covered day.
+"""
+
+from __future__ import annotations
+
+EPISODES_SQL = """
+CREATE OR REPLACE TABLE record_facts AS
+SELECT r.*, l.label AS component,
+       r.record_id IN (SELECT a FROM edges WHERE link IN ('migrated_from', 'stitched')) AS continuation,
+       CASE r.kind WHEN 'epj' THEN 1 WHEN 'i37' THEN 2 ELSE 3 END AS precedence,
+       CASE WHEN r.kind = 'epj' THEN r.source ELSE 'iplos:' || list_max(r.years) END AS last_source,
+       s.active_from AS system_active_from
+FROM records r
+JOIN labels l USING (record_id)
+LEFT JOIN epj_systems s ON s.kommune = r.kommune AND s.system = r.system;
+
+CREATE OR REPLACE TABLE record_coverage AS
+SELECT f.record_id, max(cs.last_day) AS last_covered
+FROM record_facts f
+JOIN chain_segments cs ON cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source = f.last_source
+GROUP BY f.record_id;
+
+CREATE OR REPLACE TABLE episode_parts AS
+SELECT f.*, rc.last_covered,
+       EXISTS (SELECT 1 FROM chain_segments cs
+               WHERE cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source <> 'gap'
+                 AND cs.first_day > rc.last_covered) AS later_coverage
+FROM record_facts f LEFT JOIN record_coverage rc USING (record_id);
+
+CREATE OR REPLACE TABLE episodes_raw AS
+SELECT component,
+       min(kommune) AS kommune,
+       min(person_key) AS person_key,
+       min(service_code) AS service_code,
+       count(DISTINCT person_key) AS n_persons,
+       count(DISTINCT service_code) AS n_codes,
+       coalesce(
+           first(service_id ORDER BY system_active_from, start_date, record_id) FILTER (WHERE kind = 'epj'),
+           first(service_id ORDER BY list_min(years), record_id) FILTER (WHERE kind = 'i37')
+       ) AS source_id,
+       coalesce(first(start_date ORDER BY precedence, start_date) FILTER (WHERE NOT continuation),
+                min(start_date)) AS start_date,
+       list(DISTINCT start_date) FILTER (WHERE NOT continuation) AS starts,
+       first(end_date ORDER BY last_covered DESC NULLS LAST, precedence) AS end_reported,
+       first(last_covered ORDER BY last_covered DESC NULLS LAST, precedence) AS last_covered,
+       first(later_coverage ORDER BY last_covered DESC NULLS LAST, precedence) AS later_coverage,
+       first(provider_org ORDER BY last_covered DESC NULLS LAST, precedence) AS provider_org,
+       first(hours_per_week ORDER BY last_covered DESC NULLS LAST, precedence) AS hours_per_week,
+       first(source ORDER BY last_covered DESC NULLS LAST, precedence) AS last_source_kind,
+       first(CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END
+             ORDER BY precedence, start_date) AS first_source,
+       bool_or(continuation) AS stitched,
+       count(*) AS n_records,
+       list(record_id ORDER BY record_id) AS records,
+       flatten(list(lineage ORDER BY record_id)) AS lineage,
+       list_distinct(flatten(list(units))) AS units
+FROM episode_parts
+GROUP BY component;
+
+CREATE OR REPLACE TABLE episodes_dated AS
+SELECT *,
+       end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
+           AND last_covered < $as_of::DATE AS end_imputed,
+       CASE WHEN end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
+                 AND last_covered < $as_of::DATE THEN last_covered ELSE end_reported END AS end_date,
+       coalesce(source_id, 'X' || upper(substr(md5(kommune || '|' || person_key || '|' || service_code || '|'
+                                                   || strftime(start_date, '%Y-%m-%d')), 1, 11))) AS reporting_id,
+       source_id IS NULL AS reporting_id_derived
+FROM episodes_raw;
+
+CREATE OR REPLACE TABLE episodes_flagged AS
+SELECT e.*,
+       EXISTS (SELECT 1 FROM chain_segments g
+               WHERE g.kommune = e.kommune AND g.source = 'gap' AND list_contains(e.units, g.unit)
+                 AND g.first_day > e.start_date
+                 AND (e.end_date IS NULL OR e.end_date > g.last_day)) AS bridged_gap,
+       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.component) AS id_rank
+FROM episodes_dated e;
+"""
+
+CONFLICTS_SQL = """
+CREATE OR REPLACE TABLE conflicts AS
+SELECT f.kommune, f.component, 'ambiguous_link' AS conflict, c.record_id AS record_id,
+       'could link (' || c.link || ') to ' || array_to_string(c.candidates, ', ') || ' at equal distance '
+           || c.distance || ' days; linked to none' AS detail
+FROM link_conflicts c JOIN record_facts f USING (record_id)
+UNION ALL
+SELECT kommune, component, 'start_disagreement', NULL,
+       'sources disagree on the start: ' || array_to_string(list_sort(starts), ', ')
+FROM episodes_raw WHERE len(starts) > 1
+UNION ALL
+SELECT kommune, component, 'several_persons_or_codes', NULL,
+       n_persons || ' persons, ' || n_codes || ' service codes linked into one episode'
+FROM episodes_raw WHERE n_persons > 1 OR n_codes > 1
+UNION ALL
+SELECT f.kommune, f.component, 'same_source_twice', min(f.record_id),
+       count(*) || ' records of ' || f.source || ' in one episode: ' || array_to_string(list(f.record_id), ', ')
+FROM record_facts f WHERE f.kind = 'epj' GROUP BY f.kommune, f.component, f.source HAVING count(*) > 1
+UNION ALL
+SELECT i.kommune, NULL, 'id_person_mismatch', i.record_id,
+       'service id ' || i.service_id || ' names another person in the EPJ'
+FROM records i JOIN records e
+  ON i.kind = 'i37' AND e.kind = 'epj' AND e.kommune = i.kommune AND e.service_id = i.service_id
+ AND e.person_key <> i.person_key
+UNION ALL
+SELECT kommune, NULL, 'unresolved_person', record_id,
+       'the service''s person has no valid identifier in its source (identifier quarantined)'
+FROM unresolved_records
+UNION ALL
+SELECT kommune, component, 'duplicate_reporting_id', NULL,
+       'reporting id ' || reporting_id || ' is shared by several episodes; later ones get a suffix'
+FROM episodes_flagged WHERE id_rank > 1;
+"""
+
+EPISODES_OUT_SQL = """
+CREATE OR REPLACE TABLE episodes AS
+SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' || e.id_rank ELSE '' END
+           AS episode_id,
+       e.kommune,
+       e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' || e.id_rank ELSE '' END AS reporting_id,
+       e.reporting_id_derived,
+       e.person_key, e.service_code, e.start_date, e.end_date, e.provider_org, e.hours_per_week,
+       e.stitched, e.end_imputed, e.bridged_gap,
+       e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
+       e.first_source, e.n_records, e.records, e.lineage, e.units, e.component
+FROM episodes_flagged e;
+
+CREATE OR REPLACE TABLE conflicts_out AS
+SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail
+FROM conflicts c LEFT JOIN episodes e ON e.component = c.component;
+"""
+
+STOPS_SQL = """
+CREATE OR REPLACE TABLE epj_stop_current AS
+SELECT reporting_kommune AS kommune, system, service_id, stop_id,
+       first(from_date ORDER BY registered_at DESC, source_file DESC, line DESC) AS from_date,
+       first(to_date ORDER BY registered_at DESC, source_file DESC, line DESC) AS to_date,
+       bool_or(change_type = 'ANNULLERT') AS annulled,
+       list(source_file || ':' || line ORDER BY registered_at, line) AS lineage
+FROM epj_stops GROUP BY ALL;
+
+CREATE OR REPLACE TABLE iplos_stop_current AS
+SELECT 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
+           AS record_id,
+       m.reporting_kommune AS kommune, s.stop_id,
+       first(s.from_date ORDER BY s.data_year) AS from_date,
+       first(s.to_date ORDER BY s.data_year DESC) AS to_date,
+       first(s.unit ORDER BY s.data_year) AS unit,
+       list(s.source_file || ':' || s.line ORDER BY s.data_year) AS lineage
+FROM iplos_stops s
+JOIN municipality_codes m ON m.code = s.unit
+LEFT JOIN person_alias a ON a.alias = s.person_key
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE record_episode AS
+SELECT p.record_id, e.episode_id FROM episode_parts p JOIN episodes e USING (component);
+
+CREATE OR REPLACE TABLE epj_episode_stops AS
+SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'epj:' || s.system AS source, s.lineage
+FROM epj_stop_current s
+JOIN record_episode re ON re.record_id = 'epj:' || s.system || ':' || s.service_id
+WHERE NOT s.annulled;
+
+-- IPLOS stops count only where IPLOS is the authoritative source, and never over an EPJ stop
+CREATE OR REPLACE TABLE episode_stops AS
+SELECT * FROM epj_episode_stops
+UNION ALL
+SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'iplos:' || year(s.from_date), s.lineage
+FROM iplos_stop_current s
+JOIN record_episode re USING (record_id)
+JOIN coverage c ON c.kommune = s.kommune AND c.unit = s.unit AND c.day = s.from_date
+WHERE c.source = 'iplos:' || year(s.from_date)
+  AND NOT EXISTS (SELECT 1 FROM epj_episode_stops x
+                  WHERE x.episode_id = re.episode_id
+                    AND x.from_date <= coalesce(s.to_date, DATE '9999-12-31')
+                    AND coalesce(x.to_date, DATE '9999-12-31') >= s.from_date);
+"""
+
+PROVIDERS_SQL = """
+CREATE OR REPLACE TABLE provider_changes AS
+WITH epj_versions AS (
+    SELECT 'epj:' || system || ':' || service_id AS record_id,
+           CAST(timezone('Europe/Oslo', registered_at) AS DATE) AS change_date, provider_org,
+           lag(provider_org) OVER (PARTITION BY reporting_kommune, system, service_id
+                                   ORDER BY registered_at, source_file, line) AS previous_org,
+           source_file || ':' || line AS lineage
+    FROM epj_service_versions WHERE change_type <> 'ANNULLERT'
+), iplos_years AS (
+    SELECT r.record_id, make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
+           lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
+           s.source_file || ':' || s.line AS lineage
+    FROM iplos_rows s
+    JOIN records r ON r.kind <> 'epj' AND r.kommune = s.kommune AND r.person_key = s.person
+     AND r.service_code = s.code29
+     AND ((r.kind = 'i37' AND s.layout = '3.7' AND r.service_id = s.service_id)
+          OR (r.kind = 'i36' AND s.layout = '3.6' AND r.start_date = s.start_date))
+), changes AS (
+    SELECT record_id, change_date, provider_org, FALSE AS imputed, lineage FROM epj_versions
+    WHERE previous_org IS NOT NULL AND provider_org IS NOT NULL AND provider_org <> previous_org
+    UNION ALL
+    SELECT y.record_id, y.change_date, y.provider_org, TRUE, y.lineage FROM iplos_years y
+    JOIN coverage c ON c.kommune = y.kommune AND c.unit = y.unit AND c.day = y.change_date
+    WHERE y.previous_org IS NOT NULL AND y.provider_org IS NOT NULL AND y.provider_org <> y.previous_org
+      AND c.source = 'iplos:' || year(y.change_date)
+)
+SELECT re.episode_id, greatest(c.change_date, e.start_date) AS change_date,
+       last(c.provider_org ORDER BY c.change_date) AS provider_org, bool_and(c.imputed) AS imputed,
+       list(c.lineage) AS lineage
+FROM changes c
+JOIN record_episode re USING (record_id)
+JOIN episodes e USING (episode_id)
+WHERE e.end_date IS NULL OR c.change_date <= e.end_date
+GROUP BY re.episode_id, greatest(c.change_date, e.start_date);
+"""
