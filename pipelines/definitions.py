@@ -1,13 +1,9 @@
 """The one Definitions of the code location (`dagster dev -w workspace.yaml`)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from assets import ingestion
+from assets import ingestion, timeline
 from pipelines.resources import RESOURCES
-
-ingestion_assets = dg.load_assets_from_modules([ingestion])
 
 ingest_job = dg.define_asset_job(
     "ingest_yearly_extracts",
@@ -16,7 +12,7 @@ ingest_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=ingestion_assets,
+    assets=dg.load_assets_from_modules([ingestion, timeline]),
     jobs=[ingest_job],
     resources=RESOURCES,
 )

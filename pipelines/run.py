@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Sequence
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets import ingestion
+from assets import ingestion, timeline
 from assets.resources import KttResource
-from transforms.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
+from transforms.settings import CUTOFF_DATE, FIRST_DATA_YEAR, LAST_DATA_YEAR
 
 
 def _run_config() -> dict:
@@ -41,6 +42,22 @@ def run_ingestion(data_root: Path, key_file: Path | None = None,
         resources=resources, instance=instance, run_config=_run_config(),
     )
     _raise_on_failed_checks(result)
+
+
+def run_timeline(data_root: Path, key_file: Path | None = None, first_day: dt.date | None = None,
+                 last_day: dt.date | None = None) -> None:
+    """Coverage and episodes, the daily aggregates for the range (one run), then the warehouse."""
+    resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
+    instance = _instance()
+    result = dg.materialize([timeline.timeline], resources=resources, instance=instance, run_config=_run_config())
+    _raise_on_failed_checks(result)
+    partitions = timeline.days
+    keys = partitions.get_partition_keys()
+    first = (first_day or CUTOFF_DATE).isoformat()
+    last = min(last_day.isoformat(), keys[-1]) if last_day else keys[-1]
+    dg.materialize([timeline.daily_allocation], resources=resources, instance=instance, run_config=_run_config(),
+                   tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+    dg.materialize([timeline.warehouse], resources=resources, instance=instance, run_config=_run_config())
 
 
 class CheckFailed(RuntimeError):

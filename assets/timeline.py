@@ -1,0 +1,88 @@
+"""Timeline assets: coverage, episodes, day-level aggregates and the analyst warehouse."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster import AssetExecutionContext
+
+from assets.partitions import days, single_run
+from assets.resources import KttResource
+from transforms.reporting import markdown_table
+from transforms.timeline import checks
+from transforms.timeline.build import build_timeline, timeline_dir, write_timeline
+from transforms.timeline.daily import write_daily_partitions
+from transforms.warehouse import build_warehouse
+
+GROUP = "timeline"
+INGESTED = ["iplos_services", "iplos_persons", "epj_service_versions", "epj_stops", "epj_persons",
+            "municipality_numbers"]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("coverage", group_name=GROUP, deps=INGESTED, kinds={"parquet", "duckdb"},
+                     description="Authoritative source per municipality, unit and day; gap segments; "
+                                 "missing predecessor extracts (timeline/coverage*.parquet, gaps.parquet)."),
+        dg.AssetSpec("service_episodes", group_name=GROUP, deps=INGESTED, kinds={"parquet", "duckdb"},
+                     description="Canonical episodes with stops, provider changes and conflicts "
+                                 "(timeline/episodes.parquet, stops, provider_changes, conflicts)."),
+    ],
+    check_specs=[dg.AssetCheckSpec("every_day_covered_or_gap", asset="coverage", blocking=True,
+                                   description="each day of each municipality is covered by a source or "
+                                               "inside a reported gap segment")],
+)
+def timeline(context: AssetExecutionContext, ktt: KttResource):
+    """Reconstruct the timelines in DuckDB from the staged Parquet."""
+    settings = ktt.run_settings()
+    result = build_timeline(settings)
+    write_timeline(settings, result)
+    gap_days = result.gaps.group_by("kommune").agg(pl.col("days").sum().alias("gap_days")).sort("kommune")
+    yield dg.MaterializeResult(asset_key="coverage", metadata={
+        "days": result.coverage["day"].n_unique(),
+        "gap_segments": result.gaps.height,
+        "gap_days_per_municipality": dg.MetadataValue.md(markdown_table(gap_days)),
+        "missing_extracts": result.missing.height,
+        "coverage_chart": dg.MetadataValue.md(checks.coverage_chart(result.segments)),
+    })
+    flags = checks.episode_flag_counts(result.episodes)
+    yield dg.MaterializeResult(asset_key="service_episodes", metadata={
+        "episodes": result.episodes.height,
+        "by_flag": dg.MetadataValue.json(flags),
+        "conflicts": result.conflicts.height,
+        "conflicts_by_kind": dg.MetadataValue.json(
+            dict(result.conflicts.group_by("conflict").len().sort("conflict").iter_rows())),
+        "stops": result.stops.height,
+        "provider_changes": result.provider_changes.height,
+        "linking_rounds": result.linking_rounds,
+    })
+    problems = checks.uncovered_days(result.coverage, result.gaps)
+    yield dg.AssetCheckResult(asset_key="coverage", check_name="every_day_covered_or_gap",
+                              passed=problems.height == 0,
+                              metadata={"days_without_source_or_gap": problems.height,
+                                        "first": dg.MetadataValue.md(markdown_table(problems, 20))})
+
+
+@dg.asset(group_name=GROUP, deps=["service_episodes"], partitions_def=days, backfill_policy=single_run,
+          kinds={"parquet", "duckdb"})
+def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.MaterializeResult:
+    """Per day, municipality and service code: active, stopped, started, ended (timeline/daily/day=.../)."""
+    settings = ktt.run_settings()
+    window = context.partition_time_window
+    first_day, last_day = window.start.date(), window.end.date() - dt.timedelta(days=1)
+    out = timeline_dir(settings)
+    with duckdb.connect() as con:
+        con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
+        con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+        rows = write_daily_partitions(con, out / "daily", first_day, last_day)
+    context.log.info(f"daily aggregates {first_day}..{last_day}: {rows} rows")
+    return dg.MaterializeResult(metadata={"first_day": str(first_day), "last_day": str(last_day), "rows": rows})
+
+
+@dg.asset(group_name=GROUP, deps=["coverage", "service_episodes", "daily_allocation", "iplos_services",
+                                  "epj_service_versions"], kinds={"duckdb"})
+def warehouse(ktt: KttResource) -> dg.MaterializeResult:
+    """`warehouse.duckdb`: read-only views over every Parquet output, rebuilt atomically."""
+    path, views = build_warehouse(ktt.run_settings())
+    return dg.MaterializeResult(metadata={"path": str(path), "views": dg.MetadataValue.json(views)})

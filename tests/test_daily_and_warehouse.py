@@ -1,0 +1,73 @@
+"""Daily aggregates equal the full expansion; the warehouse opens read-only with every view."""
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+import pytest
+
+from transforms.settings import load_settings
+from transforms.timeline.build import build_timeline, write_timeline
+from transforms.timeline.daily import ALLOCATION_VIEW_SQL, daily_aggregates, write_daily_partitions
+from transforms.warehouse import build_warehouse
+
+D = dt.date
+
+
+@pytest.fixture(scope="module")
+def built(example_root):
+    settings = dataclasses.replace(load_settings(example_root), as_of_date=D(2026, 11, 25))
+    write_timeline(settings, build_timeline(settings))
+    return settings
+
+
+def _con(settings):
+    con = duckdb.connect()
+    out = settings.data_root / "timeline"
+    con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
+    con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+    return con
+
+
+def test_running_totals_equal_full_expansion(built):
+    con = _con(built)
+    con.execute(ALLOCATION_VIEW_SQL.format(first_day="2017-01-01", last_day="2026-11-25"))
+    expanded = con.execute("""
+        SELECT day, kommune, service_code, count(*) FILTER (WHERE state = 'active') AS active,
+               count(*) FILTER (WHERE state = 'stopped') AS stopped
+        FROM allocation GROUP BY ALL ORDER BY ALL""").fetchall()
+    totals = daily_aggregates(con, D(2017, 1, 1), D(2026, 11, 25))
+    from_totals = [(r[0], r[1], r[2], r[3], r[4]) for r in
+                   totals.filter((totals["active"] > 0) | (totals["stopped"] > 0))
+                   .select("day", "kommune", "service_code", "active", "stopped").iter_rows()]
+    assert from_totals == expanded
+    # the home nursing episode is stopped 2019-08-01..20 and ended 2024-05-02
+    row = totals.filter((totals["day"] == D(2019, 8, 5)) & (totals["service_code"] == "15")).row(0, named=True)
+    assert (row["active"], row["stopped"]) == (0, 1)
+    ended = totals.filter((totals["day"] == D(2024, 5, 2)) & (totals["service_code"] == "15")).row(0, named=True)
+    assert ended["ended"] == 1 and ended["active"] == 1
+
+
+def test_one_day_partition_matches_the_full_range(built, tmp_path):
+    con = _con(built)
+    full = daily_aggregates(con, D(2017, 1, 1), D(2026, 11, 25))
+    one = daily_aggregates(con, D(2021, 3, 15), D(2021, 3, 15))
+    assert one.rows() == full.filter(full["day"] == D(2021, 3, 15)).rows()
+    rows = write_daily_partitions(con, tmp_path / "daily", D(2021, 3, 15), D(2021, 3, 16))
+    assert rows == 4 and sorted(p.name for p in (tmp_path / "daily").iterdir()) == [
+        "day=2021-03-15", "day=2021-03-16"]
+
+
+def test_warehouse_has_every_view_and_opens_read_only(built):
+    path, views = build_warehouse(built)
+    assert {"episodes", "coverage", "gaps", "conflicts", "quarantine", "iplos_services", "allocation"} <= set(views)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM episodes").fetchone()[0] == 3
+        users = con.execute("SELECT count(DISTINCT person_key) FROM allocation WHERE day = DATE '2019-08-05'"
+                            ).fetchone()[0]
+        assert users == 1
+    # rebuilding while a reader holds the catalog open does not disturb the reader
+    reader = duckdb.connect(str(path), read_only=True)
+    build_warehouse(built)
+    assert reader.execute("SELECT count(*) FROM episodes").fetchone()[0] == 3
+    reader.close()
