@@ -71,3 +71,18 @@ def test_warehouse_has_every_view_and_opens_read_only(built):
     build_warehouse(built)
     assert reader.execute("SELECT count(*) FROM episodes").fetchone()[0] == 3
     reader.close()
+
+
+def test_readme_analyst_queries_run(built):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### The analyst catalog")[1].split("```sql")[1].split("```")[0]
+    queries = [q for q in block.split(";") if q.strip()]
+    assert len(queries) == 5
+    path, _ = build_warehouse(built)
+    with duckdb.connect(str(path), read_only=True) as con:
+        for query in queries:
+            con.execute(query).fetchall()
+        stitched = con.execute(queries[3]).fetchall()
+        assert {row[1] for row in stitched} == {"A-00001", "A-00002"}

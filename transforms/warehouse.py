@@ -56,9 +56,12 @@ def build_warehouse(settings: Settings) -> tuple[Path, list[str]]:
     sources = view_sources(settings)
     with duckdb.connect(str(tmp)) as con:
         for name, glob in sorted(sources.items()):
-            hive = "true" if name == "daily_allocation" else "false"
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(glob)}, "
-                        f"hive_partitioning = {hive}, union_by_name = true)")
+            if name == "daily_allocation":
+                con.execute(f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(day AS DATE) AS day) "
+                            f"FROM read_parquet({_q(glob)}, hive_partitioning = true)")
+            else:
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(glob)}, "
+                            "hive_partitioning = false, union_by_name = true)")
         views = sorted(sources)
         if {"episodes", "stops"} <= set(sources):
             con.execute(ALLOCATION_VIEW_SQL.format(first_day=settings.cutoff_date.isoformat(),

@@ -20,7 +20,7 @@ from transforms.timeline.staged import register_staged
 
 EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "service_code",
                    "start_date", "end_date", "provider_org", "hours_per_week", "stitched", "end_imputed",
-                   "bridged_gap", "conflict", "first_source", "n_records", "records", "lineage")
+                   "bridged_gap", "conflict", "start_source", "n_records", "records", "lineage")
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ SELECT component,
        first(hours_per_week ORDER BY last_covered DESC NULLS LAST, precedence) AS hours_per_week,
        first(source ORDER BY last_covered DESC NULLS LAST, precedence) AS last_source_kind,
        first(CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END
-             ORDER BY precedence, start_date) AS first_source,
+             ORDER BY precedence, start_date) AS start_source,
        bool_or(continuation) AS stitched,
        count(*) AS n_records,
        list(record_id ORDER BY record_id) AS records,
@@ -127,7 +127,7 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
        e.person_key, e.service_code, e.start_date, e.end_date, e.provider_org, e.hours_per_week,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
-       e.first_source, e.n_records, e.records, e.lineage, e.units, e.component
+       e.start_source, e.n_records, e.records, e.lineage, e.units, e.component
 FROM episodes_flagged e;
 
 CREATE OR REPLACE TABLE conflicts_out AS
