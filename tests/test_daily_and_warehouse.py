@@ -18,6 +18,8 @@ D = dt.date
 def built(example_root):
     settings = dataclasses.replace(load_settings(example_root), as_of_date=D(2026, 11, 25))
     write_timeline(settings, build_timeline(settings))
+    with _con(settings) as con:
+        write_daily_partitions(con, settings.data_root / "timeline" / "daily", D(2017, 1, 1), D(2026, 11, 25))
     return settings
 
 
