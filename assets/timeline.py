@@ -3,12 +3,12 @@
 import datetime as dt
 
 import dagster as dg
-import duckdb
 import polars as pl
 from dagster import AssetExecutionContext
 
 from assets.partitions import days, single_run
 from assets.resources import KttResource
+from transforms import duck
 from transforms.reporting import markdown_table
 from transforms.timeline import checks
 from transforms.timeline.build import build_timeline, timeline_dir, write_timeline
@@ -72,7 +72,7 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
     window = context.partition_time_window
     first_day, last_day = window.start.date(), window.end.date() - dt.timedelta(days=1)
     out = timeline_dir(settings)
-    with duckdb.connect() as con:
+    with duck.connect() as con:
         con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
         con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
         rows = write_daily_partitions(con, out / "daily", first_day, last_day)

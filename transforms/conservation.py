@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
+from transforms import duck
 from transforms.settings import Settings
 
 # record kind -> (staged table, what counts as one record)
@@ -75,7 +75,7 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
             AND q.record_kind = coalesce(c.record_kind, s.record_kind)
         ORDER BY 1, 2
     """
-    with duckdb.connect() as con:
+    with duck.connect() as con:
         frame = con.sql(sql).pl()
     return frame.with_columns(balanced=pl.col("records_in") == pl.col("staged") + pl.col("quarantined"))
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import duckdb
-
+from transforms import duck
 from transforms.schemas import STAGED_TABLES
 from transforms.settings import Settings
-from transforms.timeline.daily import ALLOCATION_VIEW_SQL
 from transforms.timeline.coverage import as_of_date
+from transforms.timeline.daily import ALLOCATION_VIEW_SQL
 
 
 def _q(path: Path | str) -> str:
@@ -54,7 +53,7 @@ def build_warehouse(settings: Settings) -> tuple[Path, list[str]]:
     tmp = target.with_name(f".warehouse.{os.getpid()}.duckdb")
     tmp.unlink(missing_ok=True)
     sources = view_sources(settings)
-    with duckdb.connect(str(tmp)) as con:
+    with duck.connect(str(tmp)) as con:
         for name, glob in sorted(sources.items()):
             if name == "daily_allocation":
                 con.execute(f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(day AS DATE) AS day) "

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from transforms import duck
 from transforms.kommuner import municipality_codes, unit_succession
 from transforms.settings import Settings
 from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts
@@ -50,7 +51,7 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
 def build_timeline(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> TimelineResult:
     """Reconstruct every reporting municipality's episodes; nothing is written here."""
     own = con is None
-    con = con or duckdb.connect()
+    con = con or duck.connect()
     try:
         as_of = as_of_date(settings)
         register_staged(con, settings)

@@ -12,6 +12,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
+from transforms import duck
 from transforms.config import load_kommuner
 from transforms.kommuner import municipality_codes
 from transforms.settings import Settings
@@ -107,7 +108,7 @@ def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = N
     """Day-level coverage and its segments (gap segments are the segments with source 'gap')."""
     last_day = as_of_date(settings)
     own = con is None
-    con = con or duckdb.connect()
+    con = con or duck.connect()
     try:
         con.register("unit_years", unit_years(settings, last_day.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings).to_arrow())

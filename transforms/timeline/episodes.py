@@ -9,9 +9,19 @@ unit without holding the episode, the end is imputed to the last covered day.
 from __future__ import annotations
 
 EPISODES_SQL = """
+-- the new side of a switch, and every record that is the same service as it by id, continues an
+-- earlier part: its start (typically the migration date) is an artefact
+CREATE OR REPLACE TABLE continuations AS
+WITH switched AS (SELECT a AS record_id FROM edges WHERE link IN ('migrated_from', 'stitched'))
+SELECT record_id FROM switched
+UNION
+SELECT CASE WHEN e.a = s.record_id THEN e.b ELSE e.a END
+FROM edges e JOIN switched s ON s.record_id IN (e.a, e.b)
+WHERE e.link = 'same_id';
+
 CREATE OR REPLACE TABLE record_facts AS
 SELECT r.*, l.label AS component,
-       r.record_id IN (SELECT a FROM edges WHERE link IN ('migrated_from', 'stitched')) AS continuation,
+       r.record_id IN (SELECT record_id FROM continuations) AS continuation,
        CASE r.kind WHEN 'epj' THEN 1 WHEN 'i37' THEN 2 ELSE 3 END AS precedence,
        CASE WHEN r.kind = 'epj' THEN r.source ELSE 'iplos:' || list_max(r.years) END AS last_source,
        s.active_from AS system_active_from

@@ -1,0 +1,76 @@
+"""Measuring a reconstruction against the generator's ground truth.
+
+For every reporting municipality and every day on which all its units are covered by
+a source, the set of (person, service code) active per the reconstruction must equal
+the truth. Both sides are expanded to days in DuckDB and compared with EXCEPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from transforms import duck
+from transforms.identity import Pseudonymizer
+from transforms.keys import load_keys
+
+
+@dataclass(frozen=True)
+class Agreement:
+    compared_days: int
+    truth_rows: int
+    reconstructed_rows: int
+    n_missing: int  # (kommune, day, person, code) in the truth, not reconstructed
+    n_extra: int  # reconstructed, not in the truth
+    missing: pl.DataFrame  # a sample of each, for messages
+    extra: pl.DataFrame
+
+    @property
+    def agreement(self) -> float:
+        return 1.0 - (self.n_missing + self.n_extra) / max(self.truth_rows, 1)
+
+
+EXPAND = """
+SELECT c.kommune, c.day, e.person_key, e.service_code
+FROM {episodes} e
+JOIN covered_days c ON c.kommune = e.kommune AND c.day BETWEEN e.start_date AND coalesce(e.end_date, DATE '9999-12-31')
+WHERE NOT EXISTS (SELECT 1 FROM {stops} s WHERE s.episode_id = e.episode_id
+                  AND c.day BETWEEN s.from_date AND coalesce(s.to_date, DATE '9999-12-31'))
+"""
+
+
+def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 50) -> Agreement:
+    keys = load_keys(key_file)
+    pseudonym = Pseudonymizer(keys.pseudonym_key)
+    truth = pl.read_parquet(root / "truth" / "episodes.parquet")
+    truth = truth.with_columns(
+        person_key=pl.col("fid").map_elements(pseudonym, return_dtype=pl.Utf8),
+        episode_id=pl.col("truth_episode_id").cast(pl.Utf8),
+        kommune=pl.col("reporting_kommune"),
+    ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date")
+    truth_stops = pl.read_parquet(root / "truth" / "stops.parquet").select(
+        pl.col("truth_episode_id").cast(pl.Utf8).alias("episode_id"), "from_date", "to_date")
+    with duck.connect() as con:
+        con.register("truth_episodes", truth.to_arrow())
+        con.register("truth_stops", truth_stops.to_arrow())
+        tl = root / "timeline"
+        con.execute(f"CREATE VIEW rec_episodes AS SELECT * FROM read_parquet('{tl / 'episodes.parquet'}')")
+        con.execute(f"CREATE VIEW rec_stops AS SELECT * FROM read_parquet('{tl / 'stops.parquet'}')")
+        con.execute(f"""
+            CREATE TABLE covered_days AS
+            SELECT kommune, day FROM read_parquet('{tl / 'coverage.parquet'}')
+            GROUP BY kommune, day HAVING bool_and(source <> 'gap')""")
+        con.execute(f"CREATE TABLE t AS {EXPAND.format(episodes='truth_episodes', stops='truth_stops')}")
+        con.execute(f"CREATE TABLE r AS {EXPAND.format(episodes='rec_episodes', stops='rec_stops')}")
+        missing = con.execute(f"SELECT * FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM r) ORDER BY ALL LIMIT {sample}"
+                              ).pl()
+        extra = con.execute(f"SELECT * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM t) ORDER BY ALL LIMIT {sample}"
+                            ).pl()
+        n_missing = con.execute("SELECT count(*) FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM r)").fetchone()[0]
+        n_extra = con.execute("SELECT count(*) FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM t)").fetchone()[0]
+        days = con.execute("SELECT count(*) FROM covered_days").fetchone()[0]
+        truth_rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+        rec_rows = con.execute("SELECT count(*) FROM r").fetchone()[0]
+    return Agreement(days, truth_rows, rec_rows, n_missing, n_extra, missing, extra)
