@@ -15,12 +15,28 @@ SELECT reporting_kommune AS kommune, system, user_no,
        first(person_key ORDER BY registered_at DESC, source_file DESC, line DESC) AS person_key
 FROM epj_persons GROUP BY ALL;
 
-CREATE OR REPLACE TABLE person_alias AS
-SELECT p.person_key AS alias, min(u.person_key) AS person_key, count(DISTINCT u.person_key) AS n_final
+-- a D-nummer replaced by a fødselsnummer for the same user number: in an EPJ's person history, or
+-- between yearly extracts of the same municipality (the extract's brukerNr is the EPJ's user number),
+-- where the old number is a D-nummer, the new one a fødselsnummer, and birth year and sex agree
+CREATE OR REPLACE TABLE alias_candidates AS
+SELECT p.person_key AS alias, u.person_key AS person_key, 1 AS priority
 FROM epj_persons p
 JOIN epj_user u ON u.kommune = p.reporting_kommune AND u.system = p.system AND u.user_no = p.user_no
 WHERE p.person_key <> u.person_key
-GROUP BY p.person_key;
+UNION ALL
+SELECT a.person_key, first(b.person_key ORDER BY b.data_year DESC), 2
+FROM iplos_persons a
+JOIN municipality_codes ma ON ma.code = a.unit
+JOIN iplos_persons b ON b.user_no = a.user_no AND b.data_year > a.data_year
+JOIN municipality_codes mb ON mb.code = b.unit AND mb.reporting_kommune = ma.reporting_kommune
+WHERE a.id_type = 2 AND b.id_type = 1 AND a.person_key <> b.person_key
+  AND a.birth_year IS NOT DISTINCT FROM b.birth_year AND a.sex IS NOT DISTINCT FROM b.sex
+GROUP BY a.person_key;
+
+CREATE OR REPLACE TABLE person_alias AS
+SELECT alias, first(person_key ORDER BY priority, person_key) AS person_key,
+       count(DISTINCT person_key) AS n_final
+FROM alias_candidates GROUP BY alias;
 """
 
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
