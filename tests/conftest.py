@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,27 @@ def example_root(tmp_path_factory, key_file) -> Path:
         path.chmod(0o755 if path.is_dir() else 0o644)
     run_ingestion(root, key_file)
     return root
+
+
+def _generate_and_ingest(tmp_path_factory, key_file: Path, scale: str) -> Path:
+    """Generate a synthetic world and ingest it through the CLI, keeping the log for scanning."""
+    from transforms.synthetic import generate
+
+    root = tmp_path_factory.mktemp(scale) / "data"
+    generate(root, scale, 42)
+    result = subprocess.run([str(Path(sys.executable).with_name("ktt")), "-v", "ingest", "--data-root", str(root)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (root / "ingest.log").write_text(result.stdout + result.stderr)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory, key_file) -> Path:
+    """The demo world, generated and ingested once per test session."""
+    return _generate_and_ingest(tmp_path_factory, key_file, "demo")
+
+
+@pytest.fixture(scope="session")
+def small_root(tmp_path_factory, key_file) -> Path:
+    return _generate_and_ingest(tmp_path_factory, key_file, "small")

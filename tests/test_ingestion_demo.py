@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,31 +11,7 @@ import pytest
 from pipelines.run import run_ingestion
 from tests.privacy import find_identifiers
 from transforms.conservation import conservation_table, quarantine_frame
-from transforms.keys import init_key_file
 from transforms.settings import load_settings
-from transforms.synthetic import generate
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory, monkeypatch_module) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    key_file = tmp_path_factory.mktemp("keys") / "keys.json"
-    monkeypatch_module.setenv("KTT_KEY_FILE", str(key_file))
-    monkeypatch_module.setenv("KTT_ALLOW_SYNTHETIC_IDS", "1")
-    init_key_file(key_file)
-    generate(root, "demo", 42)
-    # through the CLI, verbose, so that every log line can be scanned for identifiers
-    result = subprocess.run([str(Path(sys.executable).with_name("ktt")), "-v", "ingest", "--data-root", str(root)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    (root / "ingest.log").write_text(result.stdout + result.stderr)
-    return root
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def test_every_recorded_corruption_is_quarantined_and_nothing_else(demo_root):
@@ -64,7 +38,7 @@ def test_no_raw_identifier_in_staged_outputs(demo_root):
     persons = pl.read_parquet(demo_root / "truth" / "persons.parquet")
     identifiers = set(persons["fid"].to_list()) | set(persons["previous_ids"].explode().drop_nulls().to_list())
     corrupted = _identifiers_in_corrupted_records(demo_root)
-    outputs = [p for sub in ("staging", "identity", "reference") for p in (demo_root / sub).rglob("*")
+    outputs = [p for sub in ("staging", "identity", "reference", "timeline") for p in (demo_root / sub).rglob("*")
                if p.is_file()] + [demo_root / "ingest.log"]
     assert "INFO" in (demo_root / "ingest.log").read_text()
     assert len(identifiers) > 1000

@@ -17,7 +17,7 @@ import polars as pl
 from .dates import oslo_offsets
 from .segments import Holdings
 from .sources import FMT_A, FMT_B, MunicipalityPlan
-from .textio import Corruption, assemble, date_iso, date_no, hours_text, timestamp_no, unmarked, write_bytes
+from .textio import Corruption, assemble, date_no, hours_text, timestamp_no, unmarked, write_bytes
 
 # hook(source_file, table, formatted rows) -> extra (corrupt) rows of the same shape, or None
 ExtraRows = Callable[[str, str, pl.DataFrame], pl.DataFrame | None]
@@ -93,7 +93,8 @@ def _with_iso(frame: pl.DataFrame) -> pl.DataFrame:
         pl.Series(offsets, dtype=pl.Utf8)]).alias("_iso"))
 
 
-def render_epj_b(root: Path, path: str, h: dict[str, pl.DataFrame], split: bool, extra: ExtraRows) -> list[Corruption]:
+def render_epj_b(root: Path, path: str, h: dict[str, pl.DataFrame], split: bool,
+                 extra: ExtraRows) -> tuple[list[Corruption], int]:
     persons = _with_iso(h["persons"])
     clients = persons.select("ts", pl.lit(0).alias("_kind"), pl.col("user_no").alias("_id"), pl.concat_str([
         *_head("client"), pl.lit('"client": {"nationalId": "'), pl.col("nid"), pl.lit('", "idType": "'),
@@ -129,17 +130,20 @@ def render_epj_b(root: Path, path: str, h: dict[str, pl.DataFrame], split: bool,
     if not split:
         body, marks = assemble(events, ["_n"], 1, main)
         write_bytes(root, main, body.encode("utf-8"))
-        return marks
+        return marks, 1
+    files = 0
     for (year,), part in events.partition_by("_year", as_dict=True, maintain_order=True).items():
         relative = f"{path}/events-{year}.jsonl"
         body, found = assemble(part, ["_n"], 1, relative)
         # a corruption planted under the single-file name moves with its row into the yearly file
         marks += [Corruption(relative, m.line, m.record_kind, m.rule_id, m.description) for m in found]
         write_bytes(root, relative, body.encode("utf-8"))
-    return marks
+        files += 1
+    return marks, files
 
 
-def render_epj(root: Path, plans: list[MunicipalityPlan], holdings: Holdings, extra: ExtraRows) -> tuple[int, list[Corruption]]:
+def render_epj(root: Path, plans: list[MunicipalityPlan], holdings: Holdings,
+               extra: ExtraRows) -> tuple[int, list[Corruption]]:
     """Write every exported system's files; returns (files written, planted corruptions)."""
     users = holdings.users
     tables = {
@@ -158,10 +162,8 @@ def render_epj(root: Path, plans: list[MunicipalityPlan], holdings: Holdings, ex
                 marks += render_epj_a(root, system.path, h, extra)
                 files += 3
             elif system.fmt == FMT_B:
-                before = sum(1 for _ in (root / system.path).glob("*.jsonl")) if (root / system.path).exists() else 0
-                marks += render_epj_b(root, system.path, h, system.split_events, extra)
-                files += sum(1 for _ in (root / system.path).glob("*.jsonl")) - before
+                found, written = render_epj_b(root, system.path, h, system.split_events, extra)
+                marks += found
+                files += written
     return files, marks
 
-
-__all__ = ["BRUKERE", "STOPP", "TJENESTER", "ExtraRows", "date_iso", "render_epj"]

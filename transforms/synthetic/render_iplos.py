@@ -121,15 +121,15 @@ class _YearState:
         n = self.persons.height
         assessed = rng.random(n) < 0.35
         first = self.services.group_by("pid").agg(pl.col("start").min().alias("a"), pl.col("ref").max().alias("b"))
-        span = self.persons.select("pid").join(first, on="pid", how="left")
+        span = self.persons.select("pid").join(first, on="pid", how="left").sort("pid")
         lo = np.maximum(span["a"].to_numpy(), y0)
         hi = np.maximum(span["b"].to_numpy(), lo)
         when = lo + np.floor(rng.random(n) * (hi - lo + 1)).astype(np.int64)
         scores = np.clip(rng.integers(1, 6, size=(n, 17)) + rng.integers(-1, 2, size=(n, 1)), 1, 5)
         scores[:, 15:] = np.where(rng.random((n, 2)) < 0.15, 9, scores[:, 15:])
         self.assessments = self.persons.select("pid", "unit", "p_sys", "p_no").with_columns(
-            pl.Series("when", when, dtype=pl.Int32), pl.Series("scores", scores.tolist())).filter(
-            pl.Series(assessed))
+            pl.Series("when", when, dtype=pl.Int32),
+            *[pl.Series(f"v{k}", scores[:, k].astype(str)) for k in range(17)]).filter(pl.Series(assessed))
         self.diagnoses = world["diagnoses"].filter(pl.col("date") <= y1).join(
             self.persons.select("pid", "unit", "p_sys", "p_no"), on="pid")
 
@@ -164,15 +164,16 @@ def _rows_37(s: _YearState) -> pl.DataFrame:
                           *_attr("fraDato", date_iso("from")), *_attr("tilDato", date_iso("to_y")), pl.lit("/>")])
     diag = pl.concat_str([pl.lit("      <Diagnose"), *_attr("system", pl.col("system")), *_attr("kode", pl.col("code")),
                           *_attr("dato", date_iso("date")), pl.lit("/>")])
-    assess = [assessment_37(str(_iso(w)), sc) for w, sc in zip(s.assessments["when"].to_list(),
-                                                                 s.assessments["scores"].to_list(), strict=True)]
+    assess = pl.concat_str([pl.lit('      <Funksjonsvurdering dato="'), date_iso("when"), pl.lit('">\n'),
+                            *[x for k, name in enumerate(VARIABLES) for x in (
+                                pl.lit(f'        <Variabel navn="{name}" verdi="'), pl.col(f"v{k}"), pl.lit('"/>\n'))],
+                            pl.lit("      </Funksjonsvurdering>")])
     sv_with_stops = sv.filter(pl.col("has_stops"))
     parts = [
         _rows("person", p, bruker, EL_OPEN),
         _rows("household", p, pl.concat_str([pl.lit('      <Husstand kode="'), pl.col("household").cast(pl.Utf8),
                                              pl.lit('"/>')]), EL_HOUSEHOLD),
-        _rows("assessment", s.assessments, pl.Series(assess, dtype=pl.Utf8).alias("t") if assess
-              else pl.lit(""), EL_ASSESSMENT),
+        _rows("assessment", s.assessments, assess, EL_ASSESSMENT),
         _rows("diagnosis", s.diagnoses, diag, EL_DIAGNOSIS, s_key=pl.col("date"), s_id=pl.col("code")),
         _rows("service", sv, service, EL_SERVICE, _service_key(), pl.col("sid")),
         _rows("stop", s.stops, stop, EL_SERVICE, _service_key(), pl.col("sid"), sub=1, st=pl.col("from")),
@@ -196,13 +197,15 @@ def _rows_36(s: _YearState) -> pl.DataFrame:
         date_no(pl.when(pl.col("end") <= year_end(s.year)).then(pl.col("end"))), pl.lit("</Til><OrgNr>"),
         pl.col("org").fill_null(""), pl.lit("</OrgNr><Timer>"), hours_text("hours_now", True),
         pl.lit("</Timer></Tjeneste>")])
-    assess = [assessment_36(_no(w), sc) for w, sc in zip(s.assessments["when"].to_list(),
-                                                         s.assessments["scores"].to_list(), strict=True)]
+    assess = pl.concat_str([pl.lit('    <Vurdering dato="'), date_no("when"), pl.lit('">'),
+                            *[x for k in range(17) for x in (pl.lit(f'<V n="{k + 1}">'), pl.col(f"v{k}"),
+                                                             pl.lit("</V>"))],
+                            pl.lit("</Vurdering>")])
     return pl.concat([
         _rows("person", p, person, EL_OPEN),
         _rows("household", p, pl.concat_str([pl.lit("    <Husstand>"), pl.col("household").cast(pl.Utf8),
                                              pl.lit("</Husstand>")]), EL_HOUSEHOLD),
-        _rows("assessment", s.assessments, pl.Series(assess, dtype=pl.Utf8) if assess else pl.lit(""), EL_ASSESSMENT),
+        _rows("assessment", s.assessments, assess, EL_ASSESSMENT),
         _rows("service", s.services, service, EL_SERVICE, _service_key(), pl.col("sid")),
         _rows("person_close", p, pl.lit("  </Person>"), EL_CLOSE),
     ])
@@ -255,9 +258,9 @@ def render_iplos(root: Path, plans: list[MunicipalityPlan], world: World, holdin
         "diagnoses": world.diagnoses.join(plan_of_pid, on="pid"),
         "segments": holdings.segments,
         "h_stops": holdings.stops,
+        "users": holdings.users.join(holdings.systems.select("system", "plan"), on="system"),
     }
     parted = {k: v.partition_by("plan", as_dict=True, maintain_order=True) for k, v in extras.items()}
-    users = holdings.users
     files, marks, seen = 0, [], []
     for i, plan in enumerate(plans):
         def part(name: str, i: int = i) -> pl.DataFrame:
@@ -267,7 +270,7 @@ def render_iplos(root: Path, plans: list[MunicipalityPlan], world: World, holdin
         w = {"episodes": part("episodes"), "persons": part("persons"), "stops": part("stops"),
              "provider_changes": part("provider_changes"), "hours_changes": part("hours_changes"),
              "diagnoses": part("diagnoses")}
-        h = {"segments": part("segments"), "stops": part("h_stops"), "users": users}
+        h = {"segments": part("segments"), "stops": part("h_stops"), "users": part("users").drop("plan")}
         for year in YEARS:
             rng = np.random.default_rng([seed, int(plan.muni.nr), year])
             state = _YearState(i, year, w, h, rng, plan)
@@ -299,6 +302,3 @@ def render_iplos(root: Path, plans: list[MunicipalityPlan], world: World, holdin
     ids = pl.concat(seen) if seen else pl.DataFrame(schema={"eid": pl.Int64, "sid": pl.Utf8})
     return files, marks, ids.unique().sort(["eid", "sid"])
 
-
-__all__ = ["KEYS", "KEY_TYPES", "T36_PERSON", "T36_SERVICE", "T37_BRUKER", "T37_DIAGNOSIS", "T37_SERVICE",
-           "T37_STOP", "assessment_36", "assessment_37", "day", "render_iplos"]

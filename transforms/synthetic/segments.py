@@ -199,8 +199,8 @@ def build_holdings(rng: np.random.Generator, world: World, plans: list[Municipal
     # users: every system numbers the persons it holds in order of their first registration
     first = pl.concat([seg.select("system", "pid", pl.col("first_reg").alias("k")),
                        annulled.select("system", "pid", pl.col("reg").alias("k"))])
-    first = first.group_by(["system", "pid"]).agg(pl.col("k").min()).sort(["system", "k", "pid"])
-    first = first.join(systems.select("system", "user_prefix"), on="system", how="left")
+    first = first.group_by(["system", "pid"]).agg(pl.col("k").min())
+    first = first.join(systems.select("system", "user_prefix"), on="system", how="left").sort(["system", "k", "pid"])
     first = first.with_columns(pl.int_range(pl.len()).over("system").alias("_n"))
     users = first.with_columns(
         pl.when(pl.col("user_prefix") == "c-")
@@ -229,7 +229,7 @@ def _versions(rng: np.random.Generator, world: World, seg: pl.DataFrame, annulle
         (pl.col("date") > pl.col("seg_start")) & (pl.col("date") <= pl.col("seg_end"))).select(
         "eid", "system", pl.col("date").alias("reg"), pl.lit(ORDER_HOURS).alias("order"))
     ending = base.filter(pl.col("ends_here") & (pl.col("end") <= SPAN_END) & ~pl.col("planned_end"))
-    died = ending.join(world.persons.select("pid", "death"), on="pid", how="left")
+    died = ending.join(world.persons.select("pid", "death"), on="pid", how="left").sort(["system", "eid"])
     lag = np.where(died["death"].to_numpy() == died["end"].to_numpy(), rng.integers(1, 11, died.height),
                    rng.integers(0, 8, died.height))
     end_reg = died.select("eid", "system", pl.min_horizontal(pl.col("end") + pl.Series(lag, dtype=pl.Int32),
@@ -260,7 +260,7 @@ def _versions(rng: np.random.Generator, world: World, seg: pl.DataFrame, annulle
     ev = ev.select("system", "eid", "sid", "pid", "plan", "part", "code", "reg", "order", "change_type",
                    pl.col("sys_decision").alias("decision"), "from", "to", "org", "hours", "status",
                    "mig_system", "mig_sid")
-    ann = _annulled_versions(annulled, world)
+    ann = _annulled_versions(annulled)
     ev = pl.concat([ev, ann.select(ev.columns)])
     ev = ev.with_columns(pl.Series("ts", np.zeros(ev.height, dtype=np.int64)))
     ev = ev.sort(["system", "eid", "reg", "order"])
@@ -268,7 +268,7 @@ def _versions(rng: np.random.Generator, world: World, seg: pl.DataFrame, annulle
     return with_unit(ev, units, "reg")
 
 
-def _annulled_versions(annulled: pl.DataFrame, world: World) -> pl.DataFrame:
+def _annulled_versions(annulled: pl.DataFrame) -> pl.DataFrame:
     base = annulled.select(
         "system", "eid", "sid", "pid", "plan", "part", "code", pl.col("reg").alias("decision"),
         pl.col("start").alias("from"), pl.lit(None, dtype=pl.Int32).alias("to"), pl.lit(None, dtype=pl.Utf8)
@@ -302,8 +302,8 @@ def person_rows(rng: np.random.Generator, world: World, versions: pl.DataFrame,
     """Person registrations: the first one just before the person's first service record, then a
     new row when a D-nummer is replaced by a fødselsnummer and when a death is registered."""
     first = versions.group_by(["system", "pid"]).agg(pl.col("ts").min().alias("ts"), pl.col("reg").min())
-    first = first.sort(["system", "pid"]).join(world.persons, on="pid", how="left").join(
-        systems.select("system", "active_to"), on="system", how="left")
+    first = first.join(world.persons, on="pid", how="left").join(
+        systems.select("system", "active_to"), on="system", how="left").sort(["system", "pid"])
     limit = pl.min_horizontal("active_to", pl.lit(SPAN_END))
     new = first.with_columns((pl.col("ts") - 120).alias("ts"), pl.lit(0).alias("kind"))
     repl = first.filter(pl.col("dnr").is_not_null() & (pl.col("dnr_until") < OPEN)

@@ -52,7 +52,7 @@ def episodes_table(plans: list[MunicipalityPlan], world: World, holdings: Holdin
     years = eps.select("eid", "plan", "part", "start", "end").with_columns(
         pl.int_ranges(pl.max_horizontal(pl.col("start").cast(pl.Date).dt.year(), pl.lit(YEARS[0])),
                       pl.min_horizontal(pl.col("end").clip(upper_bound=SPAN_END).cast(pl.Date).dt.year(),
-                                        pl.lit(YEARS[-1])) + 1, dtype=pl.Int32).alias("year")).explode("year")
+                                        pl.lit(YEARS[-1])) + 1, dtype=pl.Int32).alias("year")).explode("year", empty_as_null=True)
     in_files = years.join(_present_years(plans), on=["plan", "part", "year"]).select("eid").unique()
     parts = pl.DataFrame([(i, j, code) for i, p in enumerate(plans) for j, code in enumerate(p.muni.parts)],
                          schema={"plan": pl.Int32, "part": pl.Int32, "part_2017": pl.Utf8}, orient="row")
@@ -144,6 +144,17 @@ def gaps_table(plans: list[MunicipalityPlan]) -> pl.DataFrame:
                                       "last_day": pl.Date, "days": pl.Int32}, orient="row")
 
 
+def _provider_changes(world: World, holdings: Holdings) -> pl.DataFrame:
+    """Changes with a flag telling whether an EPJ export registered them (else only yearly files show them)."""
+    seg = holdings.segments.select("eid", "seg_start", "seg_end", "in_export")
+    return (world.provider_changes.join(seg, on="eid")
+            .filter((pl.col("date") > pl.col("seg_start")) & (pl.col("date") <= pl.col("seg_end")))
+            .sort(["eid", "date"]).select(pl.col("eid").alias("truth_episode_id"),
+                                          _date(pl.col("date")).alias("change_date"),
+                                          pl.col("org").alias("provider_org"),
+                                          pl.col("in_export").alias("in_epj_export")))
+
+
 def write_truth(root: Path, plans: list[MunicipalityPlan], world: World, holdings: Holdings,
                 iplos_ids: pl.DataFrame, corruptions: list[Corruption]) -> dict[str, int]:
     """Write every truth table; returns row counts per table."""
@@ -155,10 +166,9 @@ def write_truth(root: Path, plans: list[MunicipalityPlan], world: World, holding
         "stops": holdings.stops.sort(["eid", "from"]).select(
             pl.col("eid").alias("truth_episode_id"),
             pl.concat_str([pl.col("system"), pl.lit(":"), pl.col("stop_id")]).alias("stop_id"),
-            _date(pl.col("from")).alias("from_date"), _date(pl.col("to")).alias("to_date")),
-        "provider_changes": world.provider_changes.sort(["eid", "date"]).select(
-            pl.col("eid").alias("truth_episode_id"), _date(pl.col("date")).alias("change_date"),
-            pl.col("org").alias("provider_org")),
+            _date(pl.col("from")).alias("from_date"), _date(pl.col("to")).alias("to_date"),
+            pl.col("in_export").alias("in_epj_export")),
+        "provider_changes": _provider_changes(world, holdings),
         "persons": persons_table(plans, world),
         "annulled": holdings.annulled.join(persons, on="pid", how="left").join(_plan_table(plans), on="plan")
         .sort(["system", "sid"]).select("system", pl.col("sid").alias("service_id"), "reporting_kommune", "fid",
@@ -175,5 +185,3 @@ def write_truth(root: Path, plans: list[MunicipalityPlan], world: World, holding
         frame.write_parquet(out / f"{name}.parquet", compression="zstd", statistics=True)
     return {name: frame.height for name, frame in tables.items()}
 
-
-__all__ = ["SPAN_START", "day", "write_truth"]

@@ -191,7 +191,6 @@ def _attributes(rng: np.random.Generator, eps: pl.DataFrame, plans: list[Municip
     n = eps.height
     code = eps["code"].to_numpy()
     start = eps["start"].to_numpy().astype(np.int64)
-    end = eps["end"].to_numpy().astype(np.int64)
     pid = eps["pid"].to_numpy()
     lead = np.where(code == 21, rng.integers(0, 46, n), np.where(np.isin(code, SHORT_STAY_CODES),
                                                                   rng.integers(0, 11, n), rng.integers(0, 22, n)))
@@ -214,10 +213,14 @@ def _attributes(rng: np.random.Generator, eps: pl.DataFrame, plans: list[Municip
         pl.Series("planned_end", np.isin(code, SHORT_STAY_CODES)),
         pl.Series("hours", hours).fill_nan(None),
         pl.Series("provider_idx", np.where(np.isin(code, _NO_PROVIDER), -1, prov_idx), dtype=pl.Int32),
-    ).with_columns(pl.Series("provider", [
-        plans[pi].providers[oi] if oi >= 0 else None
-        for pi, oi in zip(plan_idx.tolist(), np.where(np.isin(code, _NO_PROVIDER), -1, prov_idx).tolist(),
-                          strict=True)], dtype=pl.Utf8))
+    ).join(_provider_table(plans), on=["plan", "provider_idx"], how="left").sort("eid")
+
+
+def _provider_table(plans: list[MunicipalityPlan]) -> pl.DataFrame:
+    """(plan, provider_idx) -> organisation number."""
+    rows = [(i, j, org) for i, p in enumerate(plans) for j, org in enumerate(p.providers)]
+    return pl.DataFrame(rows, schema={"plan": pl.Int32, "provider_idx": pl.Int32, "provider": pl.Utf8},
+                        orient="row")
 
 
 def _dated_events(rng: np.random.Generator, eps: pl.DataFrame, codes: tuple[int, ...], rate: float,
@@ -240,7 +243,7 @@ def _provider_changes(rng: np.random.Generator, eps: pl.DataFrame, plans: list[M
     frame = (pl.DataFrame({"eid": eid, "date": when}, schema={"eid": pl.Int64, "date": pl.Int32})
              .unique(["eid", "date"]).sort(["eid", "date"]))
     first = eps.select("eid", "provider_idx", "plan")
-    frame = frame.join(first, on="eid", how="left")
+    frame = frame.join(first, on="eid", how="left").sort(["eid", "date"])
     n_prov = np.array([len(p.providers) for p in plans])[frame["plan"].to_numpy()]
     step = 1 + np.floor(rng.random(frame.height) * (n_prov - 1)).astype(np.int64)
     frame = frame.with_columns(pl.Series("step", step))

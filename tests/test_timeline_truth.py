@@ -1,0 +1,94 @@
+"""Reconstruction measured against the generator's ground truth (demo and small scales)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+
+import polars as pl
+import pytest
+
+from tests.truth_compare import compare_with_truth
+from transforms.identity import Pseudonymizer
+from transforms.keys import load_keys
+from transforms.settings import load_settings
+from transforms.timeline.build import build_timeline, write_timeline
+
+AS_OF = dt.date(2025, 12, 31)
+
+
+def _build(root):
+    settings = dataclasses.replace(load_settings(root), as_of_date=AS_OF)
+    result = build_timeline(settings)
+    write_timeline(settings, result)
+    return settings, result
+
+
+@pytest.fixture(scope="module")
+def demo(demo_root):
+    return _build(demo_root)
+
+
+@pytest.fixture(scope="module")
+def small(small_root):
+    return _build(small_root)
+
+
+@pytest.mark.parametrize("scale", ["demo", "small"])
+def test_active_services_equal_the_truth_on_every_covered_day(scale, request):
+    settings, _ = request.getfixturevalue(scale)
+    agreement = compare_with_truth(settings.data_root)
+    assert agreement.compared_days > 3000
+    assert (agreement.n_missing, agreement.n_extra) == (0, 0), (agreement.missing, agreement.extra)
+
+
+def _truth_with_keys(root):
+    pseudonym = Pseudonymizer(load_keys().pseudonym_key)
+    return pl.read_parquet(root / "truth" / "episodes.parquet").with_columns(
+        person_key=pl.col("fid").map_elements(pseudonym, return_dtype=pl.Utf8),
+        service_code=pl.col("service_code").cast(pl.Utf8))
+
+
+def test_services_across_an_epj_switch_are_one_episode_with_original_start_and_id(demo):
+    settings, result = demo
+    truth = _truth_with_keys(settings.data_root)
+    switched = truth.filter(pl.col("epj_ids").list.len() >= 2)
+    assert switched.filter(pl.col("migrated_with_link")).height > 0
+    assert switched.filter(~pl.col("migrated_with_link")).height > 0
+    episodes = result.episodes
+    for row in switched.iter_rows(named=True):
+        first_id = row["epj_ids"][0].split(":", 1)[1]
+        match = episodes.filter((pl.col("kommune") == row["reporting_kommune"])
+                                & (pl.col("person_key") == row["person_key"])
+                                & (pl.col("service_code") == row["service_code"])
+                                & (pl.col("start_date") == row["start_date"]))
+        assert match.height == 1, row
+        got = match.row(0, named=True)
+        assert got["reporting_id"] == first_id and got["stitched"], (row, got)
+        assert got["end_date"] == row["end_date"] or got["end_imputed"]
+
+
+def test_the_missing_year_is_a_gap_with_exact_dates_bridged_and_imputed(demo):
+    settings, result = demo
+    truth_gaps = pl.read_parquet(settings.data_root / "truth" / "gaps.parquet")
+    assert truth_gaps.height >= 1
+    got = set(result.gaps.select("kommune", "unit", "first_day", "last_day").iter_rows())
+    for g in truth_gaps.iter_rows(named=True):
+        assert (g["reporting_kommune"], g["unit"], g["first_day"], g["last_day"]) in got
+    gap_kommuner = truth_gaps["reporting_kommune"].unique().to_list()
+    in_gap = result.episodes.filter(pl.col("kommune").is_in(gap_kommuner))
+    assert in_gap["bridged_gap"].sum() > 0
+    assert in_gap["end_imputed"].sum() > 0
+
+
+def test_rebuilding_gives_identical_parquet(demo):
+    settings, _ = demo
+
+    def digest():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((settings.data_root / "timeline").glob("*.parquet"))}
+
+    first = digest()
+    write_timeline(settings, build_timeline(settings))
+    assert digest() == first and len(first) == 8
