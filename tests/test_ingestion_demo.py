@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from pipelines.run import run_ingestion
 from tests.privacy import find_identifiers

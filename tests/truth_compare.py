@@ -69,8 +69,9 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
             SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36
             FROM read_parquet('{tl / 'coverage.parquet'}')
             GROUP BY kommune, day HAVING bool_and(source <> 'gap')""")
-        con.execute(f"CREATE TABLE t AS {EXPAND.format(episodes='truth_episodes', stops='truth_stops', ignore_stops_on_36='TRUE')}")
-        con.execute(f"CREATE TABLE r AS {EXPAND.format(episodes='rec_episodes', stops='rec_stops', ignore_stops_on_36='TRUE')}")
+        for table, source in (("t", "truth"), ("r", "rec")):
+            expand = EXPAND.format(episodes=f"{source}_episodes", stops=f"{source}_stops", ignore_stops_on_36="TRUE")
+            con.execute(f"CREATE TABLE {table} AS {expand}")
         missing = con.execute(f"SELECT * FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM r) ORDER BY ALL LIMIT {sample}"
                               ).pl()
         extra = con.execute(f"SELECT * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM t) ORDER BY ALL LIMIT {sample}"
