@@ -21,7 +21,7 @@ from transforms.identity import VAULT_SCHEMA, Pseudonymizer, write_vault_part
 from transforms.quarantine import Rejection, mask_identifiers
 from transforms.schemas import FILE_COUNTS, QUARANTINE, STAGED_TABLES
 
-BATCH_ROWS = 50_000
+BATCH_ROWS = 20_000
 # Free-text and local-id fields where an EPJ might have put a birth number (some use it as user number).
 MASKED_FIELDS = ("user_no", "district", "service_id", "stop_id", "location")
 
@@ -70,10 +70,6 @@ class FileSink:
 
     def stage(self, table: str, kind: str, row: dict[str, Any], count: bool = True) -> None:
         """Stage one row; `count=False` for the extra rows of one record (assessment scores)."""
-        for name in MASKED_FIELDS:
-            value = row.get(name)
-            if isinstance(value, str) and len(value) >= 11:
-                row[name] = mask_identifiers(value, self.pseudonymizer.tag)
         rows = self._rows[table]
         rows.append(row)
         if count:
@@ -97,9 +93,24 @@ class FileSink:
         if not rows:
             return
         frame = STAGED_TABLES[table].conform(pl.DataFrame(rows, schema=STAGED_TABLES[table].schema))
+        frame = self._mask_frame(frame)
         part = self._parts[table]
         self._parts[table] += 1
         frame.write_parquet(self._tmp / f"{table}-{part:04d}.parquet", compression="zstd")
+
+    def _mask_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Replace identifier-like runs in local-id and free-text columns, checked in bulk first."""
+        for name in MASKED_FIELDS:
+            if name not in frame.columns:
+                continue
+            suspicious = frame[name].str.contains(r"\d{11}")
+            if suspicious.any():
+                frame = frame.with_columns(
+                    pl.when(suspicious)
+                    .then(frame[name].map_elements(lambda v: mask_identifiers(v, self.pseudonymizer.tag),
+                                                   return_dtype=pl.Utf8))
+                    .otherwise(frame[name]).alias(name))
+        return frame
 
     def commit(self) -> None:
         for table in list(self._rows):

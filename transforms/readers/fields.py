@@ -52,12 +52,26 @@ def required(value: str | None, name: str) -> str:
     return value.strip()  # type: ignore[union-attr]
 
 
+def _fast_date(text: str, fmt: str) -> dt.date:
+    """The two layouts' date formats without strptime (a tenth of the cost); anything odd raises ValueError."""
+    if fmt == "%Y-%m-%d" and len(text) == 10 and text[4] == "-" and text[7] == "-":
+        return dt.date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+    if fmt == "%d.%m.%Y" and len(text) == 10 and text[2] == "." and text[5] == ".":
+        return dt.date(int(text[6:10]), int(text[3:5]), int(text[0:2]))
+    return dt.datetime.strptime(text, fmt).date()
+
+
 def parse_date(value: str | None, fmt: str, name: str) -> dt.date | None:
     """Parse a date in `fmt` (`%Y-%m-%d` or `%d.%m.%Y`); empty -> None."""
-    if blank(value):
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
         return None
     try:
-        return dt.datetime.strptime(value.strip(), fmt).date()  # type: ignore[union-attr]
+        if not text.isascii():
+            raise ValueError(text)
+        return _fast_date(text, fmt)
     except ValueError:
         raise FieldError("date.unparseable", f"{name} {value!r} is not a date in format {fmt}") from None
 

@@ -8,6 +8,7 @@ flat whatever the file size.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,43 @@ from transforms.staging import FileSink
 VALID_SCORES = {1, 2, 3, 4, 5, 9}
 
 
-def _get(elem: etree._Element, path: str, layout: XmlLayout) -> str | None:
+def _compile(path: str, layout: XmlLayout) -> Callable[[etree._Element], str | None]:
+    """Turn a mapping path into a getter once, instead of re-parsing it for every element."""
     if path == ".":
-        return elem.text
+        return lambda elem: elem.text
     if path.startswith("@"):
-        return elem.get(path[1:])
+        attribute = path[1:]
+        return lambda elem: elem.get(attribute)
     child_path, _, attr = path.partition("/@")
-    child = elem.find(layout.q(child_path))
-    if child is None:
-        return None
-    return child.get(attr) if attr else child.text
+    child_tag = layout.q(child_path)
+
+    def get(elem: etree._Element) -> str | None:
+        child = elem.find(child_tag)
+        if child is None:
+            return None
+        return child.get(attr) if attr else child.text
+
+    return get
+
+
+_GETTERS: dict[tuple[str, str], tuple[tuple[str, Callable[[etree._Element], str | None]], ...]] = {}
+
+
+def _getters(layout: XmlLayout, kind: str) -> tuple[tuple[str, Callable[[etree._Element], str | None]], ...]:
+    key = (layout.version, kind)
+    if key not in _GETTERS:
+        fields = {"person": layout.person_fields, "service": layout.service_fields, "stop": layout.stop_fields,
+                  "diagnosis": layout.diagnosis_fields}[kind]
+        _GETTERS[key] = tuple((name, _compile(path, layout)) for name, path in fields.items())
+    return _GETTERS[key]
+
+
+def _values(elem: etree._Element, layout: XmlLayout, kind: str) -> dict[str, str | None]:
+    return {name: get(elem) for name, get in _getters(layout, kind)}
+
+
+def _get(elem: etree._Element, path: str, layout: XmlLayout) -> str | None:
+    return _compile(path, layout)(elem)
 
 
 def _raw(elem: etree._Element) -> str:
@@ -63,6 +91,15 @@ def _read_header_value(layout: XmlLayout, header: _Header, which: str, elem: etr
         raise FileRejected("file.unknown_layout", f"header {which}: {exc}") from None
 
 
+def _read_header(layout: XmlLayout, header: _Header, elem: etree._Element, at_end: bool) -> None:
+    """Header fields held by `elem`: attributes (any time) or child texts (once the element has ended)."""
+    for which in ("year", "unit", "extract_date"):
+        where, path = getattr(layout, which)
+        matches = elem.tag == layout.q(where or layout.root) and (path.startswith("@") or at_end)
+        if matches and getattr(header, which) is None:
+            _read_header_value(layout, header, which, elem)
+
+
 def _check_header(header: _Header, ctx: ReadContext) -> None:
     if ctx.year is not None and header.year != ctx.year:
         raise FileRejected("file.misfiled", f"header data year {header.year} but filed under {ctx.year}")
@@ -77,23 +114,25 @@ def read_iplos_file(path: Path, sink: FileSink, ctx: ReadContext) -> None:
     header_checked = False
     person_index = 0
     try:
-        for event, elem in etree.iterparse(str(path), events=("start", "end"), remove_comments=True):
+        # Only "end" events: attributes of the root and Kommune are complete long before their
+        # first person ends, so the header is read from the person's ancestors.
+        for _event, elem in etree.iterparse(str(path), events=("end",), remove_comments=True):
             if layout is None:
-                layout = layout_for_root(elem.tag)
+                root = elem.getroottree().getroot()
+                layout = layout_for_root(root.tag)
                 if layout is None:
-                    raise FileRejected("file.unknown_layout", f"root element {elem.tag!r} is not a known layout")
+                    raise FileRejected("file.unknown_layout", f"root element {root.tag!r} is not a known layout")
+                person_tag = layout.q(layout.person)
+                header_tags = {layout.q(where or layout.root) for where, _ in
+                               (layout.year, layout.unit, layout.extract_date)}
             tag = elem.tag
-            # Attributes are complete at "start", child texts only at "end".
-            for which in ("year", "unit", "extract_date"):
-                where, path = getattr(layout, which)
-                at_start = path.startswith("@")
-                if (event == "start") == at_start and tag == layout.q(where or layout.root):
-                    _read_header_value(layout, header, which, elem)
-            if event == "start":
-                continue
-            if tag != layout.q(layout.person):
+            if tag != person_tag:
+                if not header_checked and tag in header_tags:
+                    _read_header(layout, header, elem, at_end=True)
                 continue
             if not header_checked:
+                for ancestor in elem.iterancestors():
+                    _read_header(layout, header, ancestor, at_end=False)
                 _check_header(header, ctx)
                 header_checked = True
             person_index += 1
@@ -156,7 +195,7 @@ def _read_person(elem: etree._Element, index: int, layout: XmlLayout, header: _H
                  ctx: ReadContext) -> None:
     path = f"/{layout.root}/{layout.person}[{index}]"
     sink.seen("person")
-    values = {name: _get(elem, p, layout) for name, p in layout.person_fields.items()}
+    values = _values(elem, layout, "person")
     try:
         declared = f.parse_int(values.get("id_type"), "typeID")
         person_key, id_type = resolve_person(sink, values.get("fid"), declared, ctx.allow_synthetic_ids)
@@ -190,7 +229,7 @@ def _read_person(elem: etree._Element, index: int, layout: XmlLayout, header: _H
 def _read_service(elem: etree._Element, path: str, person: dict[str, Any], layout: XmlLayout,
                   header: _Header, sink: FileSink) -> None:
     sink.seen("service")
-    v = {name: _get(elem, p, layout) for name, p in layout.service_fields.items()}
+    v = _values(elem, layout, "service")
     try:
         start = f.parse_date(f.required(v.get("start_date"), "start date"), layout.date_format, "start date")
         end = f.parse_date(v.get("end_date"), layout.date_format, "end date")
@@ -228,7 +267,7 @@ def _read_service(elem: etree._Element, path: str, person: dict[str, Any], layou
 def _read_stop(elem: etree._Element, path: str, service: dict[str, Any], layout: XmlLayout,
                header: _Header, sink: FileSink) -> None:
     sink.seen("stop")
-    v = {name: _get(elem, p, layout) for name, p in layout.stop_fields.items()}
+    v = _values(elem, layout, "stop")
     try:
         start = f.parse_date(f.required(v.get("from_date"), "fraDato"), layout.date_format, "fraDato")
         end = f.parse_date(v.get("to_date"), layout.date_format, "tilDato")
@@ -285,7 +324,7 @@ def _read_assessment(elem: etree._Element, path: str, person: dict[str, Any], la
 def _read_diagnosis(elem: etree._Element, path: str, person: dict[str, Any], layout: XmlLayout,
                     header: _Header, sink: FileSink) -> None:
     sink.seen("diagnosis")
-    v = {name: _get(elem, p, layout) for name, p in layout.diagnosis_fields.items()}
+    v = _values(elem, layout, "diagnosis")
     try:
         row = {
             **_prefix(layout, header, sink, elem.sourceline, path),

@@ -49,14 +49,19 @@ def years_of(days: np.ndarray) -> np.ndarray:
     return (np.searchsorted(_YEAR_STARTS, np.asarray(days), side="right") - 1 + 1900).astype(np.int32)
 
 
+def _last_sunday(year: int, month: int) -> dt.date:
+    last = dt.date(year, month, 31)
+    return last - dt.timedelta(days=(last.weekday() + 1) % 7)
+
+
 @cache
 def _dst_bounds() -> tuple[np.ndarray, np.ndarray]:
     """Per year 1990–2100: first day of summer time and first day of winter time in Oslo."""
     tz = ZoneInfo("Europe/Oslo")
     starts, ends = [], []
     for y in range(1990, 2101):
-        summer = [d for d in (dt.date(y, 3, 31) - dt.timedelta(days=i) for i in range(7)) if d.weekday() == 6][0]
-        winter = [d for d in (dt.date(y, 10, 31) - dt.timedelta(days=i) for i in range(7)) if d.weekday() == 6][0]
+        summer = _last_sunday(y, 3)
+        winter = _last_sunday(y, 10)
         # Sanity check against the tz database at noon of those Sundays.
         assert dt.datetime(y, summer.month, summer.day, 12, tzinfo=tz).utcoffset() == dt.timedelta(hours=2)
         starts.append(day(summer))

@@ -43,9 +43,11 @@ class GenerationSummary:
     elapsed_seconds: float
 
     def __str__(self) -> str:
-        return (f"synthetic data ({self.scale}, seed {self.seed}): {self.municipalities} municipalities, "
-                f"{self.persons:,} persons, {self.episodes:,} episodes, {self.files_written:,} files, "
-                f"{self.corruptions} planted corruptions, {self.elapsed_seconds:.1f} s")
+        return (
+            f"synthetic data ({self.scale}, seed {self.seed}): {self.municipalities} municipalities, "
+            f"{self.persons:,} persons, {self.episodes:,} episodes, {self.files_written:,} files, "
+            f"{self.corruptions} planted corruptions, {self.elapsed_seconds:.1f} s"
+        )
 
 
 def _clean(root: Path) -> None:
@@ -66,8 +68,11 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
     spec = SCALES[scale]
     rng = np.random.default_rng(seed)
     municipalities = load_municipalities()
-    sizes = (national_sizes(rng, municipalities, spec.national_active_per_day, PERSONS_PER_ACTIVE)
-             if spec.national else dict(spec.persons))
+    sizes = (
+        national_sizes(rng, municipalities, spec.national_active_per_day, PERSONS_PER_ACTIVE)
+        if spec.national
+        else dict(spec.persons)
+    )
     plans = plan_municipalities(sizes, municipalities, rng)
     world = build_world(plans, rng)
     world, holdings = build_holdings(rng, world, plans)
@@ -75,9 +80,18 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
     planner = CorruptionPlanner(plans)
     write_config(root, plans, scale, seed)
     epj_files, epj_marks = render_epj(root, plans, holdings, planner.rows)
-    xml_files, xml_marks, ids37 = render_iplos(root, plans, world, holdings, seed, planner.rows, planner.file_bytes)
+    xml_files, xml_marks, ids37 = render_iplos(
+        root, plans, world, holdings, seed, planner.rows, planner.file_bytes
+    )
     corruptions = planner.files + epj_marks + xml_marks
     write_truth(root, plans, world, holdings, ids37, corruptions)
-    return GenerationSummary(scale=scale, seed=seed, municipalities=len(plans), persons=world.persons.height,
-                             episodes=world.episodes.height, files_written=1 + epj_files + xml_files + 8,
-                             corruptions=len(corruptions), elapsed_seconds=time.perf_counter() - started)
+    return GenerationSummary(
+        scale=scale,
+        seed=seed,
+        municipalities=len(plans),
+        persons=world.persons.height,
+        episodes=world.episodes.height,
+        files_written=1 + epj_files + xml_files + 8,
+        corruptions=len(corruptions),
+        elapsed_seconds=time.perf_counter() - started,
+    )

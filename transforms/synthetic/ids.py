@@ -33,8 +33,9 @@ def _birth_prefix(birth_day: int, d_number: bool) -> tuple[str, int]:
     return f"{dd:02d}{born.month + 80:02d}{born.year % 100:02d}", (0 if born.year < 2000 else 500)
 
 
-def person_numbers(rng: np.random.Generator, birth_days: np.ndarray, male: np.ndarray,
-                   d_number: np.ndarray, used: set[str]) -> list[str]:
+def person_numbers(
+    rng: np.random.Generator, birth_days: np.ndarray, male: np.ndarray, d_number: np.ndarray, used: set[str]
+) -> list[str]:
     """One unique synthetic number per person; `used` collects every number handed out."""
     n = len(birth_days)
     draws = rng.integers(0, 250, size=(n, 6))
@@ -66,10 +67,8 @@ def break_check_digits(number: str) -> str:
 
 def _org_check_digit(first8: str) -> str | None:
     calc = getattr(orgnr, "calc_check_digit", None)
-    if calc is not None:
-        digit = calc(first8)
-    else:  # python-stdnum without calc_check_digit: derive it from stdnum's own checksum
-        digit = str((11 - orgnr.checksum(first8 + "0")) % 11)
+    # python-stdnum without calc_check_digit: derive the digit from stdnum's own checksum
+    digit = calc(first8) if calc is not None else str((11 - orgnr.checksum(first8 + "0")) % 11)
     return digit if len(digit) == 1 else None
 
 

@@ -24,8 +24,22 @@ YEARS = tuple(range(FIRST_YEAR, LAST_YEAR + 1))
 
 _VALIDITY = re.compile(r"\s*\((\d{4})?-(\d{4})\)\s*$")
 # Counties created by the reforms: a current code with one of these prefixes cannot be older.
-_COUNTY_START = {"50": 2018, "30": 2020, "34": 2020, "38": 2020, "42": 2020, "46": 2020, "54": 2020,
-                 "31": 2024, "32": 2024, "33": 2024, "39": 2024, "40": 2024, "55": 2024, "56": 2024}
+_COUNTY_START = {
+    "50": 2018,
+    "30": 2020,
+    "34": 2020,
+    "38": 2020,
+    "42": 2020,
+    "46": 2020,
+    "54": 2020,
+    "31": 2024,
+    "32": 2024,
+    "33": 2024,
+    "39": 2024,
+    "40": 2024,
+    "55": 2024,
+    "56": 2024,
+}
 _OPEN_END = 9999
 
 
@@ -119,8 +133,11 @@ def _build(group: str, name: str, rows: list[tuple[str, str]]) -> Municipality:
 @cache
 def load_municipalities() -> dict[str, Municipality]:
     """All 2024 municipalities (numeric groups that contain their own code), keyed by number."""
-    text = resources.files("transforms").joinpath("data/ssb-kommune-grouping-1994-2024.csv").read_text(
-        encoding="utf-8")
+    text = (
+        resources.files("transforms")
+        .joinpath("data/ssb-kommune-grouping-1994-2024.csv")
+        .read_text(encoding="utf-8")
+    )
     groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     for row in csv.DictReader(io.StringIO(text)):
         entry = groups.setdefault(row["group_code_2024"], (row["group_name_2024"], []))
@@ -136,14 +153,33 @@ def load_municipalities() -> dict[str, Municipality]:
 # Approximate 2024 populations (thousands) of the largest municipalities; the national scale
 # sizes these by population and draws the rest from a heavy-tailed (log-normal) spread.
 _LARGE_POPULATIONS = {
-    "0301": 717, "4601": 291, "5001": 214, "1103": 149, "3201": 130, "4204": 116, "3301": 104,
-    "3203": 98, "3205": 93, "3107": 84, "1108": 83, "5501": 78, "3907": 66, "3207": 63, "3905": 58,
-    "1508": 58, "3105": 58, "4003": 55, "1804": 53, "3103": 51, "3909": 48,
+    "0301": 717,
+    "4601": 291,
+    "5001": 214,
+    "1103": 149,
+    "3201": 130,
+    "4204": 116,
+    "3301": 104,
+    "3203": 98,
+    "3205": 93,
+    "3107": 84,
+    "1108": 83,
+    "5501": 78,
+    "3907": 66,
+    "3207": 63,
+    "3905": 58,
+    "1508": 58,
+    "3105": 58,
+    "4003": 55,
+    "1804": 53,
+    "3103": 51,
+    "3909": 48,
 }
 
 
-def national_sizes(rng, municipalities: dict[str, Municipality], active_per_day: int,
-                   persons_per_active: float) -> dict[str, int]:
+def national_sizes(
+    rng, municipalities: dict[str, Municipality], active_per_day: int, persons_per_active: float
+) -> dict[str, int]:
     """Persons over nine years per municipality so that about `active_per_day` users are active daily."""
     import numpy as np
 

@@ -27,10 +27,18 @@ _DEMO = {"3301": 750, "5001": 850, "1515": 400}
 
 SCALES: dict[str, Scale] = {
     "demo": Scale("demo", "3 feature municipalities, about 2,000 persons", dict(_DEMO)),
-    "small": Scale("small", "6 municipalities, about 10,000 persons",
-                   {"3301": 2200, "5001": 2800, "1515": 600, "4601": 2400, "1508": 1400, "3101": 600}),
-    "oslo": Scale("oslo", "Oslo with about 45,000 persons plus the demo municipalities",
-                  {"0301": 45_000, **_DEMO}),
-    "national": Scale("national", "all 357 municipalities, about 350,000 users active on any day",
-                      national=True, national_active_per_day=350_000),
+    "small": Scale(
+        "small",
+        "6 municipalities, about 10,000 persons",
+        {"3301": 2200, "5001": 2800, "1515": 600, "4601": 2400, "1508": 1400, "3101": 600},
+    ),
+    "oslo": Scale(
+        "oslo", "Oslo with about 45,000 persons plus the demo municipalities", {"0301": 45_000, **_DEMO}
+    ),
+    "national": Scale(
+        "national",
+        "all 357 municipalities, about 350,000 users active on any day",
+        national=True,
+        national_active_per_day=350_000,
+    ),
 }

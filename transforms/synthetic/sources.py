@@ -97,13 +97,33 @@ class MunicipalityPlan:
         return "corrupted" if (unit, year) in self.corrupted else "present"
 
 
-def _sys(nr: str, letter: str, fmt: str | None, product: int, prefix: str, active_from: str | int,
-         active_to: str | None, history_from: str | int | None, kommuner: tuple[str, ...],
-         **kw) -> SystemPlan:
-    as_day = (lambda v: v if isinstance(v, int) or v is None else day(v))
-    return SystemPlan(system=f"epj{nr}{letter}", kommune=nr, fmt=fmt, product=_PRODUCTS[product], prefix=prefix,
-                      active_from=as_day(active_from), active_to=as_day(active_to),
-                      history_from=as_day(history_from) if fmt else None, kommuner=kommuner, **kw)
+def _sys(
+    nr: str,
+    letter: str,
+    fmt: str | None,
+    product: int,
+    prefix: str,
+    active_from: str | int,
+    active_to: str | None,
+    history_from: str | int | None,
+    kommuner: tuple[str, ...],
+    **kw,
+) -> SystemPlan:
+    def as_day(v: str | int | None) -> int | None:
+        return v if isinstance(v, int) or v is None else day(v)
+
+    return SystemPlan(
+        system=f"epj{nr}{letter}",
+        kommune=nr,
+        fmt=fmt,
+        product=_PRODUCTS[product],
+        prefix=prefix,
+        active_from=as_day(active_from),
+        active_to=as_day(active_to),
+        history_from=as_day(history_from) if fmt else None,
+        kommuner=kommuner,
+        **kw,
+    )
 
 
 def _drammen(m: Municipality, persons: int) -> MunicipalityPlan:
@@ -119,45 +139,88 @@ def _drammen(m: Municipality, persons: int) -> MunicipalityPlan:
     sv = _sys(m.nr, "y", None, 3, "SV", FIRST_SYSTEM_FROM, "2019-12-31", None, ("0711",))
     merger, switch = day("2020-01-01"), day("2021-03-15")
     takeovers = (
-        Takeover("0602", FIRST_SYSTEM_FROM, a.system), Takeover("0602", switch, b.system),
-        Takeover("0625", FIRST_SYSTEM_FROM, ne.system), Takeover("0625", merger, a.system),
+        Takeover("0602", FIRST_SYSTEM_FROM, a.system),
+        Takeover("0602", switch, b.system),
+        Takeover("0625", FIRST_SYSTEM_FROM, ne.system),
+        Takeover("0625", merger, a.system),
         Takeover("0625", switch, b.system),
-        Takeover("0711", FIRST_SYSTEM_FROM, sv.system), Takeover("0711", merger, a.system),
+        Takeover("0711", FIRST_SYSTEM_FROM, sv.system),
+        Takeover("0711", merger, a.system),
         Takeover("0711", switch, b.system),
     )
-    return MunicipalityPlan(m, persons, (a, b, ne, sv), takeovers, missing=frozenset({("3005", 2020)}),
-                            corrupted={("3005", 2022): "file.unparseable"}, utf8=frozenset({("0711", 2019)}),
-                            feature="drammen", part_weights=(0.6, 0.3, 0.1))
+    return MunicipalityPlan(
+        m,
+        persons,
+        (a, b, ne, sv),
+        takeovers,
+        missing=frozenset({("3005", 2020)}),
+        corrupted={("3005", 2022): "file.unparseable"},
+        utf8=frozenset({("0711", 2019)}),
+        feature="drammen",
+        part_weights=(0.6, 0.3, 0.1),
+    )
 
 
 def _trondheim(m: Municipality, persons: int) -> MunicipalityPlan:
     """2018 Trøndelag renumbering and 2020 merger: Klæbu's own export (a) until its records
     moved into Trondheim's split JSONL export (b) on 2020-01-01, some with migratedFrom."""
-    klaebu = _sys(m.nr, "a", FMT_A, 3, "K", FIRST_SYSTEM_FROM, "2019-12-31", FIRST_SYSTEM_FROM, ("1662", "5030"))
-    trd = _sys(m.nr, "b", FMT_B, 4, "T", FIRST_SYSTEM_FROM, None, "2016-01-01", ("1601", "5001"),
-               link_prob=0.5, split_events=True)
-    takeovers = (Takeover("1601", FIRST_SYSTEM_FROM, trd.system),
-                 Takeover("1662", FIRST_SYSTEM_FROM, klaebu.system),
-                 Takeover("1662", day("2020-01-01"), trd.system))
-    return MunicipalityPlan(m, persons, (klaebu, trd), takeovers,
-                            corrupted={("5001", 2021): "file.encoding_mismatch"},
-                            utf8=frozenset({("5030", 2019)}), feature="trondheim",
-                            part_weights=(0.88, 0.12))
+    klaebu = _sys(
+        m.nr, "a", FMT_A, 3, "K", FIRST_SYSTEM_FROM, "2019-12-31", FIRST_SYSTEM_FROM, ("1662", "5030")
+    )
+    trd = _sys(
+        m.nr,
+        "b",
+        FMT_B,
+        4,
+        "T",
+        FIRST_SYSTEM_FROM,
+        None,
+        "2016-01-01",
+        ("1601", "5001"),
+        link_prob=0.5,
+        split_events=True,
+    )
+    takeovers = (
+        Takeover("1601", FIRST_SYSTEM_FROM, trd.system),
+        Takeover("1662", FIRST_SYSTEM_FROM, klaebu.system),
+        Takeover("1662", day("2020-01-01"), trd.system),
+    )
+    return MunicipalityPlan(
+        m,
+        persons,
+        (klaebu, trd),
+        takeovers,
+        corrupted={("5001", 2021): "file.encoding_mismatch"},
+        utf8=frozenset({("5030", 2019)}),
+        feature="trondheim",
+        part_weights=(0.88, 0.12),
+    )
 
 
 def _heroy(m: Municipality, persons: int) -> MunicipalityPlan:
     """Yearly extracts only until 2022 (old EPJ never exported), then a new CSV export from 2023."""
     old = _sys(m.nr, "x", None, 2, "H", FIRST_SYSTEM_FROM, "2022-12-31", None, ("1515",))
     new = _sys(m.nr, "a", FMT_A, 0, "E", "2023-01-01", None, "2023-01-01", ("1515",))
-    takeovers = (Takeover("1515", FIRST_SYSTEM_FROM, old.system), Takeover("1515", day("2023-01-01"), new.system))
-    return MunicipalityPlan(m, persons, (old, new), takeovers, utf8=frozenset({("1515", 2020)}), feature="heroy")
+    takeovers = (
+        Takeover("1515", FIRST_SYSTEM_FROM, old.system),
+        Takeover("1515", day("2023-01-01"), new.system),
+    )
+    return MunicipalityPlan(
+        m, persons, (old, new), takeovers, utf8=frozenset({("1515", 2020)}), feature="heroy"
+    )
 
 
 def _oslo(m: Municipality, persons: int) -> MunicipalityPlan:
     """One large JSONL export split in yearly files, history from 2014; districts (bydel) filled in."""
     sys_b = _sys(m.nr, "b", FMT_B, 1, "O", "2002-01-01", None, "2014-01-01", m.all_units(), split_events=True)
-    return MunicipalityPlan(m, persons, (sys_b,), (Takeover("0301", FIRST_SYSTEM_FROM, sys_b.system),),
-                            utf8=frozenset({("0301", 2023)}), bydel=True)
+    return MunicipalityPlan(
+        m,
+        persons,
+        (sys_b,),
+        (Takeover("0301", FIRST_SYSTEM_FROM, sys_b.system),),
+        utf8=frozenset({("0301", 2023)}),
+        bydel=True,
+    )
 
 
 def _generic(m: Municipality, persons: int, rng: np.random.Generator) -> MunicipalityPlan:
@@ -165,7 +228,9 @@ def _generic(m: Municipality, persons: int, rng: np.random.Generator) -> Municip
     of the municipalities; every yearly file present, so there is no gap."""
     fmts = (FMT_A, FMT_B)
     fmt1 = fmts[int(rng.integers(0, 2))]
-    history = FIRST_SYSTEM_FROM if rng.random() < 0.4 else int(rng.integers(FIRST_SYSTEM_FROM, day("2019-12-31")))
+    history = (
+        FIRST_SYSTEM_FROM if rng.random() < 0.4 else int(rng.integers(FIRST_SYSTEM_FROM, day("2019-12-31")))
+    )
     switch: int | None = None
     if rng.random() < 0.35:
         switch = int(rng.integers(day("2018-02-01"), day("2025-06-30")))
@@ -173,23 +238,45 @@ def _generic(m: Municipality, persons: int, rng: np.random.Generator) -> Municip
             switch += 31  # keep switches out of January, when yearly extracts are taken
         history = min(history, switch - 1)
     big = persons > 20_000
-    first = _sys(m.nr, "a", fmt1, int(rng.integers(0, len(_PRODUCTS))), "A", FIRST_SYSTEM_FROM,
-                 None if switch is None else switch - 1, history, m.all_units(), split_events=big and fmt1 == FMT_B)
+    first = _sys(
+        m.nr,
+        "a",
+        fmt1,
+        int(rng.integers(0, len(_PRODUCTS))),
+        "A",
+        FIRST_SYSTEM_FROM,
+        None if switch is None else switch - 1,
+        history,
+        m.all_units(),
+        split_events=big and fmt1 == FMT_B,
+    )
     systems = [first]
     takeovers = [Takeover(p, FIRST_SYSTEM_FROM, first.system) for p in m.parts]
     if switch is not None:
         fmt2 = fmts[int(rng.integers(0, 2))]
         link = float((0.0, 0.5, 0.9, 1.0)[int(rng.integers(0, 4))])
-        second = _sys(m.nr, "b", fmt2, int(rng.integers(0, len(_PRODUCTS))), "B", switch, None, switch,
-                      m.all_units(), link_prob=link, split_events=big and fmt2 == FMT_B)
+        second = _sys(
+            m.nr,
+            "b",
+            fmt2,
+            int(rng.integers(0, len(_PRODUCTS))),
+            "B",
+            switch,
+            None,
+            switch,
+            m.all_units(),
+            link_prob=link,
+            split_events=big and fmt2 == FMT_B,
+        )
         systems.append(second)
         takeovers += [Takeover(p, switch, second.system) for p in m.parts]
     utf8 = frozenset((u, y) for y in YEARS for u in m.units_in_year(y) if rng.random() < 0.08)
     return MunicipalityPlan(m, persons, tuple(systems), tuple(takeovers), utf8=utf8)
 
 
-def plan_municipalities(sizes: dict[str, int], municipalities: dict[str, Municipality],
-                        rng: np.random.Generator) -> list[MunicipalityPlan]:
+def plan_municipalities(
+    sizes: dict[str, int], municipalities: dict[str, Municipality], rng: np.random.Generator
+) -> list[MunicipalityPlan]:
     """Plans in kommunenummer order, each with its own provider organisations."""
     special = {"3301": _drammen, "5001": _trondheim, "1515": _heroy, "0301": _oslo}
     plans = []

@@ -56,8 +56,9 @@ def unmarked(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in MARK_COLUMNS.items()])
 
 
-def assemble(frame: pl.DataFrame, sort_keys: list[str], first_line: int, source_file: str,
-             sep: str = "\n") -> tuple[str, list[Corruption]]:
+def assemble(
+    frame: pl.DataFrame, sort_keys: list[str], first_line: int, source_file: str, sep: str = "\n"
+) -> tuple[str, list[Corruption]]:
     """Sort rows, join their `text`, and locate the marked rows (the text may hold several lines)."""
     frame = frame.sort(sort_keys, maintain_order=True)
     lines = frame["text"].str.count_matches("\n") + 1

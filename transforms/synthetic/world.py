@@ -22,21 +22,56 @@ from .sources import MunicipalityPlan
 
 YEAR = 365.25
 # Arrivals drawn per person wanted over the nine years; and persons over nine years per user
-# active on one day. Both measured on this model (see tests and the generator's summary).
+# active on one day. Both measured on this model (demo and national runs).
 ARRIVALS_PER_PERSON = 1.68
-PERSONS_PER_ACTIVE = 3.3
+PERSONS_PER_ACTIVE = 3.45
 
 # (code, probability, probability of ending before the phase ends)
-_ELDERLY_HOME = ((15, 0.78, 0.25), (1, 0.42, 0.35), (6, 0.45, 0.12), (5, 0.08, 0.4), (4, 0.07, 0.4),
-                 (29, 0.10, 0.1), (17, 0.03, 0.4), (27, 0.03, 0.3), (28, 0.03, 0.3), (26, 0.01, 0.3),
-                 (2, 0.01, 0.5), (7, 0.01, 0.5), (11, 0.01, 0.4))
-_YOUNGER = ((15, 0.50, 0.4), (1, 0.30, 0.4), (3, 0.10, 0.2), (9, 0.25, 0.4), (11, 0.08, 0.3),
-            (7, 0.10, 0.3), (8, 0.06, 0.3), (29, 0.20, 0.2), (2, 0.08, 0.5), (4, 0.10, 0.3),
-            (22, 0.01, 0.5), (6, 0.05, 0.2), (5, 0.02, 0.4), (17, 0.02, 0.4))
+_ELDERLY_HOME = (
+    (15, 0.78, 0.25),
+    (1, 0.42, 0.35),
+    (6, 0.45, 0.12),
+    (5, 0.08, 0.4),
+    (4, 0.07, 0.4),
+    (29, 0.10, 0.1),
+    (17, 0.03, 0.4),
+    (27, 0.03, 0.3),
+    (28, 0.03, 0.3),
+    (26, 0.01, 0.3),
+    (2, 0.01, 0.5),
+    (7, 0.01, 0.5),
+    (11, 0.01, 0.4),
+)
+_YOUNGER = (
+    (15, 0.50, 0.4),
+    (1, 0.30, 0.4),
+    (3, 0.10, 0.2),
+    (9, 0.25, 0.4),
+    (11, 0.08, 0.3),
+    (7, 0.10, 0.3),
+    (8, 0.06, 0.3),
+    (29, 0.20, 0.2),
+    (2, 0.08, 0.5),
+    (4, 0.10, 0.3),
+    (22, 0.01, 0.5),
+    (6, 0.05, 0.2),
+    (5, 0.02, 0.4),
+    (17, 0.02, 0.4),
+)
 _SHORT_STAYS = ((18, 0.30, 8.0), (19, 0.25, 21.0), (20, 0.45, 12.0))  # code, share, median days
 # hours per week by decision: code -> (median, sigma); codes absent here report no hours
-_HOURS = {15: (3.5, 0.8), 1: (2.0, 0.6), 2: (3.0, 0.6), 3: (25.0, 0.7), 4: (12.0, 0.5), 7: (8.0, 0.6),
-          9: (3.0, 0.5), 11: (10.0, 0.6), 17: (15.0, 0.5), 22: (56.0, 0.3)}
+_HOURS = {
+    15: (3.5, 0.8),
+    1: (2.0, 0.6),
+    2: (3.0, 0.6),
+    3: (25.0, 0.7),
+    4: (12.0, 0.5),
+    7: (8.0, 0.6),
+    9: (3.0, 0.5),
+    11: (10.0, 0.6),
+    17: (15.0, 0.5),
+    22: (56.0, 0.3),
+}
 _NO_PROVIDER = (11, 29)
 _PROVIDER_CHANGE_CODES = (1, 2, 3, 4, 5, 6, 7, 9, 15, 17, 21)
 _STOP_CODES = (1, 2, 3, 4, 5, 6, 9, 15, 17)
@@ -53,7 +88,9 @@ class World:
     """Persons, episodes and their dated details; day columns are Int32 day numbers."""
 
     persons: pl.DataFrame  # pid, plan, part, birth, male, fnr, dnr, dnr_until, death, bydel, household
-    episodes: pl.DataFrame  # eid, pid, plan, part, code, original_code, decision, start, end, planned_end, ...
+    episodes: (
+        pl.DataFrame
+    )  # eid, pid, plan, part, code, original_code, decision, start, end, planned_end, ...
     stops: pl.DataFrame  # eid, from, to, planned
     provider_changes: pl.DataFrame  # eid, date, org
     hours_changes: pl.DataFrame  # eid, date, hours
@@ -64,8 +101,13 @@ def _lognormal_days(rng: np.random.Generator, median: np.ndarray | float, sigma:
     return np.exp(np.log(median) + sigma * rng.standard_normal(n))
 
 
-def _phase_services(rng: np.random.Generator, pids: np.ndarray, begin: np.ndarray, end: np.ndarray,
-                    table: tuple[tuple[int, float, float], ...]) -> list[np.ndarray]:
+def _phase_services(
+    rng: np.random.Generator,
+    pids: np.ndarray,
+    begin: np.ndarray,
+    end: np.ndarray,
+    table: tuple[tuple[int, float, float], ...],
+) -> list[np.ndarray]:
     """Services of one care phase: each code independently, starting soon after the phase begins.
 
     Every person gets at least one service; a service either lasts until the phase ends
@@ -95,7 +137,9 @@ def _phase_services(rng: np.random.Generator, pids: np.ndarray, begin: np.ndarra
     return [np.concatenate(x) for x in (out_p, out_c, out_s, out_e)]
 
 
-def _short_stays(rng: np.random.Generator, pids: np.ndarray, begin: np.ndarray, end: np.ndarray) -> list[np.ndarray]:
+def _short_stays(
+    rng: np.random.Generator, pids: np.ndarray, begin: np.ndarray, end: np.ndarray
+) -> list[np.ndarray]:
     """Short stays (18–20) and municipal emergency beds (25) during the time at home."""
     length = (end - begin + 1).astype(float)
     k = np.minimum(rng.poisson(0.45 * length / YEAR), 5)
@@ -112,8 +156,12 @@ def _short_stays(rng: np.random.Generator, pids: np.ndarray, begin: np.ndarray, 
     start25 = begin[idx25] + np.floor(rng.random(len(idx25)) * length[idx25]).astype(np.int64)
     starts = np.concatenate([start, start25])
     ends = np.minimum(starts + np.concatenate([dur, dur25]) - 1, np.concatenate([end[idx], end[idx25]]))
-    return [np.concatenate([pids[idx], pids[idx25]]), np.concatenate([codes, np.full(len(idx25), 25)]),
-            starts, ends]
+    return [
+        np.concatenate([pids[idx], pids[idx25]]),
+        np.concatenate([codes, np.full(len(idx25), 25)]),
+        starts,
+        ends,
+    ]
 
 
 def _drop_overlaps(frame: pl.DataFrame, keys: list[str], start: str, end: str, gap: int) -> pl.DataFrame:
@@ -142,10 +190,15 @@ def _persons(rng: np.random.Generator, plans: list[MunicipalityPlan]) -> dict[st
         part[sel] = rng.choice(len(p.muni.parts), size=int(sel.sum()), p=p.weights())
     arrival = rng.integers(WORLD_START, SPAN_END + 1, size=n)
     elderly = rng.random(n) < 0.72
-    age = np.where(elderly, np.clip(rng.normal(80.0, 7.5, n), 65, 99),
-                   np.where(rng.random(n) < 0.25, rng.uniform(1, 18, n), rng.uniform(18, 66, n)))
+    age = np.where(
+        elderly,
+        np.clip(rng.normal(80.0, 7.5, n), 65, 99),
+        np.where(rng.random(n) < 0.25, rng.uniform(1, 18, n), rng.uniform(18, 66, n)),
+    )
     birth = arrival - np.floor(age * YEAR).astype(np.int64)
-    window = np.where(elderly, _lognormal_days(rng, 2.2 * YEAR, 0.85, n), _lognormal_days(rng, 5.0 * YEAR, 0.9, n))
+    window = np.where(
+        elderly, _lognormal_days(rng, 2.2 * YEAR, 0.85, n), _lognormal_days(rng, 5.0 * YEAR, 0.9, n)
+    )
     window = np.clip(window, 14, 30 * YEAR).astype(np.int64)
     dies = np.where(elderly, rng.random(n) < 0.75, rng.random(n) < 0.04)
     leave = arrival + window - 1
@@ -158,8 +211,19 @@ def _persons(rng: np.random.Generator, plans: list[MunicipalityPlan]) -> dict[st
     home_end = np.where(institution, inst_start - 1, leave)
     male = rng.random(n) < np.where(elderly, 0.4, 0.52)
     keep = (leave >= SPAN_START) & (leave > arrival)
-    cols = dict(plan=plan_idx, part=part, arrival=arrival, elderly=elderly, birth=birth, leave=leave,
-                dies=dies, institution=institution, inst_start=inst_start, home_end=home_end, male=male)
+    cols = dict(
+        plan=plan_idx,
+        part=part,
+        arrival=arrival,
+        elderly=elderly,
+        birth=birth,
+        leave=leave,
+        dies=dies,
+        institution=institution,
+        inst_start=inst_start,
+        home_end=home_end,
+        male=male,
+    )
     return {k: v[keep] for k, v in cols.items()}
 
 
@@ -179,52 +243,76 @@ def _episodes(rng: np.random.Generator, p: dict[str, np.ndarray]) -> pl.DataFram
     end = cols[3].copy()
     # open-ended: anything still running at the end of the span has no end the sources can know
     end = np.where(end > SPAN_END + 400, OPEN, end)
-    frame = pl.DataFrame({"pid": cols[0], "code": cols[1], "start": cols[2], "end": end},
-                         schema={"pid": pl.Int64, "code": pl.Int32, "start": pl.Int32, "end": pl.Int32})
+    frame = pl.DataFrame(
+        {"pid": cols[0], "code": cols[1], "start": cols[2], "end": end},
+        schema={"pid": pl.Int64, "code": pl.Int32, "start": pl.Int32, "end": pl.Int32},
+    )
     frame = frame.filter((pl.col("end") >= SPAN_START) & (pl.col("start") <= SPAN_END))
     return _drop_overlaps(frame, ["pid", "code"], "start", "end", 30)
 
 
-def _attributes(rng: np.random.Generator, eps: pl.DataFrame, plans: list[MunicipalityPlan],
-                plan_of_pid: np.ndarray, part_of_pid: np.ndarray) -> pl.DataFrame:
+def _attributes(
+    rng: np.random.Generator,
+    eps: pl.DataFrame,
+    plans: list[MunicipalityPlan],
+    plan_of_pid: np.ndarray,
+    part_of_pid: np.ndarray,
+) -> pl.DataFrame:
     """Decision dates, original codes (12/13 in the 3.6 years), hours and first provider."""
     n = eps.height
     code = eps["code"].to_numpy()
     start = eps["start"].to_numpy().astype(np.int64)
     pid = eps["pid"].to_numpy()
-    lead = np.where(code == 21, rng.integers(0, 46, n), np.where(np.isin(code, SHORT_STAY_CODES),
-                                                                  rng.integers(0, 11, n), rng.integers(0, 22, n)))
+    lead = np.where(
+        code == 21,
+        rng.integers(0, 46, n),
+        np.where(np.isin(code, SHORT_STAY_CODES), rng.integers(0, 11, n), rng.integers(0, 22, n)),
+    )
     housing_36 = (code == HOUSING) & (start <= day("2018-12-31"))
     original = np.where(housing_36, np.where(rng.random(n) < 0.7, 12, 13), code)
     hours = np.full(n, np.nan)
     for c, (median, sigma) in _HOURS.items():
         sel = code == c
-        hours[sel] = np.clip(np.round(_lognormal_days(rng, median, sigma, int(sel.sum())) * 2) / 2, 0.5, 160.0)
+        hours[sel] = np.clip(
+            np.round(_lognormal_days(rng, median, sigma, int(sel.sum())) * 2) / 2, 0.5, 160.0
+        )
     full_time = (code == 3) & (rng.random(n) < 0.02)
     hours[full_time] = 168.0  # round-the-clock BPA: the top of the valid range
     plan_idx = plan_of_pid[pid]
     n_prov = np.array([len(pl_.providers) for pl_ in plans])[plan_idx]
     prov_idx = np.floor(rng.random(n) * n_prov).astype(np.int64)
-    return eps.with_columns(
-        pl.Series("plan", plan_idx, dtype=pl.Int32),
-        pl.Series("part", part_of_pid[pid], dtype=pl.Int32),
-        pl.Series("original_code", original, dtype=pl.Int32),
-        pl.Series("decision", start - lead, dtype=pl.Int32),
-        pl.Series("planned_end", np.isin(code, SHORT_STAY_CODES)),
-        pl.Series("hours", hours).fill_nan(None),
-        pl.Series("provider_idx", np.where(np.isin(code, _NO_PROVIDER), -1, prov_idx), dtype=pl.Int32),
-    ).join(_provider_table(plans), on=["plan", "provider_idx"], how="left").sort("eid")
+    return (
+        eps.with_columns(
+            pl.Series("plan", plan_idx, dtype=pl.Int32),
+            pl.Series("part", part_of_pid[pid], dtype=pl.Int32),
+            pl.Series("original_code", original, dtype=pl.Int32),
+            pl.Series("decision", start - lead, dtype=pl.Int32),
+            pl.Series("planned_end", np.isin(code, SHORT_STAY_CODES)),
+            pl.Series("hours", hours).fill_nan(None),
+            pl.Series("provider_idx", np.where(np.isin(code, _NO_PROVIDER), -1, prov_idx), dtype=pl.Int32),
+        )
+        .join(_provider_table(plans), on=["plan", "provider_idx"], how="left")
+        .sort("eid")
+    )
 
 
 def _provider_table(plans: list[MunicipalityPlan]) -> pl.DataFrame:
     """(plan, provider_idx) -> organisation number."""
     rows = [(i, j, org) for i, p in enumerate(plans) for j, org in enumerate(p.providers)]
-    return pl.DataFrame(rows, schema={"plan": pl.Int32, "provider_idx": pl.Int32, "provider": pl.Utf8},
-                        orient="row")
+    return pl.DataFrame(
+        rows, schema={"plan": pl.Int32, "provider_idx": pl.Int32, "provider": pl.Utf8}, orient="row"
+    )
 
 
-def _dated_events(rng: np.random.Generator, eps: pl.DataFrame, codes: tuple[int, ...], rate: float,
-                  cap: int, lo_pad: int, hi_pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dated_events(
+    rng: np.random.Generator,
+    eps: pl.DataFrame,
+    codes: tuple[int, ...],
+    rate: float,
+    cap: int,
+    lo_pad: int,
+    hi_pad: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random event days per eligible episode inside [start + lo_pad, min(end, span end) - hi_pad]."""
     sel = eps.filter(pl.col("code").is_in(codes))
     lo = np.maximum(sel["start"].to_numpy().astype(np.int64) + lo_pad, DETAIL_FROM)
@@ -236,12 +324,17 @@ def _dated_events(rng: np.random.Generator, eps: pl.DataFrame, codes: tuple[int,
     return sel["eid"].to_numpy()[idx], when, idx
 
 
-def _provider_changes(rng: np.random.Generator, eps: pl.DataFrame, plans: list[MunicipalityPlan]) -> pl.DataFrame:
+def _provider_changes(
+    rng: np.random.Generator, eps: pl.DataFrame, plans: list[MunicipalityPlan]
+) -> pl.DataFrame:
     """A new provider organisation on a date: each change differs from the value before it."""
     eligible = eps.filter(pl.col("provider_idx") >= 0)
     eid, when, _ = _dated_events(rng, eligible, _PROVIDER_CHANGE_CODES, 0.06, 3, 1, 0)
-    frame = (pl.DataFrame({"eid": eid, "date": when}, schema={"eid": pl.Int64, "date": pl.Int32})
-             .unique(["eid", "date"]).sort(["eid", "date"]))
+    frame = (
+        pl.DataFrame({"eid": eid, "date": when}, schema={"eid": pl.Int64, "date": pl.Int32})
+        .unique(["eid", "date"])
+        .sort(["eid", "date"])
+    )
     first = eps.select("eid", "provider_idx", "plan")
     frame = frame.join(first, on="eid", how="left").sort(["eid", "date"])
     n_prov = np.array([len(p.providers) for p in plans])[frame["plan"].to_numpy()]
@@ -258,9 +351,14 @@ def _hours_changes(rng: np.random.Generator, eps: pl.DataFrame) -> pl.DataFrame:
     eid, when, idx = _dated_events(rng, eligible, tuple(_HOURS), 0.1, 3, 1, 0)
     base = eligible.filter(pl.col("code").is_in(tuple(_HOURS)))["hours"].to_numpy()[idx]
     new = np.clip(np.round(base * rng.uniform(0.6, 1.6, len(idx)) * 2) / 2, 0.5, 160.0)
-    return (pl.DataFrame({"eid": eid, "date": when, "hours": new},
-                         schema={"eid": pl.Int64, "date": pl.Int32, "hours": pl.Float64})
-            .unique(["eid", "date"], keep="first").sort(["eid", "date"]))
+    return (
+        pl.DataFrame(
+            {"eid": eid, "date": when, "hours": new},
+            schema={"eid": pl.Int64, "date": pl.Int32, "hours": pl.Float64},
+        )
+        .unique(["eid", "date"], keep="first")
+        .sort(["eid", "date"])
+    )
 
 
 def _stops(rng: np.random.Generator, eps: pl.DataFrame) -> pl.DataFrame:
@@ -270,8 +368,10 @@ def _stops(rng: np.random.Generator, eps: pl.DataFrame) -> pl.DataFrame:
     end = sel["end"].to_numpy().astype(np.int64)[idx]
     dur = np.clip(np.rint(_lognormal_days(rng, 10.0, 0.8, len(idx))), 1, 120).astype(np.int64)
     to = np.minimum(when + dur - 1, end - 1)
-    frame = pl.DataFrame({"eid": eid, "from": when, "to": to, "planned": rng.random(len(idx)) < 0.3},
-                         schema={"eid": pl.Int64, "from": pl.Int32, "to": pl.Int32, "planned": pl.Boolean})
+    frame = pl.DataFrame(
+        {"eid": eid, "from": when, "to": to, "planned": rng.random(len(idx)) < 0.3},
+        schema={"eid": pl.Int64, "from": pl.Int32, "to": pl.Int32, "planned": pl.Boolean},
+    )
     frame = frame.filter(pl.col("to") >= pl.col("from"))
     return _drop_overlaps(frame, ["eid"], "from", "to", 1)
 
@@ -293,8 +393,11 @@ def build_world(plans: list[MunicipalityPlan], rng: np.random.Generator) -> Worl
     # deaths end every service still running (the institution and home phases already end there)
     eps = eps.with_columns(pl.Series("death", death[eps["pid"].to_numpy()], dtype=pl.Int32))
     eps = eps.with_columns(
-        pl.when((pl.col("death") >= 0) & (pl.col("end") > pl.col("death"))).then(pl.col("death"))
-        .otherwise(pl.col("end")).alias("end")).drop("death")
+        pl.when((pl.col("death") >= 0) & (pl.col("end") > pl.col("death")))
+        .then(pl.col("death"))
+        .otherwise(pl.col("end"))
+        .alias("end")
+    ).drop("death")
     has_dnr = rng.random(n) < 0.015
     dnr_until = np.where(rng.random(n) < 0.8, p["arrival"] + rng.integers(-200, 700, n), OPEN)
     dnr_until = np.where(has_dnr & (dnr_until <= SPAN_END), dnr_until, np.where(has_dnr, OPEN, -1))
@@ -302,33 +405,61 @@ def build_world(plans: list[MunicipalityPlan], rng: np.random.Generator) -> Worl
     birth = p["birth"]
     fnr_needed = ~has_dnr | (dnr_until < OPEN)
     fnr = np.full(n, None, dtype=object)
-    fnr[fnr_needed] = person_numbers(rng, birth[fnr_needed], p["male"][fnr_needed],
-                                     np.zeros(int(fnr_needed.sum()), dtype=bool), used)
+    fnr[fnr_needed] = person_numbers(
+        rng, birth[fnr_needed], p["male"][fnr_needed], np.zeros(int(fnr_needed.sum()), dtype=bool), used
+    )
     dnr = np.full(n, None, dtype=object)
-    dnr[has_dnr] = person_numbers(rng, birth[has_dnr], p["male"][has_dnr], np.ones(int(has_dnr.sum()), bool), used)
+    dnr[has_dnr] = person_numbers(
+        rng, birth[has_dnr], p["male"][has_dnr], np.ones(int(has_dnr.sum()), bool), used
+    )
     bydel_on = np.array([pl_.bydel for pl_ in plans])[p["plan"]]
     bydel = np.where(bydel_on, np.char.add("0301", np.char.zfill(rng.integers(1, 16, n).astype(str), 2)), "")
     household = rng.choice([1, 2, 3], size=n, p=[0.55, 0.4, 0.05])
-    persons = pl.DataFrame({
-        "pid": np.arange(n), "plan": p["plan"], "part": p["part"], "birth": birth, "male": p["male"],
-        "elderly": p["elderly"], "arrival": p["arrival"],
-        "fnr": pl.Series(fnr.tolist(), dtype=pl.Utf8), "dnr": pl.Series(dnr.tolist(), dtype=pl.Utf8),
-        "dnr_until": dnr_until, "death": death, "bydel": bydel, "household": household,
-    }).with_columns(pl.col("pid").cast(pl.Int64), pl.col("plan", "part", "birth", "dnr_until", "death",
-                                                            "arrival", "household").cast(pl.Int32))
+    persons = pl.DataFrame(
+        {
+            "pid": np.arange(n),
+            "plan": p["plan"],
+            "part": p["part"],
+            "birth": birth,
+            "male": p["male"],
+            "elderly": p["elderly"],
+            "arrival": p["arrival"],
+            "fnr": pl.Series(fnr.tolist(), dtype=pl.Utf8),
+            "dnr": pl.Series(dnr.tolist(), dtype=pl.Utf8),
+            "dnr_until": dnr_until,
+            "death": death,
+            "bydel": bydel,
+            "household": household,
+        }
+    ).with_columns(
+        pl.col("pid").cast(pl.Int64),
+        pl.col("plan", "part", "birth", "dnr_until", "death", "arrival", "household").cast(pl.Int32),
+    )
     persons = persons.with_columns(pl.col("death", "dnr_until").replace(-1, None))
     k = rng.choice([0, 1, 2], size=n, p=[0.3, 0.45, 0.25])
     didx = np.repeat(np.arange(n), k)
     young = ~p["elderly"][didx]
-    dcode = np.where(young, np.array(_DIAGNOSES_YOUNG)[rng.integers(0, len(_DIAGNOSES_YOUNG), len(didx))],
-                     np.array(_DIAGNOSES_OLD)[rng.integers(0, len(_DIAGNOSES_OLD), len(didx))])
+    dcode = np.where(
+        young,
+        np.array(_DIAGNOSES_YOUNG)[rng.integers(0, len(_DIAGNOSES_YOUNG), len(didx))],
+        np.array(_DIAGNOSES_OLD)[rng.integers(0, len(_DIAGNOSES_OLD), len(didx))],
+    )
     icpc = rng.random(len(didx)) < 0.15
     dcode = np.where(icpc, np.array(_ICPC2)[rng.integers(0, len(_ICPC2), len(didx))], dcode)
-    diagnoses = pl.DataFrame({
-        "pid": didx, "system": np.where(icpc, "ICPC2", "ICD10"), "code": dcode,
-        "date": p["arrival"][didx] - rng.integers(0, 700, len(didx)),
-    }, schema={"pid": pl.Int64, "system": pl.Utf8, "code": pl.Utf8, "date": pl.Int32}).unique(
-        ["pid", "code"], keep="first", maintain_order=True)
-    return World(persons=persons, episodes=eps, stops=_stops(rng, eps),
-                 provider_changes=_provider_changes(rng, eps, plans), hours_changes=_hours_changes(rng, eps),
-                 diagnoses=diagnoses)
+    diagnoses = pl.DataFrame(
+        {
+            "pid": didx,
+            "system": np.where(icpc, "ICPC2", "ICD10"),
+            "code": dcode,
+            "date": p["arrival"][didx] - rng.integers(0, 700, len(didx)),
+        },
+        schema={"pid": pl.Int64, "system": pl.Utf8, "code": pl.Utf8, "date": pl.Int32},
+    ).unique(["pid", "code"], keep="first", maintain_order=True)
+    return World(
+        persons=persons,
+        episodes=eps,
+        stops=_stops(rng, eps),
+        provider_changes=_provider_changes(rng, eps, plans),
+        hours_changes=_hours_changes(rng, eps),
+        diagnoses=diagnoses,
+    )

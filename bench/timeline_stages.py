@@ -1,0 +1,116 @@
+"""Benchmark: episodes and daily aggregates for a large synthetic world, wall time and peak memory.
+
+Usage: python bench/timeline_stages.py --scale {oslo,national} [--data-root DIR]
+
+Generates and ingests the scale into DIR when it holds no staged data yet (timed
+too), then runs each stage in a fresh child process so that the peak resident
+memory reported is that stage's own: `episodes` (coverage, linking, episodes,
+stops, provider changes, written to timeline/) and `daily` (per-day aggregates
+2017-01-01..2025-12-31 written to timeline/daily/day=.../).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+LAST_DAY = dt.date(2025, 12, 31)
+
+
+def stage(name: str, data_root: Path) -> dict:
+    """Child process body: run one stage, report its seconds and peak RSS."""
+    import dataclasses
+
+    from transforms import duck
+    from transforms.settings import load_settings
+
+    settings = dataclasses.replace(load_settings(data_root), as_of_date=LAST_DAY)
+    started = time.perf_counter()
+    detail: dict = {}
+    if name == "ingest":
+        from transforms.ingest import ingest_epj, ingest_iplos_year
+        from transforms.keys import load_keys
+
+        keys = load_keys()
+        records = 0
+        for year in range(2017, 2026):
+            records += ingest_iplos_year(settings, keys, year).records_in
+        records += ingest_epj(settings, keys).records_in
+        detail["records"] = records
+    elif name == "episodes":
+        from transforms.timeline.build import build_timeline, write_timeline
+
+        result = build_timeline(settings)
+        write_timeline(settings, result)
+        detail = {"episodes": result.episodes.height, "stops": result.stops.height,
+                  "conflicts": result.conflicts.height, "linking_rounds": result.linking_rounds}
+    elif name == "daily":
+        from transforms.timeline.daily import write_daily_partitions
+
+        out = settings.data_root / "timeline"
+        with duck.connect() as con:
+            con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
+            con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+            detail["rows"] = write_daily_partitions(con, out / "daily", dt.date(2017, 1, 1), LAST_DAY)
+    seconds = time.perf_counter() - started
+    return {"stage": name, "seconds": round(seconds, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **detail}
+
+
+def run_child(name: str, data_root: Path) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", name, "--data-root", str(data_root)],
+                            check=True, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "KTT_ALLOW_SYNTHETIC_IDS": "1"})
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["demo", "small", "oslo", "national"], default="oslo")
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    data_root = args.data_root or ROOT / "data" / f"bench-{args.scale}"
+    if args.child:
+        print(json.dumps(stage(args.child, data_root)))
+        return
+    if not os.environ.get("KTT_KEY_FILE"):
+        os.environ["KTT_KEY_FILE"] = str(Path(tempfile.gettempdir()) / "ktt-bench-keys.json")
+    from transforms.keys import init_key_file
+
+    init_key_file()
+    results = []
+    if not (data_root / "raw").exists():
+        from transforms.synthetic import generate
+
+        started = time.perf_counter()
+        summary = generate(data_root, args.scale, 42)
+        results.append({"stage": "generate", "seconds": round(time.perf_counter() - started, 1),
+                        "persons": summary.persons, "episodes": summary.episodes})
+        print(results[-1], flush=True)
+    if not (data_root / "staging").exists():
+        results.append(run_child("ingest", data_root))
+        print(results[-1], flush=True)
+    for name in ("episodes", "daily"):
+        results.append(run_child(name, data_root))
+        print(results[-1], flush=True)
+    size = sum(p.stat().st_size for p in (data_root / "raw").rglob("*") if p.is_file()) / 1e6
+    print(f"\n{args.scale}: raw data {size:,.0f} MB")
+    print(f"{'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}  detail")
+    for r in results:
+        detail = {k: v for k, v in r.items() if k not in ("stage", "seconds", "peak_rss_mib")}
+        print(f"{r['stage']:<10} {r['seconds']:>8} {r.get('peak_rss_mib', ''):>13}  {detail}")
+
+
+if __name__ == "__main__":
+    main()
