@@ -64,12 +64,10 @@ def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict
 def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     """Read every yearly extract of the selected data years (3.6 or 3.7 by the file's root)."""
     settings, keys = ktt.run_settings(), ktt.secret_keys()
-    report = ingest.IngestReport()
-    for year in context.partition_keys:
-        year_report = ingest.ingest_iplos_year(settings, keys, int(year))
-        context.log.info(f"data year {year}: {len(year_report.files)} files, {year_report.staged} staged, "
-                         f"{year_report.quarantined} quarantined")
-        report.extend(year_report)
+    years = [int(year) for year in context.partition_keys]
+    report = ingest.ingest_iplos_years(settings, keys, years)
+    context.log.info(f"data years {years[0]}-{years[-1]}: {len(report.files)} files, {report.staged} staged, "
+                     f"{report.quarantined} quarantined")
     metadata = _report_metadata(report, settings, "raw/iplos/")
     for name in IPLOS_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)

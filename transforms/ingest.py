@@ -8,9 +8,12 @@ named after the file, so re-ingesting replaces them and a file removed from
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,24 +128,45 @@ def iplos_years(settings: Settings) -> list[int]:
 
 def ingest_iplos_year(settings: Settings, keys: Keys, year: int) -> IngestReport:
     """Stage every yearly extract of one data year (replacing what was staged for it)."""
-    report = IngestReport()
-    year_dir = settings.raw_dir / "iplos" / str(year)
+    return ingest_iplos_years(settings, keys, [year])
+
+
+def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> IngestReport:
+    """Stage the yearly extracts of `years`, every file of every year on one pool of workers."""
+    tasks = []
+    for year in years:
+        year_dir = settings.raw_dir / "iplos" / str(year)
+        shutil.rmtree(settings.staging_dir / "iplos" / f"year={year}", ignore_errors=True)
+        _forget_outputs(settings, file_slug(f"raw/iplos/{year}/"))
+        if year_dir.exists():
+            tasks += [(settings, keys, year, path) for path in sorted(p for p in year_dir.iterdir() if p.is_file())]
+    return IngestReport(_run_tasks(_iplos_task, tasks))
+
+
+def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path) -> FileOutcome:
+    rel = _relative(settings, path)
+    match = _IPLOS_NAME.match(path.name)
+    unit = match.group(1) if match else "unknown"
     staged_root = settings.staging_dir / "iplos" / f"year={year}"
-    shutil.rmtree(staged_root, ignore_errors=True)
-    _forget_outputs(settings, file_slug(f"raw/iplos/{year}/"))
-    if not year_dir.exists():
-        return report
-    for path in sorted(p for p in year_dir.iterdir() if p.is_file()):
-        rel = _relative(settings, path)
-        match = _IPLOS_NAME.match(path.name)
-        unit = match.group(1) if match else "unknown"
-        sink = _sink(settings, keys, rel, "iplos", staged_root / f"kommune={unit}", IPLOS_TABLES)
-        ctx = ReadContext(settings.allow_synthetic_ids, year=year, unit=unit)
-        rejection = None if match else FileRejected(
-            "file.misfiled", "yearly extracts must be named <kommunenummer>.xml")
-        outcome = _read_one(sink, path, read_iplos_file, ctx, rejection)
-        report.files.append(outcome)
-    return report
+    sink = _sink(settings, keys, rel, "iplos", staged_root / f"kommune={unit}", IPLOS_TABLES)
+    ctx = ReadContext(settings.allow_synthetic_ids, year=year, unit=unit)
+    rejection = None if match else FileRejected("file.misfiled", "yearly extracts must be named <kommunenummer>.xml")
+    return _read_one(sink, path, read_iplos_file, ctx, rejection)
+
+
+def _star(task: tuple) -> FileOutcome:
+    function, args = task
+    return function(*args)
+
+
+def _run_tasks(function: Callable[..., FileOutcome], tasks: list[tuple]) -> list[FileOutcome]:
+    """One file per task, on `KTT_WORKERS` processes (default: every core); results in task order."""
+    workers = min(len(tasks), int(os.environ.get("KTT_WORKERS") or os.cpu_count() or 1))
+    if workers <= 1:
+        return [function(*task) for task in tasks]
+    # spawn, not fork: DuckDB and Polars keep thread pools that a forked child must not inherit
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_star, [(function, task) for task in tasks], chunksize=1))
 
 
 def epj_systems(settings: Settings) -> list[tuple[Municipality, EpjSystem]]:
@@ -155,39 +179,46 @@ def epj_system_key(municipality: Municipality, system: EpjSystem) -> str:
     return f"{municipality.nr}-{system.system}"
 
 
-def ingest_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
-                      ) -> IngestReport:
-    report = IngestReport()
+def _prepare_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
+                        ) -> list[tuple]:
+    """Forget what was staged for the system; return one task per file of its export."""
     folder = (settings.data_root / system.path).resolve()
-    key = epj_system_key(municipality, system)
-    staged_dir = settings.staging_dir / "epj" / f"system={key}"
-    shutil.rmtree(staged_dir, ignore_errors=True)
-    if folder.exists():
-        _forget_outputs(settings, file_slug(_relative(settings, folder) + "/"))
-    else:
+    shutil.rmtree(settings.staging_dir / "epj" / f"system={epj_system_key(municipality, system)}",
+                  ignore_errors=True)
+    if not folder.exists():
         log.warning("EPJ system %s of %s: export folder %s not found", system.system, municipality.nr,
                     system.path)
-        return report
-    ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=municipality.nr)
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        rel = _relative(settings, path)
-        sink = _sink(settings, keys, rel, system.format, staged_dir, EPJ_TABLES)
-        rejection = None
-        if system.format == "epj-a-csv":
-            reader: Reader = read_epj_a_file
-        else:
-            reader = read_epj_b_file
-            if not _EPJ_B_NAME.match(path.name):
-                rejection = FileRejected("file.unknown_layout", "epj-b-jsonl exports hold only events*.jsonl")
-        report.files.append(_read_one(sink, path, reader, ctx, rejection))
-    return report
+        return []
+    _forget_outputs(settings, file_slug(_relative(settings, folder) + "/"))
+    return [(settings, keys, municipality.nr, system, path)
+            for path in sorted(p for p in folder.iterdir() if p.is_file())]
+
+
+def ingest_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
+                      ) -> IngestReport:
+    return IngestReport(_run_tasks(_epj_task, _prepare_epj_system(settings, keys, municipality, system)))
+
+
+def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path) -> FileOutcome:
+    rel = _relative(settings, path)
+    staged_dir = settings.staging_dir / "epj" / f"system={kommune}-{system.system}"
+    sink = _sink(settings, keys, rel, system.format, staged_dir, EPJ_TABLES)
+    ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=kommune)
+    rejection = None
+    if system.format == "epj-a-csv":
+        reader: Reader = read_epj_a_file
+    else:
+        reader = read_epj_b_file
+        if not _EPJ_B_NAME.match(path.name):
+            rejection = FileRejected("file.unknown_layout", "epj-b-jsonl exports hold only events*.jsonl")
+    return _read_one(sink, path, reader, ctx, rejection)
 
 
 def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
-    report = IngestReport()
-    for municipality, system in epj_systems(settings):
-        report.extend(ingest_epj_system(settings, keys, municipality, system))
-    return report
+    """Stage every configured EPJ export, every file on one pool of workers."""
+    tasks = [task for municipality, system in epj_systems(settings)
+             for task in _prepare_epj_system(settings, keys, municipality, system)]
+    return IngestReport(_run_tasks(_epj_task, tasks))
 
 
 def read_file_counts(settings: Settings) -> pl.DataFrame:
