@@ -19,8 +19,9 @@ from transforms.timeline.records import PERSONS_SQL, RECORDS_SQL
 from transforms.timeline.sql import run_script
 from transforms.timeline.staged import register_staged
 
-EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "service_code",
-                   "start_date", "end_date", "provider_org", "hours_per_week", "stitched", "end_imputed",
+EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
+                   "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
+                   "end_registered_at", "stitched", "end_imputed",
                    "bridged_gap", "conflict", "start_source", "n_records", "records", "lineage")
 
 

@@ -36,11 +36,24 @@ JOIN chain_segments cs ON cs.kommune = f.kommune AND cs.unit = f.unit AND cs.sou
 GROUP BY f.record_id;
 
 CREATE OR REPLACE TABLE episode_parts AS
-SELECT f.*, rc.last_covered,
-       EXISTS (SELECT 1 FROM chain_segments cs
-               WHERE cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source <> 'gap'
-                 AND cs.first_day > rc.last_covered) AS later_coverage
-FROM record_facts f LEFT JOIN record_coverage rc USING (record_id);
+WITH covered AS (
+    SELECT f.*, rc.last_covered,
+           EXISTS (SELECT 1 FROM chain_segments cs
+                   WHERE cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source <> 'gap'
+                     AND cs.first_day > rc.last_covered) AS later_coverage
+    FROM record_facts f LEFT JOIN record_coverage rc USING (record_id)
+)
+SELECT *,
+       -- the latest part decides the end; the earliest non-continuation part of the most detailed
+       -- source decides the start; the earliest EPJ record (else IPLOS 3.7) gives the reporting id
+       row_number() OVER (PARTITION BY component ORDER BY last_covered DESC NULLS LAST, precedence, record_id)
+           AS latest_rank,
+       row_number() OVER (PARTITION BY component ORDER BY continuation, precedence, start_date, record_id)
+           AS start_rank,
+       row_number() OVER (PARTITION BY component ORDER BY precedence,
+                          CASE WHEN kind = 'epj' THEN system_active_from END, list_min(years), start_date,
+                          record_id) AS id_rank
+FROM covered;
 
 CREATE OR REPLACE TABLE episodes_raw AS
 SELECT component,
@@ -49,21 +62,19 @@ SELECT component,
        min(service_code) AS service_code,
        count(DISTINCT person_key) AS n_persons,
        count(DISTINCT service_code) AS n_codes,
-       coalesce(
-           first(service_id ORDER BY system_active_from, start_date, record_id) FILTER (WHERE kind = 'epj'),
-           first(service_id ORDER BY list_min(years), record_id) FILTER (WHERE kind = 'i37')
-       ) AS source_id,
-       coalesce(first(start_date ORDER BY precedence, start_date) FILTER (WHERE NOT continuation),
-                min(start_date)) AS start_date,
+       any_value(service_id) FILTER (WHERE id_rank = 1 AND kind IN ('epj', 'i37')) AS source_id,
+       any_value(user_no) FILTER (WHERE id_rank = 1) AS user_no,
+       any_value(start_date) FILTER (WHERE start_rank = 1) AS start_date,
+       any_value(first_registered_at) FILTER (WHERE start_rank = 1) AS start_registered_at,
        list(DISTINCT start_date) FILTER (WHERE NOT continuation) AS starts,
-       first(end_date ORDER BY last_covered DESC NULLS LAST, precedence) AS end_reported,
-       first(last_covered ORDER BY last_covered DESC NULLS LAST, precedence) AS last_covered,
-       first(later_coverage ORDER BY last_covered DESC NULLS LAST, precedence) AS later_coverage,
-       first(provider_org ORDER BY last_covered DESC NULLS LAST, precedence) AS provider_org,
-       first(hours_per_week ORDER BY last_covered DESC NULLS LAST, precedence) AS hours_per_week,
-       first(source ORDER BY last_covered DESC NULLS LAST, precedence) AS last_source_kind,
-       first(CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END
-             ORDER BY precedence, start_date) AS start_source,
+       any_value(end_date) FILTER (WHERE latest_rank = 1) AS end_reported,
+       any_value(end_registered_at) FILTER (WHERE latest_rank = 1) AS end_registered_at,
+       any_value(last_covered) FILTER (WHERE latest_rank = 1) AS last_covered,
+       any_value(later_coverage) FILTER (WHERE latest_rank = 1) AS later_coverage,
+       any_value(provider_org) FILTER (WHERE latest_rank = 1) AS provider_org,
+       any_value(hours_per_week) FILTER (WHERE latest_rank = 1) AS hours_per_week,
+       any_value(CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END)
+           FILTER (WHERE start_rank = 1) AS start_source,
        bool_or(continuation) AS stitched,
        count(*) AS n_records,
        list(record_id ORDER BY record_id) AS records,
@@ -134,7 +145,11 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
        e.kommune,
        e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' || e.id_rank ELSE '' END AS reporting_id,
        e.reporting_id_derived,
-       e.person_key, e.service_code, e.start_date, e.end_date, e.provider_org, e.hours_per_week,
+       e.person_key, e.user_no, e.service_code, e.start_date, e.end_date, e.provider_org, e.hours_per_week,
+       e.start_registered_at,
+       -- an imputed end is known the day the next source starts covering without the episode
+       CASE WHEN e.end_imputed THEN CAST(e.last_covered + 1 AS TIMESTAMPTZ) ELSE e.end_registered_at END
+           AS end_registered_at,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
        e.start_source, e.n_records, e.records, e.lineage, e.units, e.component

@@ -43,67 +43,84 @@ FROM alias_candidates GROUP BY alias;
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
 
 RECORDS_SQL = f"""
+-- one ranking per service instead of one sort per column: rn = 1 is the current version
+CREATE OR REPLACE TABLE epj_ranked AS
+SELECT v.*, row_number() OVER (PARTITION BY v.reporting_kommune, v.system, v.service_id
+                               ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS rn
+FROM epj_service_versions v;
+
 CREATE OR REPLACE TABLE epj_current AS
-SELECT v.reporting_kommune AS kommune, v.system, v.service_id,
-       first(v.user_no ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS user_no,
-       first(v.service_code ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS code,
-       first(v.start_date ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS start_date,
-       first(v.end_date ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS end_date,
-       first(v.provider_org ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS provider_org,
-       first(v.hours_per_week ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS hours_per_week,
-       first(v.unit ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS unit,
-       list(DISTINCT v.unit) AS units,
-       first(v.migrated_from_system ORDER BY v.registered_at) FILTER (v.migrated_from_system IS NOT NULL)
-           AS migrated_from_system,
-       first(v.migrated_from_service_id ORDER BY v.registered_at)
-           FILTER (v.migrated_from_service_id IS NOT NULL) AS migrated_from_id,
-       bool_or(v.change_type = 'ANNULLERT') AS annulled,
-       min(v.registered_at) AS first_registered_at,
-       list(v.source_file || ':' || v.line ORDER BY v.registered_at, v.line) AS lineage
-FROM epj_service_versions v
-GROUP BY v.reporting_kommune, v.system, v.service_id;
+WITH history AS (
+    SELECT r.reporting_kommune, r.system, r.service_id,
+           list(DISTINCT r.unit) AS units,
+           arg_min(r.migrated_from_system, r.registered_at) FILTER (WHERE r.migrated_from_system IS NOT NULL)
+               AS migrated_from_system,
+           arg_min(r.migrated_from_service_id, r.registered_at)
+               FILTER (WHERE r.migrated_from_service_id IS NOT NULL) AS migrated_from_id,
+           bool_or(r.change_type = 'ANNULLERT') AS annulled,
+           min(r.registered_at) AS first_registered_at,
+           -- when the current end date was first registered (the registration of a TjenesteSlutt)
+           min(r.registered_at) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS end_registered_at,
+           list(r.source_file || ':' || r.line ORDER BY r.registered_at, r.line) AS lineage
+    FROM epj_ranked r
+    JOIN epj_ranked c ON c.rn = 1 AND c.reporting_kommune = r.reporting_kommune AND c.system = r.system
+                     AND c.service_id = r.service_id
+    GROUP BY r.reporting_kommune, r.system, r.service_id
+)
+SELECT c.reporting_kommune AS kommune, c.system, c.service_id, c.user_no, c.service_code AS code,
+       c.start_date, c.end_date, c.provider_org, c.hours_per_week, c.unit,
+       h.units, h.migrated_from_system, h.migrated_from_id, h.annulled, h.first_registered_at,
+       h.end_registered_at, h.lineage
+FROM epj_ranked c
+JOIN history h ON h.reporting_kommune = c.reporting_kommune AND h.system = c.system AND h.service_id = c.service_id
+WHERE c.rn = 1;
 
 CREATE OR REPLACE TABLE iplos_rows AS
 SELECT s.*, m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
-       {CODE29.format(c="s.service_code")} AS code29
+       {CODE29.format(c="s.service_code")} AS code29,
+       CASE WHEN s.layout = '3.7'
+            THEN 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
+            ELSE 'i36:' || m.reporting_kommune || ':' || coalesce(a.person_key, s.person_key) || ':'
+                 || {CODE29.format(c="s.service_code")} || ':' || s.start_date END AS record_id
 FROM iplos_services s
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key;
 
+CREATE OR REPLACE TABLE iplos_ranked AS
+SELECT *, row_number() OVER (PARTITION BY record_id ORDER BY data_year DESC, source_file DESC, line DESC) AS rn
+FROM iplos_rows;
+
+CREATE OR REPLACE TABLE iplos_current AS
+WITH history AS (
+    SELECT r.record_id, list(DISTINCT r.unit) AS units, list(DISTINCT r.data_year ORDER BY r.data_year) AS years,
+           CAST(min(r.extract_date) AS TIMESTAMPTZ) AS first_registered_at,
+           CAST(min(r.extract_date) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS TIMESTAMPTZ)
+               AS end_registered_at,
+           list(r.source_file || ':' || r.line ORDER BY r.data_year, r.line) AS lineage
+    FROM iplos_ranked r JOIN iplos_ranked c ON c.rn = 1 AND c.record_id = r.record_id
+    GROUP BY r.record_id
+)
+SELECT c.*, h.units, h.years, h.first_registered_at, h.end_registered_at, h.lineage
+FROM iplos_ranked c JOIN history h USING (record_id)
+WHERE c.rn = 1;
+
 CREATE OR REPLACE TABLE records AS
 SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,
        'epj:' || e.system AS source, e.system, e.service_id,
-       coalesce(a.person_key, u.person_key) AS person_key,
+       coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
        e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit, e.units,
        NULL::INTEGER[] AS years, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
-       e.lineage
+       e.end_registered_at, e.lineage
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
 LEFT JOIN person_alias a ON a.alias = u.person_key
 WHERE NOT e.annulled
 UNION ALL
-SELECT 'i37:' || kommune || ':' || service_id || ':' || person AS record_id, kommune, 'i37', 'iplos',
-       NULL, service_id, person, code29,
-       first(service_code ORDER BY data_year DESC),
-       first(start_date ORDER BY data_year DESC), first(end_date ORDER BY data_year DESC),
-       first(provider_org ORDER BY data_year DESC), first(hours_per_week ORDER BY data_year DESC),
-       first(unit ORDER BY data_year DESC), list(DISTINCT unit), list(DISTINCT data_year ORDER BY data_year),
-       NULL, NULL, NULL,
-       list(source_file || ':' || line ORDER BY data_year, line)
-FROM iplos_rows WHERE layout = '3.7'
-GROUP BY kommune, service_id, person, code29
-UNION ALL
-SELECT 'i36:' || kommune || ':' || person || ':' || code29 || ':' || start_date, kommune, 'i36', 'iplos',
-       NULL, NULL, person, code29,
-       first(service_code ORDER BY data_year DESC),
-       start_date, first(end_date ORDER BY data_year DESC),
-       first(provider_org ORDER BY data_year DESC), first(hours_per_week ORDER BY data_year DESC),
-       first(unit ORDER BY data_year DESC), list(DISTINCT unit), list(DISTINCT data_year ORDER BY data_year),
-       NULL, NULL, NULL,
-       list(source_file || ':' || line ORDER BY data_year, line)
-FROM iplos_rows WHERE layout = '3.6'
-GROUP BY kommune, person, code29, start_date;
+SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
+       service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
+       unit, units, years, NULL, NULL, first_registered_at, end_registered_at, lineage
+FROM iplos_current;
 
 -- records whose person could not be resolved (identifier quarantined) cannot form an episode
 CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM records WHERE person_key IS NULL;

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from typing import Any
 
 import duckdb
 
 _PARAM = re.compile(r"\$([a-z_]+)")
+log = logging.getLogger(__name__)
 
 
 def run_script(con: duckdb.DuckDBPyConnection, script: str, params: dict[str, Any] | None = None) -> None:
@@ -17,4 +20,6 @@ def run_script(con: duckdb.DuckDBPyConnection, script: str, params: dict[str, An
         if not statement or all(line.strip().startswith("--") for line in statement.splitlines()):
             continue
         used = {name: params[name] for name in _PARAM.findall(statement)}
+        started = time.perf_counter()
         con.execute(statement, used or None)
+        log.debug("%.2f s  %s", time.perf_counter() - started, " ".join(statement.split())[:90])
