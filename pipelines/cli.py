@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,9 +86,60 @@ def _print_ingestion_summary(settings, elapsed: float) -> None:
     console.print(rules)
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) -> float:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.run import Runner
+
+    started = time.perf_counter()
+    runner = Runner(settings.data_root)
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"backfill {first}..{last}", total=6)
+
+        def on_stage(name: str) -> None:
+            progress.update(task, description=name, completed=progress.tasks[0].completed + (
+                1 if progress.tasks[0].description != f"backfill {first}..{last}" else 0))
+
+        runner.backfill(first, last, kommuner, on_stage=on_stage)
+        progress.update(task, description="done", completed=6)
+    return time.perf_counter() - started
+
+
+def _print_backfill_summary(settings, elapsed: float) -> None:
+    from transforms.summary import backfill_summary
+
+    s = backfill_summary(settings)
+    table = Table(title=f"Backfill of {settings.data_root} in {elapsed:.0f} s", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in s.items():
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from pipelines.run import last_complete_day
+
+    settings = load_settings(args.data_root)
+    _check_keys()
+    first = args.from_day or settings.cutoff_date
+    last = args.to_day or last_complete_day()
+    elapsed = _run_backfill(settings, first, last, args.kommune or [])
+    _print_backfill_summary(settings, elapsed)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the demo world (if absent), make a demo key file, run everything, summarise."""
-    from pipelines.run import run_ingestion
+    """Generate the demo world (if absent), make a demo key file, run the whole backfill, summarise."""
+    from pipelines.run import last_complete_day
     from transforms.synthetic import generate
 
     os.environ["KTT_ALLOW_SYNTHETIC_IDS"] = "1"
@@ -96,14 +149,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if created:
         console.print(f"demo: created its own key file {key_path} (synthetic data only)")
     settings = load_settings(args.data_root)
-    started = time.perf_counter()
     if args.regenerate or not (settings.raw_dir.exists() and (settings.config_dir / "kommuner.toml").exists()):
         console.print(f"generating the {args.scale} world into {settings.data_root} ...")
         console.print(str(generate(settings.data_root, args.scale, args.seed)))
+        for stale in ("staging", "identity", "timeline", "ledger", "submissions", "outbox"):
+            shutil.rmtree(settings.data_root / stale, ignore_errors=True)
     else:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
-    run_ingestion(settings.data_root)
-    _print_ingestion_summary(settings, time.perf_counter() - started)
+    elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
+    _print_backfill_summary(settings, elapsed)
+    console.print("Next: `make test`, `.venv/bin/dagster dev -w workspace.yaml`, or open "
+                  f"{settings.data_root / 'warehouse.duckdb'} read-only with DuckDB.")
+    return 0
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    from transforms.resend import Selection, resend
+
+    settings = load_settings(args.data_root)
+    keys = load_keys()
+    selection = Selection(kommune=args.kommune, guid=args.guid, since_date=args.since_date,
+                          since_seq=args.since_seq,
+                          between_dates=tuple(args.between_dates) if args.between_dates else None,
+                          between_seqs=tuple(args.between_seqs) if args.between_seqs else None,
+                          person_fid=args.person)
+    path, count = resend(settings, keys, selection)
+    if path is None:
+        console.print("no notifications match the selection; nothing written")
+        return 1
+    console.print(f"wrote {count} notification(s) to {path} (ledger numbering unchanged)")
+    return 0
+
+
+def cmd_ledger_status(args: argparse.Namespace) -> int:
+    from transforms.ledger import integrity_problems, open_ledger, status_table
+
+    settings = load_settings(args.data_root)
+    with open_ledger(settings.data_root, read_only=True) as con:
+        status = status_table(con)
+        problems = integrity_problems(con)
+    table = Table(title=f"Ledger of {settings.data_root}")
+    for column in status.columns:
+        table.add_column(column, justify="left" if column == "kommune" else "right")
+    for row in status.iter_rows():
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    if problems.height:
+        console.print(f"[red]{problems.height} integrity problems[/], first: {problems.row(0)}")
+        return 1
+    console.print("numbering and chain intact")
     return 0
 
 
@@ -129,6 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--years", type=int, nargs="*", help="data years (default 2017-2025)")
     _add_root(ing)
     ing.set_defaults(func=cmd_ingest)
+
+    back = sub.add_parser("backfill", help="run the whole graph for a range of days, in-process")
+    back.add_argument("--from", dest="from_day", type=_date, default=None, help="first day (default 2017-01-01)")
+    back.add_argument("--to", dest="to_day", type=_date, default=None, help="last day (default yesterday)")
+    back.add_argument("--kommune", nargs="*", help="only these reporting municipalities' messages")
+    _add_root(back)
+    back.set_defaults(func=cmd_backfill)
+
+    res = sub.add_parser("resend", help="copy sent notifications into a new message under outbox/")
+    res.add_argument("--kommune", required=True, help="reporting municipality")
+    pick = res.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--guid", help="one notification by notifikasjonGUID")
+    pick.add_argument("--since-date", type=_date, help="every notification of days from this date")
+    pick.add_argument("--since-seq", type=int, help="every notification from this sequence number")
+    pick.add_argument("--between-dates", type=_date, nargs=2, metavar=("FROM", "TO"))
+    pick.add_argument("--between-seqs", type=int, nargs=2, metavar=("FROM", "TO"))
+    pick.add_argument("--person", metavar="IDENTIFIER", help="every notification about one person")
+    _add_root(res)
+    res.set_defaults(func=cmd_resend)
+
+    led = sub.add_parser("ledger", help="the submission ledger").add_subparsers(dest="ledger_command",
+                                                                                  required=True)
+    status = led.add_parser("status", help="last written day, last sequence number, counts by status")
+    _add_root(status)
+    status.set_defaults(func=cmd_ledger_status)
 
     demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")

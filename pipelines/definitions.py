@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from assets import ingestion, timeline
+from assets import ingestion, submissions, timeline
 from pipelines.resources import RESOURCES
+from pipelines.schedules import daily_operation, daily_schedule
 
 ingest_job = dg.define_asset_job(
     "ingest_yearly_extracts",
@@ -12,7 +13,8 @@ ingest_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, timeline]),
-    jobs=[ingest_job],
+    assets=dg.load_assets_from_modules([ingestion, timeline, submissions]),
+    jobs=[ingest_job, daily_operation],
+    schedules=[daily_schedule],
     resources=RESOURCES,
 )

@@ -1,24 +1,32 @@
-"""Running the asset graph in-process, for the CLI (`ktt ingest`, `ktt demo`)."""
+"""Running the asset graph in-process, for the CLI (`ktt ingest`, `ktt backfill`, `ktt demo`).
+
+Each stage is one Dagster run over its whole range (a nine-year backfill of a daily
+asset is one run, never one per day); the stages run in dependency order.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
 
-from assets import ingestion, timeline
+from assets import ingestion, submissions, timeline
 from assets.resources import KttResource
 from transforms.settings import CUTOFF_DATE, FIRST_DATA_YEAR, LAST_DATA_YEAR
 
 
-def _run_config() -> dict:
+class CheckFailed(RuntimeError):
+    pass
+
+
+def _run_config(extra: dict | None = None) -> dict:
     """Dagster's console log at WARNING unless the CLI was asked to be verbose."""
     level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "WARNING"
-    return {"loggers": {"console": {"config": {"log_level": level}}}}
+    return {"loggers": {"console": {"config": {"log_level": level}}}, **(extra or {})}
 
 
 def _instance() -> dg.DagsterInstance:
@@ -26,46 +34,79 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
 
-def run_ingestion(data_root: Path, key_file: Path | None = None,
-                  years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:
-    """Stage the yearly extracts of `years` (one run for the range), then EPJ, vault and codes."""
-    resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
-    instance = _instance()
-    first, last = str(min(years)), str(max(years))
-    result = dg.materialize(
-        [ingestion.iplos_extracts], resources=resources, instance=instance, run_config=_run_config(),
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-    )
-    _raise_on_failed_checks(result)
-    result = dg.materialize(
-        [ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers],
-        resources=resources, instance=instance, run_config=_run_config(),
-    )
-    _raise_on_failed_checks(result)
-
-
-def run_timeline(data_root: Path, key_file: Path | None = None, first_day: dt.date | None = None,
-                 last_day: dt.date | None = None) -> None:
-    """Coverage and episodes, the daily aggregates for the range (one run), then the warehouse."""
-    resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
-    instance = _instance()
-    result = dg.materialize([timeline.timeline], resources=resources, instance=instance, run_config=_run_config())
-    _raise_on_failed_checks(result)
-    partitions = timeline.days
-    keys = partitions.get_partition_keys()
-    first = (first_day or CUTOFF_DATE).isoformat()
-    last = min(last_day.isoformat(), keys[-1]) if last_day else keys[-1]
-    dg.materialize([timeline.daily_allocation], resources=resources, instance=instance, run_config=_run_config(),
-                   tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
-    dg.materialize([timeline.warehouse], resources=resources, instance=instance, run_config=_run_config())
-
-
-class CheckFailed(RuntimeError):
-    pass
-
-
 def _raise_on_failed_checks(result: dg.ExecuteInProcessResult) -> None:
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     if failed:
         names = ", ".join(f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed)
         raise CheckFailed(f"asset checks failed: {names}")
+
+
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def last_complete_day() -> dt.date:
+    return dt.date.fromisoformat(timeline.days.get_partition_keys()[-1])
+
+
+class Runner:
+    """The stages of the graph, run in-process against one data root."""
+
+    def __init__(self, data_root: Path, key_file: Path | None = None):
+        self.resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
+        self.instance = _instance()
+
+    def _materialize(self, assets: list, tags: dict | None = None, config: dict | None = None) -> None:
+        result = dg.materialize(assets, resources=self.resources, instance=self.instance,
+                                run_config=_run_config(config), tags=tags)
+        _raise_on_failed_checks(result)
+
+    def ingest(self, years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:
+        self._materialize([ingestion.iplos_extracts], tags=_range_tags(str(min(years)), str(max(years))))
+        self._materialize([ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers])
+
+    def timeline(self) -> None:
+        self._materialize([timeline.timeline])
+
+    def events(self) -> None:
+        self._materialize([submissions.service_events])
+
+    def daily_allocation(self, first: dt.date, last: dt.date) -> None:
+        self._materialize([timeline.daily_allocation], tags=_range_tags(first.isoformat(), last.isoformat()))
+
+    def submissions(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = ()) -> None:
+        config = {"ops": {"daily_submissions": {"config": {"kommuner": list(kommuner)}}}}
+        self._materialize([submissions.daily_submissions], tags=_range_tags(first.isoformat(), last.isoformat()),
+                          config=config)
+
+    def warehouse(self) -> None:
+        self._materialize([timeline.warehouse])
+
+    def backfill(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = (),
+                 on_stage: Callable[[str], None] | None = None) -> None:
+        """Every stage for the range; `on_stage(name)` is called as each stage starts."""
+        stages: list[tuple[str, Callable[[], None]]] = [
+            ("ingest sources", self.ingest),
+            ("reconstruct timelines", self.timeline),
+            ("derive events", self.events),
+            ("daily aggregates", lambda: self.daily_allocation(first, last)),
+            ("write daily messages", lambda: self.submissions(first, last, kommuner)),
+            ("refresh warehouse", self.warehouse),
+        ]
+        for name, stage in stages:
+            if on_stage:
+                on_stage(name)
+            stage()
+
+
+def run_ingestion(data_root: Path, key_file: Path | None = None,
+                  years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:
+    Runner(data_root, key_file).ingest(years)
+
+
+def run_timeline(data_root: Path, key_file: Path | None = None, first_day: dt.date | None = None,
+                 last_day: dt.date | None = None) -> None:
+    runner = Runner(data_root, key_file)
+    runner.timeline()
+    runner.daily_allocation(first_day or CUTOFF_DATE, min(last_day or last_complete_day(), last_complete_day()))
+    runner.warehouse()

@@ -99,6 +99,7 @@ IPLOS_STOPS = Table(
     "One row per temporary stop (MidlertidigStopp) of a layout 3.7 extract.",
     (
         *IPLOS_PREFIX,
+        _c("extract_date", pl.Date, "date the extract was taken"),
         _c("person_key", pl.Utf8, "pseudonym of the person"),
         _c("service_id", pl.Utf8, "tjenesteID of the stopped service"),
         _c("stop_id", pl.Utf8, "stoppID"),

@@ -43,3 +43,31 @@ def ingestion_summary(settings: Settings) -> IngestionSummary:
         quarantine_by_rule=by_rule,
         records_by_kind=by_kind,
     )
+
+
+def backfill_summary(settings: Settings) -> dict[str, int | str]:
+    """The figures `ktt backfill` and `ktt demo` end with."""
+    from transforms.ledger import open_ledger
+
+    ingestion = ingestion_summary(settings)
+    out = settings.data_root / "timeline"
+    episodes = pl.read_parquet(out / "episodes.parquet") if (out / "episodes.parquet").exists() else None
+    gaps = pl.read_parquet(out / "gaps.parquet") if (out / "gaps.parquet").exists() else None
+    with open_ledger(settings.data_root, read_only=True) as con:
+        messages = con.execute("SELECT count(*) FROM written_days WHERE file IS NOT NULL").fetchone()[0]
+        by_status = dict(con.execute("SELECT status, count(*) FROM notifications GROUP BY status").fetchall())
+        last_day = con.execute("SELECT max(day) FROM written_days").fetchone()[0]
+    return {
+        "municipalities": ingestion.municipalities,
+        "source files read": ingestion.files,
+        "records staged": ingestion.staged,
+        "records quarantined": ingestion.quarantined,
+        "episodes": episodes.height if episodes is not None else 0,
+        "  stitched across a switch": int(episodes["stitched"].sum()) if episodes is not None else 0,
+        "  with imputed end": int(episodes["end_imputed"].sum()) if episodes is not None else 0,
+        "gap days (unit-days without a source)": int(gaps["days"].sum()) if gaps is not None else 0,
+        "messages written": messages,
+        "notifications N / M / C": f"{by_status.get('N', 0):,} / {by_status.get('M', 0):,} / "
+                                   f"{by_status.get('C', 0):,}",
+        "last day written": str(last_day),
+    }

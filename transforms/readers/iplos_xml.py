@@ -274,6 +274,7 @@ def _read_stop(elem: etree._Element, path: str, service: dict[str, Any], layout:
         f.check_period(start, end, "stop")
         row = {
             **_prefix(layout, header, sink, elem.sourceline, path),
+            "extract_date": header.extract_date,
             "person_key": service["person_key"],
             "service_id": service["service_id"],
             "stop_id": f.required(v.get("stop_id"), "stoppID"),

@@ -161,21 +161,32 @@ FROM conflicts c LEFT JOIN episodes e ON e.component = c.component;
 """
 
 STOPS_SQL = """
+CREATE OR REPLACE TABLE epj_stop_ranked AS
+SELECT *, row_number() OVER (PARTITION BY reporting_kommune, system, service_id, stop_id
+                             ORDER BY registered_at DESC, source_file DESC, line DESC) AS rn
+FROM epj_stops;
+
 CREATE OR REPLACE TABLE epj_stop_current AS
-SELECT reporting_kommune AS kommune, system, service_id, stop_id,
-       first(from_date ORDER BY registered_at DESC, source_file DESC, line DESC) AS from_date,
-       first(to_date ORDER BY registered_at DESC, source_file DESC, line DESC) AS to_date,
-       bool_or(change_type = 'ANNULLERT') AS annulled,
-       list(source_file || ':' || line ORDER BY registered_at, line) AS lineage
-FROM epj_stops GROUP BY ALL;
+SELECT c.reporting_kommune AS kommune, c.system, c.service_id, c.stop_id, c.from_date, c.to_date,
+       bool_or(r.change_type = 'ANNULLERT') AS annulled,
+       min(r.registered_at) AS registered_at,
+       min(r.registered_at) FILTER (WHERE r.to_date IS NOT DISTINCT FROM c.to_date) AS end_registered_at,
+       list(r.source_file || ':' || r.line ORDER BY r.registered_at, r.line) AS lineage
+FROM epj_stop_ranked c
+JOIN epj_stop_ranked r ON r.reporting_kommune = c.reporting_kommune AND r.system = c.system
+ AND r.service_id = c.service_id AND r.stop_id = c.stop_id
+WHERE c.rn = 1
+GROUP BY ALL;
 
 CREATE OR REPLACE TABLE iplos_stop_current AS
 SELECT 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
            AS record_id,
        m.reporting_kommune AS kommune, s.stop_id,
-       first(s.from_date ORDER BY s.data_year) AS from_date,
-       first(s.to_date ORDER BY s.data_year DESC) AS to_date,
-       first(s.unit ORDER BY s.data_year) AS unit,
+       arg_min(s.from_date, s.data_year) AS from_date,
+       arg_max(s.to_date, s.data_year) AS to_date,
+       arg_min(s.unit, s.data_year) AS unit,
+       CAST(min(s.extract_date) AS TIMESTAMPTZ) AS registered_at,
+       CAST(arg_max(s.extract_date, s.data_year) AS TIMESTAMPTZ) AS end_registered_at,
        list(s.source_file || ':' || s.line ORDER BY s.data_year) AS lineage
 FROM iplos_stops s
 JOIN municipality_codes m ON m.code = s.unit
@@ -186,7 +197,8 @@ CREATE OR REPLACE TABLE record_episode AS
 SELECT p.record_id, e.episode_id FROM episode_parts p JOIN episodes e USING (component);
 
 CREATE OR REPLACE TABLE epj_episode_stops AS
-SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'epj:' || s.system AS source, s.lineage
+SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'epj:' || s.system AS source, s.registered_at,
+       s.end_registered_at, s.lineage
 FROM epj_stop_current s
 JOIN record_episode re ON re.record_id = 'epj:' || s.system || ':' || s.service_id
 WHERE NOT s.annulled;
@@ -195,7 +207,8 @@ WHERE NOT s.annulled;
 CREATE OR REPLACE TABLE episode_stops AS
 SELECT * FROM epj_episode_stops
 UNION ALL
-SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'iplos:' || year(s.from_date), s.lineage
+SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'iplos:' || year(s.from_date), s.registered_at,
+       s.end_registered_at, s.lineage
 FROM iplos_stop_current s
 JOIN record_episode re USING (record_id)
 JOIN coverage c ON c.kommune = s.kommune AND c.unit = s.unit AND c.day = s.from_date
@@ -209,14 +222,15 @@ WHERE c.source = 'iplos:' || year(s.from_date)
 PROVIDERS_SQL = """
 CREATE OR REPLACE TABLE provider_changes AS
 WITH epj_versions AS (
-    SELECT 'epj:' || system || ':' || service_id AS record_id,
+    SELECT 'epj:' || system || ':' || service_id AS record_id, registered_at,
            CAST(timezone('Europe/Oslo', registered_at) AS DATE) AS change_date, provider_org,
            lag(provider_org) OVER (PARTITION BY reporting_kommune, system, service_id
                                    ORDER BY registered_at, source_file, line) AS previous_org,
            source_file || ':' || line AS lineage
     FROM epj_service_versions WHERE change_type <> 'ANNULLERT'
 ), iplos_years AS (
-    SELECT r.record_id, make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
+    SELECT r.record_id, CAST(s.extract_date AS TIMESTAMPTZ) AS registered_at,
+           make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            s.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
@@ -225,16 +239,17 @@ WITH epj_versions AS (
      AND ((r.kind = 'i37' AND s.layout = '3.7' AND r.service_id = s.service_id)
           OR (r.kind = 'i36' AND s.layout = '3.6' AND r.start_date = s.start_date))
 ), changes AS (
-    SELECT record_id, change_date, provider_org, FALSE AS imputed, lineage FROM epj_versions
+    SELECT record_id, change_date, provider_org, FALSE AS imputed, registered_at, lineage FROM epj_versions
     WHERE previous_org IS NOT NULL AND provider_org IS NOT NULL AND provider_org <> previous_org
     UNION ALL
-    SELECT y.record_id, y.change_date, y.provider_org, TRUE, y.lineage FROM iplos_years y
+    SELECT y.record_id, y.change_date, y.provider_org, TRUE, y.registered_at, y.lineage FROM iplos_years y
     JOIN coverage c ON c.kommune = y.kommune AND c.unit = y.unit AND c.day = y.change_date
     WHERE y.previous_org IS NOT NULL AND y.provider_org IS NOT NULL AND y.provider_org <> y.previous_org
       AND c.source = 'iplos:' || year(y.change_date)
 )
 SELECT re.episode_id, greatest(c.change_date, e.start_date) AS change_date,
-       last(c.provider_org ORDER BY c.change_date) AS provider_org, bool_and(c.imputed) AS imputed,
+       arg_max(c.provider_org, c.change_date) AS provider_org, bool_and(c.imputed) AS imputed,
+       max(c.registered_at) AS registered_at,
        list(c.lineage) AS lineage
 FROM changes c
 JOIN record_episode re USING (record_id)

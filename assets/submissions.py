@@ -1,0 +1,96 @@
+"""Submission assets: events for analysts, the daily messages and their ledger."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+from dagster import AssetExecutionContext
+
+from assets.partitions import days, single_run
+from assets.resources import KttResource
+from transforms.events import build_events
+from transforms.ledger import integrity_problems, open_ledger
+from transforms.replay import repeated_starts, replay_differences
+from transforms.reporting import markdown_table
+from transforms.serializers import get_serializer
+from transforms.submissions import SubmissionWriter
+from transforms.timeline.build import timeline_dir, write_parquet_atomic
+
+GROUP = "submissions"
+LEDGER_POOL = "ktt_ledger"
+
+
+@dg.asset(group_name=GROUP, deps=["service_episodes"], kinds={"parquet", "duckdb"})
+def service_events(ktt: KttResource) -> dg.MaterializeResult:
+    """Every event a message reports (timeline/events.parquet), pseudonymous, with key, day and content hash."""
+    settings = ktt.run_settings()
+    events = build_events(timeline_dir(settings), settings.cutoff_date)
+    write_parquet_atomic(events, timeline_dir(settings) / "events.parquet")
+    return dg.MaterializeResult(metadata={
+        "events": events.height,
+        "by_type": dg.MetadataValue.json(dict(events.group_by("event_type").len().sort("event_type").iter_rows())),
+        "initial_load_events": int((events["day"] == settings.cutoff_date).sum()),
+    })
+
+
+class SubmissionsConfig(dg.Config):
+    """Which municipalities to write (default: every one in config/kommuner.toml)."""
+
+    kommuner: list[str] = []
+
+
+CHECKS = [
+    dg.AssetCheckSpec("messages_schema_valid", asset="daily_submissions", blocking=True,
+                      description="every message written in the run validates against XPR(ipl).xsd"),
+    dg.AssetCheckSpec("ledger_sequence_and_chain", asset="daily_submissions", blocking=True,
+                      description="notifikasjonLopeNr 1..N without holes, GUID chain intact, nothing sent twice"),
+    dg.AssetCheckSpec("replay_reproduces_episodes", asset="daily_submissions", blocking=True,
+                      description="N/M/C replayed give exactly the current events; one start per service"),
+]
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("daily_submissions", group_name=GROUP, deps=["service_events", "identity_vault"],
+                        kinds={"xml", "duckdb"},
+                        description="One XPR 56 message per municipality and day under submissions/, "
+                                    "numbered and chained by the ledger.")],
+    check_specs=CHECKS,
+    partitions_def=days,
+    backfill_policy=single_run,
+    pool=LEDGER_POOL,
+)
+def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: SubmissionsConfig):
+    settings, keys = ktt.run_settings(), ktt.secret_keys()
+    window = context.partition_time_window
+    first, last = window.start.date(), window.end.date() - dt.timedelta(days=1)
+    writer = SubmissionWriter(settings, keys)
+    report = writer.run(first, last, kommuner=config.kommuner or None)
+    context.log.info(f"{first}..{last}: {report.files} files, notifications {report.notifications}")
+    yield dg.MaterializeResult(asset_key="daily_submissions", metadata={
+        "first_day": str(first), "last_day": str(last), "files_written": report.files,
+        "days_reproduced": report.days_reproduced,
+        "notifications": dg.MetadataValue.json(report.notifications),
+    })
+    with open_ledger(settings.data_root, read_only=True) as con:
+        written = con.execute("SELECT file FROM written_days WHERE file IS NOT NULL AND day BETWEEN ? AND ?",
+                              [first, last]).fetchall()
+        serializer = get_serializer()
+        invalid = []
+        for (rel,) in written:
+            issues = serializer.validate((settings.data_root / rel).read_bytes())
+            if issues:
+                invalid.append({"file": rel, "first_issue": str(issues[0])})
+        yield dg.AssetCheckResult(check_name="messages_schema_valid", asset_key="daily_submissions",
+                                  passed=not invalid, metadata={"files_checked": len(written),
+                                                                "invalid": dg.MetadataValue.md(
+                                                                    markdown_table(pl.DataFrame(invalid), 20))})
+        problems = integrity_problems(con)
+        yield dg.AssetCheckResult(check_name="ledger_sequence_and_chain", asset_key="daily_submissions",
+                                  passed=problems.height == 0,
+                                  metadata={"problems": dg.MetadataValue.md(markdown_table(problems, 20))})
+        differences = replay_differences(con, writer.events)
+        starts = repeated_starts(con)
+        yield dg.AssetCheckResult(check_name="replay_reproduces_episodes", asset_key="daily_submissions",
+                                  passed=differences.height == 0 and starts.height == 0,
+                                  metadata={"differences": differences.height, "repeated_starts": starts.height,
+                                            "first": dg.MetadataValue.md(markdown_table(differences, 20))})

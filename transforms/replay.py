@@ -1,0 +1,65 @@
+"""Replaying the ledger: apply N, M and C in order and compare with the current events.
+
+If the notifications sent so far, replayed, describe exactly the current events up to
+the last written day, the registry holds what the episodes say: nothing missing,
+nothing extra, nothing stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+REPLAY_SQL = """
+WITH replayed AS (
+    SELECT kommune, event_key, arg_max(status, seq) AS last_status, arg_max(content_hash, seq) AS content_hash
+    FROM notifications GROUP BY kommune, event_key
+), sent AS (
+    SELECT kommune, event_key, content_hash FROM replayed WHERE last_status <> 'C'
+), expected AS (
+    SELECT e.kommune, e.event_key, e.content_hash
+    FROM events e JOIN (SELECT kommune, max(day) AS last_day FROM written_days GROUP BY kommune) w
+      ON w.kommune = e.kommune AND e.day <= w.last_day
+)
+SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
+       CASE WHEN s.event_key IS NULL THEN 'not sent'
+            WHEN x.event_key IS NULL THEN 'sent but no longer an event'
+            ELSE 'sent with other content' END AS problem
+FROM sent s FULL JOIN expected x ON x.kommune = s.kommune AND x.event_key = s.event_key
+WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_hash
+ORDER BY 1, 2
+"""
+
+STARTS_SQL = """
+SELECT kommune, reporting_id, count(*) AS starts
+FROM notifications WHERE event_type = 'TjenesteStart' AND status = 'N'
+GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL
+"""
+
+
+def replay_differences(ledger: duckdb.DuckDBPyConnection, events: pl.DataFrame) -> pl.DataFrame:
+    ledger.register("events", events.to_arrow())
+    return ledger.execute(REPLAY_SQL).pl()
+
+
+def repeated_starts(ledger: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """A service reported as started more than once (e.g. restarted at an EPJ switch)."""
+    return ledger.execute(STARTS_SQL).pl()
+
+
+def active_services_on(ledger: duckdb.DuckDBPyConnection, day: dt.date) -> pl.DataFrame:
+    """(kommune, reporting_id, service_code) the replayed notifications say are allocated on `day`."""
+    return ledger.execute("""
+        WITH current AS (
+            SELECT kommune, event_key, arg_max(status, seq) AS status, arg_max(event_type, seq) AS event_type,
+                   arg_max(reporting_id, seq) AS reporting_id, arg_max(service_code, seq) AS service_code,
+                   arg_max(event_date, seq) AS event_date
+            FROM notifications GROUP BY kommune, event_key
+        )
+        SELECT kommune, reporting_id, any_value(service_code) AS service_code FROM current
+        WHERE status <> 'C' GROUP BY kommune, reporting_id
+        HAVING max(event_date) FILTER (WHERE event_type = 'TjenesteStart') <= $day
+           AND coalesce(max(event_date) FILTER (WHERE event_type = 'TjenesteSlutt'), DATE '9999-12-31') >= $day
+        ORDER BY ALL""", {"day": day}).pl()
