@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
+from pydantic import Field
 
 from assets.partitions import days, single_run
 from assets.resources import KttResource
@@ -36,7 +37,7 @@ def service_events(ktt: KttResource) -> dg.MaterializeResult:
 class SubmissionsConfig(dg.Config):
     """Which municipalities to write (default: every one in config/kommuner.toml)."""
 
-    kommuner: list[str] = []
+    kommuner: list[str] = Field(default_factory=list)
 
 
 CHECKS = [

@@ -129,6 +129,9 @@ class SubmissionWriter:
         if unknown:
             raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
         with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con:
+            # temporary files of a writer that was killed; the rerun writes the same bytes again
+            for stale in (self.root / "submissions").glob("**/.*.tmp"):
+                stale.unlink()
             con.register("events", self.events.to_arrow())
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date

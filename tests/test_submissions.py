@@ -1,0 +1,241 @@
+"""Daily submissions: schema validity, ledger numbering and chain, replay, determinism, corrections."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import SHARED
+from transforms.events import build_events
+from transforms.identity import read_vault, write_vault_part
+from transforms.keys import load_keys
+from transforms.ledger import DayOrderError, LedgerBusy, integrity_problems, open_ledger, writer_lock
+from transforms.replay import repeated_starts, replay_differences
+from transforms.resend import Selection, resend
+from transforms.serializers.xpr56 import load_schema, schema_issues
+from transforms.settings import load_settings
+from transforms.submissions import SubmissionWriter
+from transforms.timeline.build import build_timeline, write_parquet_atomic, write_timeline
+
+D = dt.date
+AS_OF = D(2025, 12, 31)
+OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
+
+
+def prepare(root: Path) -> None:
+    """Timeline, events and the identity vault of an ingested root (what the assets do)."""
+    settings = dataclasses.replace(load_settings(root), as_of_date=AS_OF)
+    write_timeline(settings, build_timeline(settings))
+    write_parquet_atomic(build_events(root / "timeline", settings.cutoff_date), root / "timeline" / "events.parquet")
+    keys = load_keys()
+    vault = read_vault(sorted((root / "identity" / "parts").glob("*.bin")), keys.vault_key)
+    write_vault_part(root / "identity" / "vault.bin", vault, keys.vault_key)
+
+
+CUTOFF = D(2017, 1, 1)
+
+
+def backfill(root: Path, first: dt.date = CUTOFF, last: dt.date = AS_OF, **kwargs):
+    settings = dataclasses.replace(load_settings(root), as_of_date=AS_OF)
+    return SubmissionWriter(settings, load_keys()).run(first, last, **kwargs)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "submissions").rglob("*.xml"))}
+
+
+def ledger_rows(root: Path) -> list[tuple]:
+    with open_ledger(root, read_only=True) as con:
+        return con.execute("SELECT * EXCLUDE (registered_at) FROM notifications ORDER BY kommune, seq").fetchall()
+
+
+@pytest.fixture(scope="module")
+def written(demo_root, tmp_path_factory) -> Path:
+    """A copy of the ingested demo root with a complete 2017-2025 backfill."""
+    root = tmp_path_factory.mktemp("submissions") / "data"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))
+    prepare(root)
+    backfill(root)
+    return root
+
+
+def test_every_message_validates_against_the_official_schema(written):
+    if not OFFICIAL.exists():
+        pytest.skip("shared reference not beside the checkout")
+    schema = load_schema(OFFICIAL)
+    files = sorted((written / "submissions").rglob("*.xml"))
+    assert len(files) > 1000
+    bad = [(f.name, schema_issues(f.read_bytes(), schema)) for f in files]
+    assert [b for b in bad if b[1]] == []
+
+
+def test_ledger_numbering_chain_and_replay(written):
+    events = pl.read_parquet(written / "timeline" / "events.parquet")
+    with open_ledger(written, read_only=True) as con:
+        assert integrity_problems(con).height == 0
+        assert replay_differences(con, events).height == 0
+        assert repeated_starts(con).height == 0
+        per_kommune = con.execute("SELECT kommune, min(seq), max(seq), count(*) FROM notifications GROUP BY 1"
+                                  ).fetchall()
+    assert all(lo == 1 and hi == n for _, lo, hi, n in per_kommune)
+    manifest = pl.read_parquet(written / "submissions" / "manifest.parquet")
+    assert manifest.height == len(list((written / "submissions").rglob("*.xml")))
+
+
+def test_initial_load_holds_the_services_active_on_the_cutoff(written):
+    events = pl.read_parquet(written / "timeline" / "events.parquet")
+    initial = events.filter(pl.col("day") == D(2017, 1, 1))
+    with open_ledger(written, read_only=True) as con:
+        sent = con.execute("SELECT count(*) FROM notifications WHERE day = DATE '2017-01-01'").fetchone()[0]
+    assert sent == initial.height > 500
+    assert (initial.filter(pl.col("event_type") == "TjenesteStart")["event_date"] <= D(2017, 1, 1)).all()
+
+
+def test_services_across_an_epj_switch_have_one_start_under_their_original_id(written):
+    truth = pl.read_parquet(written / "truth" / "episodes.parquet").filter(pl.col("epj_ids").list.len() >= 2)
+    original_ids = {i[0].split(":", 1)[1] for i in truth["epj_ids"].to_list()}
+    with open_ledger(written, read_only=True) as con:
+        starts = dict(con.execute("SELECT reporting_id, count(*) FROM notifications "
+                                  "WHERE event_type = 'TjenesteStart' GROUP BY 1").fetchall())
+    assert original_ids and all(starts.get(i) == 1 for i in original_ids)
+
+
+def test_rewriting_a_written_day_reproduces_it_byte_for_byte(written):
+    before = tree_digest(written)
+    report = backfill(written, D(2021, 3, 1), D(2021, 3, 31))
+    assert report.days_reproduced > 0 and report.files == 0
+    assert tree_digest(written) == before
+
+
+def test_a_day_after_a_missing_day_is_refused(written, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    backfill(root, D(2017, 1, 1), D(2017, 1, 31))
+    with pytest.raises(DayOrderError, match="first missing day 2017-02-01"):
+        backfill(root, D(2017, 3, 1), D(2017, 3, 31))
+
+
+def test_two_backfills_from_empty_ledgers_are_byte_identical(written, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    backfill(root, D(2017, 1, 1), D(2019, 12, 31))
+    backfill(root, D(2020, 1, 1), AS_OF)  # in two parts, which must not matter
+    assert tree_digest(root) == tree_digest(written)
+    assert ledger_rows(root) == ledger_rows(written)
+
+
+def test_second_writer_is_refused_with_a_clear_message(written):
+    with writer_lock(written), pytest.raises(LedgerBusy, match="being written by another process"):
+        backfill(written, D(2025, 12, 31), D(2025, 12, 31), lock_timeout=0.5)
+
+
+def test_resend_every_selection_leaves_numbering_alone(written):
+    before = ledger_rows(written)
+    settings, keys = load_settings(written), load_keys()
+    with open_ledger(written, read_only=True) as con:
+        kommune, guid, person_key = con.execute(
+            "SELECT kommune, guid, person_key FROM notifications WHERE seq = 10 ORDER BY kommune LIMIT 1").fetchone()
+    vault = read_vault([written / "identity" / "vault.bin"], keys.vault_key)
+    fid = vault.filter(pl.col("person_key") == person_key)["fid"][0]
+    selections = [Selection(kommune, guid=guid), Selection(kommune, since_date=D(2025, 12, 1)),
+                  Selection(kommune, since_seq=100), Selection(kommune, between_dates=(D(2019, 1, 1), D(2019, 1, 31))),
+                  Selection(kommune, between_seqs=(5, 25)), Selection(kommune, person_fid=fid)]
+    counts = []
+    for selection in selections:
+        path, count = resend(settings, keys, selection)
+        assert path is not None and path.parent.parent.name == "outbox"
+        assert schema_issues(path.read_bytes()) == []
+        counts.append(count)
+    assert counts[0] == 1 and counts[4] == 21 and all(c > 0 for c in counts)
+    assert ledger_rows(written) == before
+
+
+def test_changed_sources_give_exactly_the_expected_corrections(written, tmp_path):
+    """Annul a service, move an end date, add a late registration: M, C and N on the next day only."""
+    root = tmp_path / "data"
+    shutil.copytree(written, root)
+    events = pl.read_parquet(root / "timeline" / "events.parquet")
+    with open_ledger(root, read_only=True) as con:
+        sent_before = con.execute("SELECT count(*) FROM notifications").fetchone()[0]
+    kommune = events["kommune"][0]
+    mine = events.filter(pl.col("kommune") == kommune)
+    ends = mine.filter(pl.col("event_type") == "TjenesteSlutt").sort("event_key")
+    annulled_id = ends["reporting_id"][0]
+    moved_key = ends["event_key"][1]
+    annulled_keys = set(mine.filter(pl.col("reporting_id") == annulled_id)["event_key"].to_list())
+    late = mine.filter(pl.col("event_type") == "TjenesteStart").row(0, named=True)
+    late_row = {**late, "event_key": f"{kommune}|LATE-1|TjenesteStart", "reporting_id": "LATE-1",
+                "event_date": D(2024, 6, 1), "day": D(2024, 6, 1), "content_hash": "late"}
+    changed = pl.concat([
+        mine.filter(~pl.col("event_key").is_in(list(annulled_keys)))
+        .with_columns(pl.when(pl.col("event_key") == moved_key).then(pl.lit("moved"))
+                      .otherwise(pl.col("content_hash")).alias("content_hash"),
+                      pl.when(pl.col("event_key") == moved_key).then(pl.col("event_date") + pl.duration(days=3))
+                      .otherwise(pl.col("event_date")).alias("event_date")),
+        pl.DataFrame([late_row], schema=mine.schema),
+        events.filter(pl.col("kommune") != kommune),
+    ])
+    changed.write_parquet(root / "timeline" / "events.parquet")
+    next_day = AS_OF + dt.timedelta(days=1)
+    report = backfill(root, next_day, next_day, kommuner=[kommune])
+    assert report.notifications == {"N": 1, "M": 1, "C": len(annulled_keys)}
+    with open_ledger(root, read_only=True) as con:
+        new = con.execute("SELECT status, event_key, ref_guid IS NOT NULL FROM notifications "
+                          "WHERE day = ? ORDER BY seq", [next_day]).fetchall()
+        assert con.execute("SELECT count(*) FROM notifications").fetchone()[0] == sent_before + len(new)
+        assert integrity_problems(con).height == 0
+        assert replay_differences(con, changed.filter(pl.col("day") <= next_day)).height == 0
+    assert {k for s, k, _ in new if s == "C"} == annulled_keys
+    assert [k for s, k, _ in new if s == "M"] == [moved_key]
+    assert [k for s, k, _ in new if s == "N"] == [late_row["event_key"]]
+    assert all(has_ref for s, _, has_ref in new if s != "N")
+    # and running the same day again sends nothing new
+    again = backfill(root, next_day + dt.timedelta(days=1), next_day + dt.timedelta(days=1), kommuner=[kommune])
+    assert again.notifications == {"N": 0, "M": 0, "C": 0}
+
+
+KILLABLE = """
+import dataclasses, datetime as dt, sys
+from pathlib import Path
+from transforms.keys import load_keys
+from transforms.settings import load_settings
+from transforms.submissions import SubmissionWriter
+root = Path(sys.argv[1])
+settings = dataclasses.replace(load_settings(root), as_of_date=dt.date(2025, 12, 31))
+SubmissionWriter(settings, load_keys()).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
+"""
+
+
+def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root)], env={**os.environ},
+                               cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    # kill it in the middle: after the first municipality is committed, while the next one is being written
+    while time.monotonic() < deadline and process.poll() is None:
+        done = (root / "ledger" / "ledger.duckdb").exists() and len(list((root / "submissions").rglob("*.xml"))) > 3000
+        if done:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the backfill finished before it could be killed; make the test kill earlier"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    backfill(root)
+    assert ledger_rows(root) == ledger_rows(written)
+    assert tree_digest(root) == tree_digest(written)
+    with open_ledger(root, read_only=True) as con:
+        assert integrity_problems(con).height == 0
