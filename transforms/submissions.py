@@ -163,7 +163,8 @@ class SubmissionWriter:
         persons = self._assign_persons(con, kommune, plan)
         municipality = self.municipalities[kommune]
         day_rows = []
-        for (day,), notes in plan.group_by("day", maintain_order=True):
+        for notes in plan.partition_by("day", maintain_order=True):
+            day = notes["day"][0]
             data = self.serialize(municipality, notes, persons)
             path = message_path(self.root, kommune, day)
             _write_atomic(path, data)
@@ -181,7 +182,12 @@ class SubmissionWriter:
                         event_key, content_hash, event_guid, event_type, reporting_id, service_code, event_date,
                         registered_at, provider_org, stop_id, person_key FROM plan_frame""", {"kommune": kommune})
                 con.unregister("plan_frame")
-            con.executemany("INSERT INTO written_days VALUES (?, ?, ?, ?, ?, ?, ?)", day_rows)
+            days_frame = pl.DataFrame(day_rows, orient="row", schema={
+                "kommune": pl.Utf8, "day": pl.Date, "n_notifications": pl.Int64, "first_seq": pl.Int64,
+                "last_seq": pl.Int64, "file": pl.Utf8, "sha256": pl.Utf8})
+            con.register("days_frame", days_frame.to_arrow())
+            con.execute("INSERT INTO written_days SELECT * FROM days_frame")
+            con.unregister("days_frame")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -235,7 +241,11 @@ class SubmissionWriter:
             known[person_key] = (number, guid)
             rows.append((kommune, person_key, number, guid))
         if rows:
-            con.executemany("INSERT INTO persons VALUES (?, ?, ?, ?)", rows)
+            frame = pl.DataFrame(rows, orient="row", schema={"kommune": pl.Utf8, "person_key": pl.Utf8,
+                                                             "bruker_nr": pl.Utf8, "pasient_guid": pl.Utf8})
+            con.register("persons_frame", frame.to_arrow())
+            con.execute("INSERT INTO persons SELECT * FROM persons_frame")
+            con.unregister("persons_frame")
         return known
 
     # --- messages -------------------------------------------------------------------
