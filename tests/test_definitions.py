@@ -36,3 +36,11 @@ def test_transforms_never_import_dagster():
     offenders = [p for p in (ROOT / "transforms").rglob("*.py")
                  if "import dagster" in p.read_text() or "from dagster" in p.read_text()]
     assert offenders == []
+
+
+def test_daily_schedule_targets_yesterday_and_is_on_by_default():
+    schedule = defs.resolve_schedule_def("daily_operation_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.cron_schedule == "0 6 * * *"
+    job = defs.resolve_job_def("daily_operation")
+    assert "daily_submissions" in {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
