@@ -92,3 +92,13 @@ def test_rebuilding_gives_identical_parquet(demo):
     first = digest()
     write_timeline(settings, build_timeline(settings))
     assert digest() == first and len(first) == 8
+
+
+def test_batches_of_municipalities_give_the_same_timeline(small):
+    settings, whole = small
+    from transforms.timeline.build import plan_batches
+
+    assert len(plan_batches(settings, rows_per_batch=1)) == whole.episodes["kommune"].n_unique() > 3
+    batched = build_timeline(settings, rows_per_batch=1)
+    for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
+        assert getattr(batched, name).equals(getattr(whole, name)), name

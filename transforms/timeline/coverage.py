@@ -25,22 +25,24 @@ def as_of_date(settings: Settings) -> dt.date:
     return settings.as_of_date or (dt.date.today() - dt.timedelta(days=1))
 
 
-def epj_system_frame(settings: Settings) -> pl.DataFrame:
+def epj_system_frame(settings: Settings, kommuner: set[str] | None = None) -> pl.DataFrame:
     """One row per configured EPJ system with its validity (open ends as 9999-12-31)."""
     rows = [
         {"kommune": m.nr, "system": s.system, "format": s.format, "active_from": s.active_from,
          "active_to": s.active_to or OPEN_END, "history_from": s.history_from,
          "units": list(s.kommuner) if s.kommuner is not None else None}
         for m in load_kommuner(settings.config_dir / "kommuner.toml") for s in m.epj
+        if kommuner is None or m.nr in kommuner
     ]
     return pl.DataFrame(rows, schema={
         "kommune": pl.Utf8, "system": pl.Utf8, "format": pl.Utf8, "active_from": pl.Date,
         "active_to": pl.Date, "history_from": pl.Date, "units": pl.List(pl.Utf8)})
 
 
-def unit_years(settings: Settings, last_year: int) -> pl.DataFrame:
+def unit_years(settings: Settings, last_year: int, kommuner: set[str] | None = None) -> pl.DataFrame:
     """(kommune, unit, year) for every configured municipality and year from the cut-off."""
-    configured = [m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml")]
+    configured = [m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml")
+                  if kommuner is None or m.nr in kommuner]
     codes = municipality_codes().filter(pl.col("reporting_kommune").is_in(configured))
     years = pl.DataFrame({"year": list(range(settings.cutoff_date.year, last_year + 1))}, schema={"year": pl.Int32})
     return (
@@ -103,15 +105,15 @@ ORDER BY kommune, unit, first_day
 """
 
 
-def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = None
-                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = None,
+                   kommuner: set[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Day-level coverage and its segments (gap segments are the segments with source 'gap')."""
     last_day = as_of_date(settings)
     own = con is None
     con = con or duck.connect()
     try:
-        con.register("unit_years", unit_years(settings, last_day.year).to_arrow())
-        con.register("epj_systems", epj_system_frame(settings).to_arrow())
+        con.register("unit_years", unit_years(settings, last_day.year, kommuner).to_arrow())
+        con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
         con.register("extracts", staged_extracts(settings).to_arrow())
         coverage = con.execute(COVERAGE_SQL, {"first_day": settings.cutoff_date, "last_day": last_day}).pl()
         con.register("coverage", coverage.to_arrow())
@@ -122,10 +124,11 @@ def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = N
     return coverage, segments
 
 
-def missing_extracts(settings: Settings, coverage: pl.DataFrame) -> pl.DataFrame:
+def missing_extracts(settings: Settings, coverage: pl.DataFrame, kommuner: set[str] | None = None
+                     ) -> pl.DataFrame:
     """Yearly extracts of the data years that do not exist, with how many of their days EPJ covers."""
     last_year = min(as_of_date(settings).year, 2025)
-    expected = unit_years(settings, last_year)
+    expected = unit_years(settings, last_year, kommuner)
     present = staged_extracts(settings)
     missing = expected.join(present, on=["year", "unit"], how="anti")
     covered = (

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from transforms.conservation import staged_files
+from transforms.kommuner import municipality_codes
 from transforms.schemas import STAGED_TABLES
 from transforms.settings import Settings
 
@@ -15,14 +17,34 @@ def sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
+def files_of(files: list[Path], kommuner: set[str] | None) -> list[Path]:
+    """The staged files that belong to the reporting municipalities `kommuner` (all when None).
+
+    Yearly extracts sit under `kommune=<unit>` (the number valid in the data year), EPJ exports under
+    `system=<reporting kommune>-<system>`; episodes never cross reporting municipalities, so a batch of
+    municipalities can be reconstructed from its own files alone.
+    """
+    if kommuner is None:
+        return files
+    units = set(municipality_codes().filter(pl.col("reporting_kommune").is_in(list(kommuner)))["code"].to_list())
+    chosen = []
+    for path in files:
+        part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "")
+        key, _, value = part.partition("=")
+        if (key == "kommune" and value in units) or (key == "system" and value.split("-", 1)[0] in kommuner):
+            chosen.append(path)
+    return chosen
+
+
+def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner: set[str] | None = None
+                    ) -> dict[str, int]:
     """One view per staged table; a table with no files yet is an empty table of the declared schema.
 
     Returns the number of files behind each view.
     """
     counts = {}
     for name, table in STAGED_TABLES.items():
-        files = staged_files(settings, name)
+        files = files_of(staged_files(settings, name), kommuner)
         counts[name] = len(files)
         if files:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_list(files)}, "
