@@ -239,3 +239,20 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path):
     assert tree_digest(root) == tree_digest(written)
     with open_ledger(root, read_only=True) as con:
         assert integrity_problems(con).height == 0
+
+
+def test_small_backfill_validates_and_replays(small_root, tmp_path):
+    if not OFFICIAL.exists():
+        pytest.skip("shared reference not beside the checkout")
+    root = tmp_path / "data"
+    shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox", "timeline"))
+    prepare(root)
+    report = backfill(root)
+    assert report.files > 10_000 and report.municipalities == 6
+    schema = load_schema(OFFICIAL)
+    invalid = [f.name for f in (root / "submissions").rglob("*.xml") if schema_issues(f.read_bytes(), schema)]
+    assert invalid == []
+    with open_ledger(root, read_only=True) as con:
+        assert integrity_problems(con).height == 0
+        assert replay_differences(con, pl.read_parquet(root / "timeline" / "events.parquet")).height == 0
+        assert repeated_starts(con).height == 0
