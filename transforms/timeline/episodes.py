@@ -204,7 +204,7 @@ JOIN record_episode re ON re.record_id = 'epj:' || s.system || ':' || s.service_
 WHERE NOT s.annulled;
 
 -- IPLOS stops count only where IPLOS is the authoritative source, and never over an EPJ stop
-CREATE OR REPLACE TABLE episode_stops AS
+CREATE OR REPLACE TABLE episode_stops_raw AS
 SELECT * FROM epj_episode_stops
 UNION ALL
 SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'iplos:' || year(s.from_date), s.registered_at,
@@ -217,6 +217,18 @@ WHERE c.source = 'iplos:' || year(s.from_date)
                   WHERE x.episode_id = re.episode_id
                     AND x.from_date <= coalesce(s.to_date, DATE '9999-12-31')
                     AND coalesce(x.to_date, DATE '9999-12-31') >= s.from_date);
+
+-- two systems may number their stops alike (S-51 in the old and the new EPJ): within one episode the
+-- stop id names one stop, so a repeated id is qualified by the source it came from
+CREATE OR REPLACE TABLE episode_stops AS
+WITH qualified AS (
+    SELECT * REPLACE (CASE WHEN count(*) OVER (PARTITION BY episode_id, stop_id) > 1
+                           THEN replace(source, 'epj:', '') || '/' || stop_id ELSE stop_id END AS stop_id)
+    FROM episode_stops_raw
+)
+SELECT * EXCLUDE (n) REPLACE (CASE WHEN n > 1 THEN stop_id || '#' || n ELSE stop_id END AS stop_id)
+FROM (SELECT *, row_number() OVER (PARTITION BY episode_id, stop_id ORDER BY from_date, source) AS n
+      FROM qualified);
 """
 
 PROVIDERS_SQL = """
