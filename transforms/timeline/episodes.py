@@ -77,8 +77,9 @@ SELECT component,
            FILTER (WHERE start_rank = 1) AS start_source,
        bool_or(continuation) AS stitched,
        count(*) AS n_records,
-       list(record_id ORDER BY record_id) AS records,
-       flatten(list(lineage ORDER BY record_id)) AS lineage,
+       -- sorting each small list beats an ordered aggregate, which sorts the whole input
+       list_sort(list(record_id)) AS records,
+       list_sort(flatten(list(lineage))) AS lineage,
        list_distinct(flatten(list(units))) AS units
 FROM episode_parts
 GROUP BY component;

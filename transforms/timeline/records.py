@@ -61,7 +61,7 @@ WITH history AS (
            min(r.registered_at) AS first_registered_at,
            -- when the current end date was first registered (the registration of a TjenesteSlutt)
            min(r.registered_at) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS end_registered_at,
-           list(r.source_file || ':' || r.line ORDER BY r.registered_at, r.line) AS lineage
+           list_sort(list(r.source_file || ':' || r.line)) AS lineage
     FROM epj_ranked r
     JOIN epj_ranked c ON c.rn = 1 AND c.reporting_kommune = r.reporting_kommune AND c.system = r.system
                      AND c.service_id = r.service_id
@@ -92,11 +92,11 @@ FROM iplos_rows;
 
 CREATE OR REPLACE TABLE iplos_current AS
 WITH history AS (
-    SELECT r.record_id, list(DISTINCT r.unit) AS units, list(DISTINCT r.data_year ORDER BY r.data_year) AS years,
+    SELECT r.record_id, list(DISTINCT r.unit) AS units, list_sort(list(DISTINCT r.data_year)) AS years,
            CAST(min(r.extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            CAST(min(r.extract_date) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS TIMESTAMPTZ)
                AS end_registered_at,
-           list(r.source_file || ':' || r.line ORDER BY r.data_year, r.line) AS lineage
+           list_sort(list(r.source_file || ':' || r.line)) AS lineage
     FROM iplos_ranked r JOIN iplos_ranked c ON c.rn = 1 AND c.record_id = r.record_id
     GROUP BY r.record_id
 )
