@@ -256,3 +256,24 @@ def test_small_backfill_validates_and_replays(small_root, tmp_path):
         assert integrity_problems(con).height == 0
         assert replay_differences(con, pl.read_parquet(root / "timeline" / "events.parquet")).height == 0
         assert repeated_starts(con).height == 0
+
+
+def test_an_invalid_message_is_not_written_and_the_run_fails_loudly(written, tmp_path):
+    from transforms.serializers import MessageInvalid
+
+    root = tmp_path / "data"
+    shutil.copytree(written, root)
+    events = pl.read_parquet(root / "timeline" / "events.parquet")
+    kommune = events["kommune"][0]
+    bad = events.filter(pl.col("kommune") == kommune).row(0, named=True)
+    bad = {**bad, "event_key": f"{kommune}|BAD-1|TjenesteStart", "reporting_id": "BAD-1", "service_code": "99",
+           "content_hash": "bad", "day": AS_OF}
+    pl.concat([events, pl.DataFrame([bad], schema=events.schema)]).write_parquet(
+        root / "timeline" / "events.parquet")
+    before = ledger_rows(root)
+    next_day = AS_OF + dt.timedelta(days=1)
+    with pytest.raises(MessageInvalid) as failure:
+        backfill(root, next_day, next_day, kommuner=[kommune])
+    assert "99" in str(failure.value) and "notification" in str(failure.value).lower()
+    assert not (root / "submissions" / f"kommune={kommune}" / str(next_day.year) / f"{next_day}.xml").exists()
+    assert ledger_rows(root) == before
