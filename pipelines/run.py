@@ -16,7 +16,7 @@ import dagster as dg
 
 from assets import ingestion, submissions, timeline
 from assets.resources import KttResource
-from transforms.settings import CUTOFF_DATE, FIRST_DATA_YEAR, LAST_DATA_YEAR
+from transforms.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
 
 
 class CheckFailed(RuntimeError):
@@ -102,11 +102,3 @@ class Runner:
 def run_ingestion(data_root: Path, key_file: Path | None = None,
                   years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:
     Runner(data_root, key_file).ingest(years)
-
-
-def run_timeline(data_root: Path, key_file: Path | None = None, first_day: dt.date | None = None,
-                 last_day: dt.date | None = None) -> None:
-    runner = Runner(data_root, key_file)
-    runner.timeline()
-    runner.daily_allocation(first_day or CUTOFF_DATE, min(last_day or last_complete_day(), last_complete_day()))
-    runner.warehouse()

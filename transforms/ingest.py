@@ -17,8 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
-
 from transforms.config import EpjSystem, Municipality, load_kommuner
 from transforms.identity import Pseudonymizer
 from transforms.keys import Keys
@@ -121,10 +119,6 @@ def _forget_outputs(settings: Settings, slug_prefix: str) -> None:
         stale.unlink()
 
 
-def iplos_years(settings: Settings) -> list[int]:
-    root = settings.raw_dir / "iplos"
-    return sorted(int(p.name) for p in root.glob("[0-9][0-9][0-9][0-9]") if p.is_dir()) if root.exists() else []
-
 
 def ingest_iplos_year(settings: Settings, keys: Keys, year: int) -> IngestReport:
     """Stage every yearly extract of one data year (replacing what was staged for it)."""
@@ -194,10 +188,6 @@ def _prepare_epj_system(settings: Settings, keys: Keys, municipality: Municipali
             for path in sorted(p for p in folder.iterdir() if p.is_file())]
 
 
-def ingest_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
-                      ) -> IngestReport:
-    return IngestReport(_run_tasks(_epj_task, _prepare_epj_system(settings, keys, municipality, system)))
-
 
 def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path) -> FileOutcome:
     rel = _relative(settings, path)
@@ -219,13 +209,3 @@ def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
     tasks = [task for municipality, system in epj_systems(settings)
              for task in _prepare_epj_system(settings, keys, municipality, system)]
     return IngestReport(_run_tasks(_epj_task, tasks))
-
-
-def read_file_counts(settings: Settings) -> pl.DataFrame:
-    folder = settings.staging_dir / "file_counts"
-    files = sorted(folder.glob("*.parquet")) if folder.exists() else []
-    if not files:
-        from transforms.schemas import FILE_COUNTS
-
-        return FILE_COUNTS.empty()
-    return pl.concat([pl.read_parquet(f) for f in files])

@@ -7,8 +7,6 @@ nothing extra, nothing stale.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import duckdb
 import polars as pl
 
@@ -47,19 +45,3 @@ def replay_differences(ledger: duckdb.DuckDBPyConnection, events: pl.DataFrame) 
 def repeated_starts(ledger: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """A service reported as started more than once (e.g. restarted at an EPJ switch)."""
     return ledger.execute(STARTS_SQL).pl()
-
-
-def active_services_on(ledger: duckdb.DuckDBPyConnection, day: dt.date) -> pl.DataFrame:
-    """(kommune, reporting_id, service_code) the replayed notifications say are allocated on `day`."""
-    return ledger.execute("""
-        WITH current AS (
-            SELECT kommune, event_key, arg_max(status, seq) AS status, arg_max(event_type, seq) AS event_type,
-                   arg_max(reporting_id, seq) AS reporting_id, arg_max(service_code, seq) AS service_code,
-                   arg_max(event_date, seq) AS event_date
-            FROM notifications GROUP BY kommune, event_key
-        )
-        SELECT kommune, reporting_id, any_value(service_code) AS service_code FROM current
-        WHERE status <> 'C' GROUP BY kommune, reporting_id
-        HAVING max(event_date) FILTER (WHERE event_type = 'TjenesteStart') <= $day
-           AND coalesce(max(event_date) FILTER (WHERE event_type = 'TjenesteSlutt'), DATE '9999-12-31') >= $day
-        ORDER BY ALL""", {"day": day}).pl()
