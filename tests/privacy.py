@@ -14,7 +14,7 @@ def parquet_strings(path: Path) -> Iterable[str]:
         if dtype == pl.Utf8:
             yield from (v for v in frame[name].drop_nulls().unique().to_list())
         elif isinstance(dtype, pl.List):
-            yield from (str(v) for v in frame[name].explode().drop_nulls().unique().to_list())
+            yield from (str(v) for v in frame[name].explode(empty_as_null=True).drop_nulls().unique().to_list())
 
 
 def find_identifiers(paths: Iterable[Path], identifiers: set[str]) -> list[tuple[Path, str]]:
