@@ -35,7 +35,8 @@ def test_records_conserved_per_file(demo_root):
 
 def test_no_raw_identifier_in_staged_outputs(demo_root):
     persons = pl.read_parquet(demo_root / "truth" / "persons.parquet")
-    identifiers = set(persons["fid"].to_list()) | set(persons["previous_ids"].explode(empty_as_null=True).drop_nulls().to_list())
+    previous = persons["previous_ids"].explode(empty_as_null=True).drop_nulls()
+    identifiers = set(persons["fid"].to_list()) | set(previous.to_list())
     corrupted = _identifiers_in_corrupted_records(demo_root)
     outputs = [p for sub in ("staging", "identity", "reference", "timeline") for p in (demo_root / sub).rglob("*")
                if p.is_file()] + [demo_root / "ingest.log"]
