@@ -23,7 +23,7 @@ import polars as pl
 
 from transforms.config import Municipality, load_kommuner
 from transforms.events import EVENT_ORDER
-from transforms.identity import read_vault
+from transforms.identity import Pseudonymizer, read_vault
 from transforms.keys import Keys
 from transforms.ledger import (
     DayOrderError,
@@ -32,7 +32,8 @@ from transforms.ledger import (
     open_ledger,
     writer_lock,
 )
-from transforms.serializers import get_serializer
+from transforms.quarantine import mask_identifiers
+from transforms.serializers import MessageInvalid, get_serializer
 from transforms.serializers.model import NIL_GUID, Contact, Event, Message, Notification, Person
 from transforms.settings import Settings
 
@@ -110,6 +111,7 @@ class SubmissionWriter:
         vault_path = self.root / "identity" / "vault.bin"
         vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
         self.identities = {k: (f, t) for k, f, t in vault.select("person_key", "fid", "id_type").iter_rows()}
+        self.pseudonym_key = keys.pseudonym_key
         self._events: pl.DataFrame | None = None
 
     @property
@@ -270,7 +272,13 @@ class SubmissionWriter:
             epj_version=municipality.epj_version, version_out=VERSION_OUT,
             contacts=tuple(Contact(c.name, c.email, c.type) for c in municipality.contacts),
             notifications=tuple(notifications))
-        return self.serializer.serialize(message)
+        try:
+            return self.serializer.serialize(message)
+        except MessageInvalid as exc:
+            # a schema message may quote an attribute value; the failure is logged, identifiers must not be
+            tag = Pseudonymizer(self.pseudonym_key).tag
+            raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
+                                 exc.sequence_no) from None
 
     def _reproduce(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date) -> int:
         """Rewrite already-written days from the ledger; the bytes must equal the recorded checksum."""
