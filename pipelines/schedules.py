@@ -3,7 +3,6 @@
 import dagster as dg
 
 from assets import ingestion, submissions, timeline
-from assets.partitions import days
 
 daily_operation = dg.define_asset_job(
     "daily_operation",
@@ -11,7 +10,6 @@ daily_operation = dg.define_asset_job(
         ingestion.epj_histories, ingestion.identity_vault, timeline.timeline, submissions.service_events,
         timeline.daily_allocation, submissions.daily_submissions, timeline.warehouse,
     ),
-    partitions_def=days,
     description="Re-read the EPJ exports, rebuild episodes and events, write the day's message "
                 "(late registrations and corrections go into it), refresh the warehouse.",
 )
