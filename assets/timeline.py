@@ -11,7 +11,7 @@ from assets.resources import KttResource
 from transforms import duck
 from transforms.reporting import markdown_table
 from transforms.timeline import checks
-from transforms.timeline.build import build_timeline, timeline_dir, write_timeline
+from transforms.timeline.build import build_timeline, register_timeline_views, timeline_dir, write_timeline
 from transforms.timeline.daily import write_daily_partitions
 from transforms.warehouse import build_warehouse
 
@@ -73,8 +73,7 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
     first_day, last_day = window.start.date(), window.end.date() - dt.timedelta(days=1)
     out = timeline_dir(settings)
     with duck.connect() as con:
-        con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
-        con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+        register_timeline_views(con, out)
         rows = write_daily_partitions(con, out / "daily", first_day, last_day)
     context.log.info(f"daily aggregates {first_day}..{last_day}: {rows} rows")
     return dg.MaterializeResult(metadata={"first_day": str(first_day), "last_day": str(last_day), "rows": rows})

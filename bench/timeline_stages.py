@@ -55,12 +55,12 @@ def stage(name: str, data_root: Path) -> dict:
         detail = {"episodes": result.episodes.height, "stops": result.stops.height,
                   "conflicts": result.conflicts.height, "linking_rounds": result.linking_rounds}
     elif name == "daily":
+        from transforms.timeline.build import register_timeline_views
         from transforms.timeline.daily import write_daily_partitions
 
         out = settings.data_root / "timeline"
         with duck.connect() as con:
-            con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
-            con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+            register_timeline_views(con, out)
             detail["rows"] = write_daily_partitions(con, out / "daily", dt.date(2017, 1, 1), LAST_DAY)
     seconds = time.perf_counter() - started
     return {"stage": name, "seconds": round(seconds, 1),

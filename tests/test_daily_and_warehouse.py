@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from transforms.settings import load_settings
-from transforms.timeline.build import build_timeline, write_timeline
+from transforms.timeline.build import build_timeline, register_timeline_views, write_timeline
 from transforms.timeline.daily import ALLOCATION_VIEW_SQL, daily_aggregates, write_daily_partitions
 from transforms.warehouse import build_warehouse
 
@@ -26,8 +26,7 @@ def built(example_root):
 def _con(settings):
     con = duckdb.connect()
     out = settings.data_root / "timeline"
-    con.execute(f"CREATE VIEW episodes AS SELECT * FROM read_parquet('{out / 'episodes.parquet'}')")
-    con.execute(f"CREATE VIEW stops AS SELECT * FROM read_parquet('{out / 'stops.parquet'}')")
+    register_timeline_views(con, out)
     return con
 
 

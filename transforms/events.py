@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms import duck
+from transforms.timeline.build import register_timeline_views
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
@@ -64,8 +65,7 @@ ORDER BY e.kommune, day, event_key
 
 def build_events(timeline_dir: Path, cutoff: dt.date) -> pl.DataFrame:
     with duck.connect() as con:
-        for name in ("episodes", "stops", "provider_changes"):
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{timeline_dir / f'{name}.parquet'}')")
+        register_timeline_views(con, timeline_dir, ("episodes", "stops", "provider_changes"))
         events = con.execute(EVENTS_SQL, {"cutoff": cutoff}).pl()
     duplicated = events.filter(pl.col("event_key").is_duplicated())
     if duplicated.height:

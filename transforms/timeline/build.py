@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -48,6 +49,13 @@ class TimelineResult:
 
 def timeline_dir(settings: Settings) -> Path:
     return settings.data_root / "timeline"
+
+
+def register_timeline_views(con: duckdb.DuckDBPyConnection, folder: Path,
+                            names: tuple[str, ...] = ("episodes", "stops")) -> None:
+    """Views over written timeline outputs (`timeline/<name>.parquet`) on a DuckDB connection."""
+    for name in names:
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{folder / f'{name}.parquet'}')")
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
