@@ -12,6 +12,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from assets.partitions import data_years, single_run
+from assets.pools import STAGING_POOL
 from assets.resources import KttResource
 from transforms import ingest
 from transforms.conservation import conservation_table, quarantine_frame
@@ -60,6 +61,7 @@ def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict
                                    description="per file: records in = staged + quarantined")],
     partitions_def=data_years,
     backfill_policy=single_run,
+    pool=STAGING_POOL,
 )
 def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     """Read every yearly extract of the selected data years (3.6 or 3.7 by the file's root)."""
@@ -80,6 +82,7 @@ def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
                                     "(staging/epj/system=S/).") for name in EPJ_ASSETS],
     check_specs=[dg.AssetCheckSpec("records_conserved", asset="epj_service_versions",
                                    description="per file: records in = staged + quarantined")],
+    pool=STAGING_POOL,
 )
 def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     """Read the EPJ exports listed in config/kommuner.toml."""
@@ -92,7 +95,7 @@ def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     yield _conservation_check("epj_service_versions", settings, "raw/epj/")
 
 
-@dg.asset(group_name=GROUP, deps=["iplos_persons", "epj_persons"], kinds={"parquet"})
+@dg.asset(group_name=GROUP, deps=["iplos_persons", "epj_persons"], kinds={"parquet"}, pool=STAGING_POOL)
 def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
     """Merge the per-file identity parts into one encrypted identity table.
 
@@ -110,7 +113,7 @@ def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, pool=STAGING_POOL)
 def municipality_numbers(ktt: KttResource) -> dg.MaterializeResult:
     """Every kommunenummer valid 2017-2025 mapped to today's reporting municipality."""
     settings = ktt.run_settings()

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from assets.partitions import days, single_run
+from assets.pools import LEDGER_POOL, TIMELINE_POOL
 from assets.resources import KttResource
 from transforms.events import build_events
 from transforms.ledger import integrity_problems, open_ledger
@@ -18,10 +19,9 @@ from transforms.submissions import SubmissionWriter
 from transforms.timeline.build import timeline_dir, write_parquet_atomic
 
 GROUP = "submissions"
-LEDGER_POOL = "ktt_ledger"
 
 
-@dg.asset(group_name=GROUP, deps=["service_episodes"], kinds={"parquet", "duckdb"})
+@dg.asset(group_name=GROUP, deps=["service_episodes"], kinds={"parquet", "duckdb"}, pool=TIMELINE_POOL)
 def service_events(ktt: KttResource) -> dg.MaterializeResult:
     """Every event a message reports (timeline/events.parquet), pseudonymous, with key, day and content hash."""
     settings = ktt.run_settings()

@@ -7,6 +7,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from assets.partitions import days, single_run
+from assets.pools import TIMELINE_POOL, WAREHOUSE_POOL
 from assets.resources import KttResource
 from transforms import duck
 from transforms.reporting import markdown_table
@@ -32,6 +33,7 @@ INGESTED = ["iplos_services", "iplos_persons", "epj_service_versions", "epj_stop
     check_specs=[dg.AssetCheckSpec("every_day_covered_or_gap", asset="coverage", blocking=True,
                                    description="each day of each municipality is covered by a source or "
                                                "inside a reported gap segment")],
+    pool=TIMELINE_POOL,
 )
 def timeline(context: AssetExecutionContext, ktt: KttResource):
     """Reconstruct the timelines in DuckDB from the staged Parquet."""
@@ -65,7 +67,7 @@ def timeline(context: AssetExecutionContext, ktt: KttResource):
 
 
 @dg.asset(group_name=GROUP, deps=["service_episodes"], partitions_def=days, backfill_policy=single_run,
-          kinds={"parquet", "duckdb"})
+          kinds={"parquet", "duckdb"}, pool=TIMELINE_POOL)
 def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.MaterializeResult:
     """Per day, municipality and service code: active, stopped, started, ended (timeline/daily/day=.../)."""
     settings = ktt.run_settings()
@@ -80,7 +82,7 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
 
 
 @dg.asset(group_name=GROUP, deps=["coverage", "service_episodes", "daily_allocation", "iplos_services",
-                                  "epj_service_versions"], kinds={"duckdb"})
+                                  "epj_service_versions"], kinds={"duckdb"}, pool=WAREHOUSE_POOL)
 def warehouse(ktt: KttResource) -> dg.MaterializeResult:
     """`warehouse.duckdb`: read-only views over every Parquet output, rebuilt atomically."""
     path, views = build_warehouse(ktt.run_settings())

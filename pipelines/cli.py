@@ -132,8 +132,40 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     _check_keys()
     first = args.from_day or settings.cutoff_date
     last = args.to_day or last_complete_day()
+    if args.via_daemon:
+        return _backfill_via_daemon(args.url, settings, first, last, args.kommune or [])
     elapsed = _run_backfill(settings, first, last, args.kommune or [])
     _print_backfill_summary(settings, elapsed)
+    return 0
+
+
+def _backfill_via_daemon(url: str, settings, first: dt.date, last: dt.date, kommuner: list[str]) -> int:
+    """Submit through the webserver's GraphQL API and follow the backfill until it ends."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.definitions import defs
+    from pipelines.remote import RemoteError, backfill_targets, follow_backfill, launch_backfill
+
+    started = time.perf_counter()
+    try:
+        backfill_id = launch_backfill(url, backfill_targets(defs, first, last), f"ktt backfill {first}..{last}",
+                                      kommuner)
+        console.print(f"backfill [bold]{backfill_id}[/] submitted to {url} ({url}/runs/b/{backfill_id})")
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("queued", total=None)
+            final = follow_backfill(url, backfill_id, lambda p: bar.update(
+                task, description=p.status.lower(), completed=p.done, total=p.total or None))
+    except RemoteError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    if not final.succeeded:
+        console.print(f"[red]backfill {backfill_id} ended {final.status}[/]"
+                      + (f"; failed runs: {', '.join(final.failed_runs)}" if final.failed_runs else "")
+                      + (f"; {final.error}" if final.error else ""))
+        return 1
+    if (settings.data_root / "ledger").exists():
+        _print_backfill_summary(settings, time.perf_counter() - started)
     return 0
 
 
@@ -158,9 +190,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
     elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
     _print_backfill_summary(settings, elapsed)
-    console.print("Next: `make test`, `.venv/bin/dagster dev -w workspace.yaml`, or open "
+    console.print("Next: `.venv/bin/ktt ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
                   f"{settings.data_root / 'warehouse.duckdb'} read-only with DuckDB.")
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.ui import UiError, default_dagster_home, run_ui
+
+    settings = load_settings(args.data_root)
+    home = (args.dagster_home or (Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME")
+                                  else default_dagster_home(settings.data_root))).resolve()
+    try:
+        return run_ui(settings.data_root, home, args.instance, args.host, args.port, announce=console.print)
+    except UiError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
@@ -228,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--from", dest="from_day", type=_date, default=None, help="first day (default 2017-01-01)")
     back.add_argument("--to", dest="to_day", type=_date, default=None, help="last day (default yesterday)")
     back.add_argument("--kommune", nargs="*", help="only these reporting municipalities' messages")
+    back.add_argument("--via-daemon", action="store_true",
+                      help="submit the backfill to a running `ktt ui` (GraphQL) instead of running in-process")
+    back.add_argument("--url", default="http://127.0.0.1:3000", help="webserver for --via-daemon")
     _add_root(back)
     back.set_defaults(func=cmd_backfill)
 
@@ -248,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = led.add_parser("status", help="last written day, last sequence number, counts by status")
     _add_root(status)
     status.set_defaults(func=cmd_ledger_status)
+
+    ui = sub.add_parser("ui", help="the Dagster webserver and daemon on 127.0.0.1 (Ctrl-C stops both)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--instance", choices=["sqlite", "postgres"], default="sqlite",
+                    help="dagster.yaml template for a new DAGSTER_HOME (postgres reads KTT_DAGSTER_PG_URL)")
+    ui.add_argument("--dagster-home", type=Path, default=None,
+                    help="instance folder (default: $DAGSTER_HOME or <data root>/.dagster)")
+    _add_root(ui)
+    ui.set_defaults(func=cmd_ui)
 
     demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")

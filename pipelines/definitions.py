@@ -1,20 +1,16 @@
-"""The one Definitions of the code location (`dagster dev -w workspace.yaml`)."""
+"""The one Definitions of the code location (`ktt ui`, `dagster dev -w workspace.yaml`)."""
 
 import dagster as dg
 
 from assets import ingestion, submissions, timeline
 from pipelines.resources import RESOURCES
 from pipelines.schedules import daily_operation, daily_schedule
-
-ingest_job = dg.define_asset_job(
-    "ingest_yearly_extracts",
-    selection=dg.AssetSelection.assets(ingestion.iplos_extracts),
-    description="Stage the yearly extracts of the selected data years.",
-)
+from pipelines.sensors import ingest_epj_exports, ingest_yearly_extracts, raw_files_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingestion, timeline, submissions]),
-    jobs=[ingest_job, daily_operation],
+    jobs=[ingest_yearly_extracts, ingest_epj_exports, daily_operation],
     schedules=[daily_schedule],
+    sensors=[raw_files_sensor],
     resources=RESOURCES,
 )

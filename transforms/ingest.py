@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transforms import sources
 from transforms.config import EpjSystem, Municipality, load_kommuner
 from transforms.identity import Pseudonymizer
 from transforms.keys import Keys
@@ -127,6 +128,8 @@ def ingest_iplos_year(settings: Settings, keys: Keys, year: int) -> IngestReport
 
 def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> IngestReport:
     """Stage the yearly extracts of `years`, every file of every year on one pool of workers."""
+    seen = {sources.iplos_group(year): sources.fingerprint(settings, sources.iplos_files(settings, year))
+            for year in years}
     tasks = []
     for year in years:
         year_dir = settings.raw_dir / "iplos" / str(year)
@@ -134,7 +137,9 @@ def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> Inge
         _forget_outputs(settings, file_slug(f"raw/iplos/{year}/"))
         if year_dir.exists():
             tasks += [(settings, keys, year, path) for path in sorted(p for p in year_dir.iterdir() if p.is_file())]
-    return IngestReport(_run_tasks(_iplos_task, tasks))
+    report = IngestReport(_run_tasks(_iplos_task, tasks))
+    sources.record_staged(settings, seen)
+    return report
 
 
 def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path) -> FileOutcome:
@@ -206,6 +211,9 @@ def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, p
 
 def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
     """Stage every configured EPJ export, every file on one pool of workers."""
+    seen = sources.fingerprint(settings, sources.epj_files(settings))
     tasks = [task for municipality, system in epj_systems(settings)
              for task in _prepare_epj_system(settings, keys, municipality, system)]
-    return IngestReport(_run_tasks(_epj_task, tasks))
+    report = IngestReport(_run_tasks(_epj_task, tasks))
+    sources.record_staged(settings, {sources.EPJ_GROUP: seen})
+    return report

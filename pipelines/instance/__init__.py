@@ -1,0 +1,1 @@
+"""Committed Dagster instance templates (`dagster.yaml`) that `ktt ui` copies into DAGSTER_HOME."""
