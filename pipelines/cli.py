@@ -202,7 +202,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     home = (args.dagster_home or (Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME")
                                   else default_dagster_home(settings.data_root))).resolve()
     try:
-        return run_ui(settings.data_root, home, args.instance, args.host, args.port, announce=console.print)
+        return run_ui(settings.data_root, home, args.instance, args.host, args.port,
+                      announce=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False))
     except UiError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -1,0 +1,225 @@
+"""End to end through the real UI: `ktt ui`, a backfill launched in headless Chromium, and
+`ktt backfill --via-daemon` racing a second overlapping backfill; every file must equal what
+the in-process `ktt backfill` writes for the same days.
+
+Needs Debian's chromium (`/usr/bin/chromium`, installed by `.ci/run`); without it the browser
+test is skipped, unless KTT_REQUIRE_BROWSER=1 (as in CI) makes that a failure.
+"""
+
+import datetime as dt
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.remote import follow_backfill, graphql, launch_backfill
+from transforms.ledger import integrity_problems, open_ledger
+
+KTT = str(Path(sys.executable).with_name("ktt"))
+CHROMIUM = os.environ.get("KTT_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("KTT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+JANUARY = (dt.date(2017, 1, 1), dt.date(2017, 1, 31))
+FEBRUARY = (dt.date(2017, 2, 1), dt.date(2017, 2, 28))
+BACKFILL_TIMEOUT = 900
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _copy_ingested(demo_root: Path, target: Path) -> Path:
+    shutil.copytree(demo_root, target, ignore=shutil.ignore_patterns(
+        "timeline", "ledger", "submissions", "outbox", ".dagster", "warehouse.duckdb"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def reference_root(demo_root, tmp_path_factory) -> Path:
+    """January and February written by the in-process `ktt backfill`."""
+    root = _copy_ingested(demo_root, tmp_path_factory.mktemp("reference") / "data")
+    result = subprocess.run([KTT, "backfill", "--data-root", str(root), "--from", "2017-01-01", "--to", "2017-02-28"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def ui_root(demo_root, tmp_path_factory, key_file) -> Path:
+    """The ingested demo with timelines and events built into the UI's own instance (so the UI knows
+    the upstream of daily_submissions is there), and no message written yet."""
+    from pipelines.run import Runner
+    from pipelines.ui import default_dagster_home, prepare_instance
+
+    root = _copy_ingested(demo_root, tmp_path_factory.mktemp("ui") / "data")
+    home = prepare_instance(default_dagster_home(root)).home
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(home))
+        runner = Runner(root, key_file)
+        runner.ingest()
+        runner.timeline()
+        runner.events()
+    return root
+
+
+class UiServer:
+    def __init__(self, root: Path):
+        self.root, self.port = root, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home = root / ".dagster"
+        self.output = root.parent / "ktt-ui.out"
+        with self.output.open("w") as out:
+            self.process = subprocess.Popen([KTT, "ui", "--data-root", str(root), "--port", str(self.port)],
+                                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        deadline = time.monotonic() + 300
+        while f"Dagster UI at {self.url}" not in self.output.read_text():
+            assert self.process.poll() is None, self.output.read_text()
+            assert time.monotonic() < deadline, f"ktt ui did not come up: {self.output.read_text()}"
+            time.sleep(0.5)
+
+    def processes(self) -> list[str]:
+        """Processes started for this instance (their command lines name its DAGSTER_HOME or port)."""
+        listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+        return [line for line in listing if (str(self.home) in line or f"--port {self.port}" in line)
+                and "ps -eo" not in line]
+
+    def ctrl_c(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def ui(ui_root):
+    server = UiServer(ui_root)
+    yield server
+    if server.process.poll() is None:
+        server.ctrl_c()
+
+
+def _message_files(root: Path, first: dt.date, last: dt.date) -> dict[str, bytes]:
+    with open_ledger(root, read_only=True) as con:
+        rows = con.execute("SELECT file FROM written_days WHERE file IS NOT NULL AND day BETWEEN ? AND ? ORDER BY 1",
+                           [first, last]).fetchall()
+    return {rel: (root / rel).read_bytes() for (rel,) in rows}
+
+
+def _assert_same_messages(root: Path, reference: Path, first: dt.date, last: dt.date) -> int:
+    ours, theirs = _message_files(root, first, last), _message_files(reference, first, last)
+    assert theirs, "the reference wrote no message"
+    assert sorted(ours) == sorted(theirs)
+    differing = [rel for rel in theirs if ours[rel] != theirs[rel]]
+    assert differing == []
+    with open_ledger(root, read_only=True) as con:
+        assert integrity_problems(con).height == 0
+        assert con.execute("SELECT max(day) FROM written_days").fetchone()[0] == last
+    return len(ours)
+
+
+def test_ui_serves_on_loopback_with_a_project_local_instance(ui):
+    text = ui.output.read_text()
+    assert f"DAGSTER_HOME {ui.home} (kept)" in text
+    assert (ui.home / "dagster.yaml").exists()
+    info = graphql(ui.url, "{ version }", {})
+    assert info["version"]
+
+
+def test_browser_backfill_of_one_month_equals_ktt_backfill(ui, reference_root):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("KTT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing (CI installs Debian's chromium in .ci/run)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        page.goto(f"{ui.url}/asset-groups", wait_until="networkidle")
+        expect(page.get_by_text("Global asset lineage")).to_be_visible()
+        expect(page.get_by_text("submissions").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+
+        page.goto(f"{ui.url}/assets/daily_submissions", wait_until="networkidle")
+        page.get_by_role("button", name="Materialize…").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_role("button", name="Latest")).to_be_visible()  # partitions loaded
+        page.screenshot(path=str(ARTIFACTS / "launch-dialog.png"))
+        show_all = dialog.get_by_role("button", name="Show all partitions")
+        if show_all.count():  # only offered once the asset has partitions beyond the last 90 days' window
+            show_all.click()
+        selection = dialog.get_by_role("textbox").first
+        selection.fill(f"[{JANUARY[0]}...{JANUARY[1]}]")
+        selection.press("Enter")
+        expect(dialog.get_by_text("31 partitions")).to_be_visible()
+        dialog.get_by_role("button", name="Launch backfill").click()
+        view = page.locator("a[href^='/runs/b/']").first  # the toast's "View" link to the new backfill
+        expect(view).to_be_visible()
+        backfill_id = view.get_attribute("href").rsplit("/", 1)[-1]
+
+        final = follow_backfill(ui.url, backfill_id, lambda _: None, timeout=BACKFILL_TIMEOUT)
+        assert final.succeeded, final
+        page.goto(f"{ui.url}/runs/b/{backfill_id}", wait_until="networkidle")
+        expect(page.get_by_text("Succeeded").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "backfill-page.png"), full_page=True)
+
+        page.goto(f"{ui.url}/assets/coverage", wait_until="networkidle")
+        page.screenshot(path=str(ARTIFACTS / "coverage-asset.png"), full_page=True)
+        browser.close()
+
+    assert _assert_same_messages(ui.root, reference_root, *JANUARY) > 31
+
+
+def _ledger_runs(home: Path) -> list:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        return [record for record in instance.get_run_records()
+                if "daily_submissions" in {k.to_user_string() for k in record.dagster_run.asset_selection or ()}]
+    finally:
+        instance.dispose()
+
+
+def test_via_daemon_with_an_overlapping_backfill_waits_and_equals_ktt_backfill(ui, reference_root):
+    """The CLI submits Jan..Feb with every upstream asset; a second backfill of February races it."""
+    first, last = JANUARY[0], FEBRUARY[1]
+    cli = subprocess.Popen([KTT, "backfill", "--via-daemon", "--url", ui.url, "--data-root", str(ui.root),
+                            "--from", str(first), "--to", str(last)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    time.sleep(5)
+    rival = launch_backfill(ui.url, [{"assetKey": {"path": ["daily_submissions"]},
+                                      "partitions": {"range": {"start": str(FEBRUARY[0]), "end": str(FEBRUARY[1])}}}],
+                            "overlapping February")
+    output, _ = cli.communicate(timeout=BACKFILL_TIMEOUT)
+    assert cli.returncode == 0, output
+    assert "completed_success" in output and "messages written" in output
+    assert follow_backfill(ui.url, rival, lambda _: None, timeout=BACKFILL_TIMEOUT).succeeded
+
+    runs = sorted(_ledger_runs(ui.home), key=lambda r: r.start_time)
+    assert len(runs) >= 3  # the browser's January, the CLI's, the rival's
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.end_time <= later.start_time, "two runs wrote the ledger at the same time"
+    assert _assert_same_messages(ui.root, reference_root, first, last) > 59
+
+
+def test_ctrl_c_stops_webserver_daemon_and_code_servers(ui):
+    assert ui.processes(), "nothing of the UI is running"
+    assert ui.ctrl_c() == 0
+    deadline = time.monotonic() + 60
+    while ui.processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ui.processes() == []
+    assert "stopped" in ui.output.read_text()
