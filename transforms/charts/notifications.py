@@ -21,7 +21,7 @@ from transforms.charts.render import DPI_METADATA, chart_style, message_figure, 
 TITLE = "Notifications per day"
 STATUSES = (("N", "N new", "#4c78a8"), ("M", "M correction (KorrigerErstatt)", "#f58518"),
             ("C", "C annulment (KorrigerAnnuller)", "#e45756"))
-# cut the y axis when the tallest day exceeds this many times the tallest of the others
+# cut the y axis above the ordinary days when some days exceed this many times their 99th percentile
 CUT_RATIO = 3.0
 MAX_LABELLED_CUTS = 3
 COUNT_SCHEMA = {"day": pl.Date, "status": pl.Utf8, "notifications": pl.Int64}
@@ -77,12 +77,12 @@ def notifications_figure(counts: pl.DataFrame, scope: str = "all municipalities"
                     label=f"{label}: {thousands(totals[status])}")
         bottom += values
     total = wide["total"].to_numpy()
-    ordered = np.sort(total)
+    busy = total[total > 0]
+    # an outlier is a day above CUT_RATIO times the 99th percentile of the days with any notification
+    threshold = CUT_RATIO * float(np.percentile(busy, 99, method="lower")) if len(busy) > 1 else np.inf
     cap = None
-    if len(ordered) > 1 and ordered[-1] > CUT_RATIO * max(ordered[-2], 1):
-        # cut above the tallest day that is not an outlier
-        ordinary = ordered[ordered <= CUT_RATIO * max(np.percentile(ordered, 99), 1)]
-        cap = max(float(ordinary.max() if len(ordinary) else ordered[-2]), 1.0) * 1.3
+    if total.max() > threshold:
+        cap = max(float(total[total <= threshold].max()), 1.0) * 1.3
         axes.set_ylim(0, cap)
         cut = wide.filter(pl.col("total") > cap).sort("total", descending=True)
         for i, (day, value) in enumerate(cut.select("day", "total").head(MAX_LABELLED_CUTS).iter_rows()):
