@@ -11,10 +11,12 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from assets.charts import chart_metadata
 from assets.partitions import data_years, single_run
 from assets.pools import STAGING_POOL
 from assets.resources import KttResource
 from transforms import ingest
+from transforms.charts import quarantine_chart
 from transforms.conservation import conservation_table, quarantine_frame
 from transforms.identity import read_vault, write_vault_part
 from transforms.kommuner import municipality_codes
@@ -40,7 +42,8 @@ def _conservation_check(asset_key: str, settings, prefix: str) -> dg.AssetCheckR
     )
 
 
-def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict:
+def _report_metadata(context: AssetExecutionContext, report: ingest.IngestReport, settings, source: str) -> dict:
+    prefix = f"raw/{source}/"
     quarantine = quarantine_frame(settings).filter(pl.col("source_file").str.starts_with(prefix))
     by_rule = Counter(quarantine["rule_id"].to_list())
     return {
@@ -50,6 +53,8 @@ def _report_metadata(report: ingest.IngestReport, settings, prefix: str) -> dict
         "rows_staged": report.staged,
         "rows_quarantined": report.quarantined,
         "quarantined_by_rule": dg.MetadataValue.json(dict(sorted(by_rule.items()))),
+        **chart_metadata(context, "quarantined_by_rule_chart",
+                         lambda: quarantine_chart(settings.data_root, source)),
     }
 
 
@@ -70,7 +75,7 @@ def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     report = ingest.ingest_iplos_years(settings, keys, years)
     context.log.info(f"data years {years[0]}-{years[-1]}: {len(report.files)} files, {report.staged} staged, "
                      f"{report.quarantined} quarantined")
-    metadata = _report_metadata(report, settings, "raw/iplos/")
+    metadata = _report_metadata(context, report, settings, "iplos")
     for name in IPLOS_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
     yield _conservation_check("iplos_services", settings, "raw/iplos/")
@@ -89,7 +94,7 @@ def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     settings, keys = ktt.run_settings(), ktt.secret_keys()
     report = ingest.ingest_epj(settings, keys)
     context.log.info(f"EPJ: {len(report.files)} files, {report.staged} staged, {report.quarantined} quarantined")
-    metadata = _report_metadata(report, settings, "raw/epj/")
+    metadata = _report_metadata(context, report, settings, "epj")
     for name in EPJ_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
     yield _conservation_check("epj_service_versions", settings, "raw/epj/")

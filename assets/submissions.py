@@ -7,9 +7,11 @@ import polars as pl
 from dagster import AssetExecutionContext
 from pydantic import Field
 
+from assets.charts import chart_metadata
 from assets.partitions import days, single_run
 from assets.pools import LEDGER_POOL, TIMELINE_POOL
 from assets.resources import KttResource
+from transforms.charts import notifications_chart
 from transforms.events import build_events
 from transforms.ledger import integrity_problems, open_ledger
 from transforms.replay import repeated_starts, replay_differences
@@ -67,12 +69,15 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
     writer = SubmissionWriter(settings, keys)
     report = writer.run(first, last, kommuner=config.kommuner or None)
     context.log.info(f"{first}..{last}: {report.files} files, notifications {report.notifications}")
-    yield dg.MaterializeResult(asset_key="daily_submissions", metadata={
-        "first_day": str(first), "last_day": str(last), "files_written": report.files,
-        "days_reproduced": report.days_reproduced,
-        "notifications": dg.MetadataValue.json(report.notifications),
-    })
     with open_ledger(settings.data_root, read_only=True) as con:
+        yield dg.MaterializeResult(asset_key="daily_submissions", metadata={
+            "first_day": str(first), "last_day": str(last), "files_written": report.files,
+            "days_reproduced": report.days_reproduced,
+            "notifications": dg.MetadataValue.json(report.notifications),
+            # the whole ledger, every day written so far
+            **chart_metadata(context, "notifications_per_day_chart",
+                             lambda: notifications_chart(settings.data_root, con)),
+        })
         written = con.execute("SELECT file FROM written_days WHERE file IS NOT NULL AND day BETWEEN ? AND ?",
                               [first, last]).fetchall()
         serializer = get_serializer()

@@ -6,10 +6,12 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from assets.charts import chart_metadata
 from assets.partitions import days, single_run
 from assets.pools import TIMELINE_POOL, WAREHOUSE_POOL
 from assets.resources import KttResource
 from transforms import duck
+from transforms.charts import active_users_chart, coverage_chart
 from transforms.reporting import markdown_table
 from transforms.timeline import checks
 from transforms.timeline.build import build_timeline, register_timeline_views, timeline_dir, write_timeline
@@ -46,7 +48,8 @@ def timeline(context: AssetExecutionContext, ktt: KttResource):
         "gap_segments": result.gaps.height,
         "gap_days_per_municipality": dg.MetadataValue.md(markdown_table(gap_days)),
         "missing_extracts": result.missing.height,
-        "coverage_chart": dg.MetadataValue.md(checks.coverage_chart(result.segments)),
+        "coverage_by_year": dg.MetadataValue.md(checks.coverage_chart(result.segments)),
+        **chart_metadata(context, "coverage_chart", lambda: coverage_chart(settings.data_root, result.segments)),
     })
     flags = checks.episode_flag_counts(result.episodes)
     yield dg.MaterializeResult(asset_key="service_episodes", metadata={
@@ -78,7 +81,11 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
         register_timeline_views(con, out)
         rows = write_daily_partitions(con, out / "daily", first_day, last_day)
     context.log.info(f"daily aggregates {first_day}..{last_day}: {rows} rows")
-    return dg.MaterializeResult(metadata={"first_day": str(first_day), "last_day": str(last_day), "rows": rows})
+    return dg.MaterializeResult(metadata={
+        "first_day": str(first_day), "last_day": str(last_day), "rows": rows,
+        # every day written so far, not only this run's range: one day alone would be a single dot
+        **chart_metadata(context, "active_users_chart", lambda: active_users_chart(settings.data_root)),
+    })
 
 
 @dg.asset(group_name=GROUP, deps=["coverage", "service_episodes", "daily_allocation", "iplos_services",
