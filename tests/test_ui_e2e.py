@@ -176,7 +176,11 @@ def test_browser_backfill_of_one_month_equals_ktt_backfill(ui, reference_root):
         page.screenshot(path=str(ARTIFACTS / "backfill-page.png"), full_page=True)
 
         page.goto(f"{ui.url}/assets/coverage", wait_until="networkidle")
-        page.screenshot(path=str(ARTIFACTS / "coverage-asset.png"), full_page=True)
+        page.locator("tr", has_text="coverage_chart").first.get_by_text("[Show Markdown]").click()
+        chart = page.get_by_role("dialog").locator("img").first
+        expect(chart).to_be_visible()
+        assert chart.evaluate("image => image.naturalWidth") > 400
+        page.screenshot(path=str(ARTIFACTS / "coverage-chart.png"))
         browser.close()
 
     assert _assert_same_messages(ui.root, reference_root, *JANUARY) > 31
