@@ -124,3 +124,19 @@ def test_sensor_and_jobs_are_in_the_code_location():
     job = defs.resolve_job_def("ingest_epj_exports")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {"epj_service_versions",
                                                                                      "identity_vault"}
+
+
+def test_kubernetes_files_parse_and_match_the_code():
+    deploy = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+    values = yaml.safe_load((deploy / "values.yaml").read_text())
+    groups = values["dagster-user-deployments"]["deployments"]
+    roots = {g["name"]: next(e["value"] for e in g["env"] if e["name"] == "KTT_DATA_ROOT") for g in groups}
+    assert roots == {name: f"/data/groups/{name}" for name in roots} and len(roots) >= 2
+    assert all(g["dagsterApiGrpcArgs"] == ["-m", "pipelines.definitions"] for g in groups)
+    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert {"key": "dagster/code_location", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    cron = yaml.safe_load((deploy / "publish-cronjob.yaml").read_text())
+    args = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(secret in arg for arg in args for secret in ("identity", "ledger", "submissions"))
+    copied = [line.split()[1] for line in (deploy / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
+    assert {"pipelines", "assets", "transforms"} <= set(copied)
