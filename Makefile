@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean venv
+.PHONY: demo demo-ui test test-slow lint bench clean venv
 
 venv: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/ktt demo
+
+# the Dagster UI on the demo data, with the demo's own key file (after `make demo`)
+demo-ui: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 KTT_KEY_FILE=$${KTT_KEY_FILE:-$$HOME/.config/ktt-backfill/demo-keys.json} $(BIN)/ktt ui
 
 test: $(STAMP)
 	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest

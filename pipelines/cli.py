@@ -190,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
     elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
     _print_backfill_summary(settings, elapsed)
-    console.print("Next: `.venv/bin/ktt ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
+    console.print("Next: `make demo-ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
                   f"{settings.data_root / 'warehouse.duckdb'} read-only with DuckDB.")
     return 0
 

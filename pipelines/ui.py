@@ -8,6 +8,7 @@ a committed template the first time and never overwritten, so local edits surviv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import psutil
 
 INSTANCE_TEMPLATES = {"sqlite": "dagster.yaml", "postgres": "dagster-postgres.yaml"}
 CODE_LOCATION_MODULE = "pipelines.definitions"
@@ -105,13 +108,21 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float) -> N
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether a live (not zombie) process is left in the group: zombies wait for a reaper, which in
+    a container may never come, and they hold no port, file or lock."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Signal what is left of the group; it may have ended since we last looked."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
 
 
 def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> int:
@@ -121,18 +132,21 @@ def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> int:
     the group is waited for as a whole; what is left after `grace` seconds gets SIGKILL.
     """
     pgid = process.pid
-    deadline = time.monotonic() + grace
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGTERM)
-    stragglers_told = False
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        if process.poll() is not None and not stragglers_told:
-            os.killpg(pgid, signal.SIGTERM)  # code servers outlive dagster dev
-            stragglers_told = True
-        time.sleep(0.2)
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGKILL)
-    return process.wait()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the group
+    try:
+        deadline = time.monotonic() + grace
+        _signal_group(pgid, signal.SIGTERM)
+        stragglers_told = False
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            if process.poll() is not None and not stragglers_told:
+                _signal_group(pgid, signal.SIGTERM)  # code servers outlive dagster dev
+                stragglers_told = True
+            time.sleep(0.2)
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_ui(data_root: Path, home: Path, kind: str, host: str, port: int,
