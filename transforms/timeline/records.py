@@ -104,7 +104,10 @@ SELECT c.*, h.units, h.years, h.first_registered_at, h.end_registered_at, h.line
 FROM iplos_ranked c JOIN history h USING (record_id)
 WHERE c.rn = 1;
 
+-- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings; its
+-- value depends on scan order, and no output depends on it (orderings use record_id)
 CREATE OR REPLACE TABLE records AS
+SELECT row_number() OVER () AS rid, * FROM (
 SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,
        'epj:' || e.system AS source, e.system, e.service_id,
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
@@ -120,7 +123,8 @@ UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
        unit, units, years, NULL, NULL, first_registered_at, end_registered_at, lineage
-FROM iplos_current;
+FROM iplos_current
+);
 
 -- records whose person could not be resolved (identifier quarantined) cannot form an episode
 CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM records WHERE person_key IS NULL;
