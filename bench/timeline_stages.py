@@ -48,12 +48,11 @@ def stage(name: str, data_root: Path) -> dict:
         records += ingest_epj(settings, keys).records_in
         detail["records"] = records
     elif name == "episodes":
-        from transforms.timeline.build import build_timeline, write_timeline
+        from transforms.timeline.build import build_and_write_timeline
 
-        result = build_timeline(settings)
-        write_timeline(settings, result)
-        detail = {"episodes": result.episodes.height, "stops": result.stops.height,
-                  "conflicts": result.conflicts.height, "linking_rounds": result.linking_rounds}
+        summary = build_and_write_timeline(settings)
+        detail = {"episodes": summary.rows["episodes"], "stops": summary.rows["stops"],
+                  "conflicts": summary.rows["conflicts"], "linking_rounds": summary.linking_rounds}
     elif name == "daily":
         from transforms.timeline.build import register_timeline_views
         from transforms.timeline.daily import write_daily_partitions
