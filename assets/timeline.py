@@ -12,7 +12,7 @@ from transforms import duck
 from transforms.reporting import markdown_table
 from transforms.timeline import checks
 from transforms.timeline.build import build_and_write_timeline, register_timeline_views, timeline_dir
-from transforms.timeline.daily import write_daily_partitions
+from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
 from transforms.warehouse import build_warehouse
 
 GROUP = "timeline"
@@ -71,7 +71,7 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
     window = context.partition_time_window
     first_day, last_day = window.start.date(), window.end.date() - dt.timedelta(days=1)
     out = timeline_dir(settings)
-    with duck.connect() as con:
+    with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
         register_timeline_views(con, out)
         rows = write_daily_partitions(con, out / "daily", first_day, last_day)
     context.log.info(f"daily aggregates {first_day}..{last_day}: {rows} rows")

@@ -55,10 +55,10 @@ def stage(name: str, data_root: Path) -> dict:
                   "conflicts": summary.rows["conflicts"], "linking_rounds": summary.linking_rounds}
     elif name == "daily":
         from transforms.timeline.build import register_timeline_views
-        from transforms.timeline.daily import write_daily_partitions
+        from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
 
         out = settings.data_root / "timeline"
-        with duck.connect() as con:
+        with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
             register_timeline_views(con, out)
             detail["rows"] = write_daily_partitions(con, out / "daily", dt.date(2017, 1, 1), LAST_DAY)
     seconds = time.perf_counter() - started

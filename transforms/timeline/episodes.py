@@ -270,10 +270,9 @@ WITH epj_versions AS (
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            s.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
-    JOIN records r ON r.kind <> 'epj' AND r.kommune = s.kommune AND r.person_key = s.person
-     AND r.service_code = s.code29
-     AND ((r.kind = 'i37' AND s.layout = '3.7' AND r.service_id = s.service_id)
-          OR (r.kind = 'i36' AND s.layout = '3.6' AND r.start_date = s.start_date))
+    -- the record id spells out municipality, person and service id (3.7) or code and start (3.6)
+    JOIN records r ON r.record_id = s.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
+     AND s.layout = CASE r.kind WHEN 'i37' THEN '3.7' ELSE '3.6' END
 ), changes AS (
     SELECT record_id, change_date, provider_org, FALSE AS imputed, registered_at, lineage FROM epj_versions
     WHERE previous_org IS NOT NULL AND provider_org IS NOT NULL AND provider_org <> previous_org
