@@ -90,7 +90,6 @@ WITH parts AS (
            count(*) AS n_records,
            -- sorting each small list beats an ordered aggregate, which sorts the whole input
            list_sort(list(record_id)) AS records,
-           list_sort(flatten(list(lineage))) AS lineage,
            list_distinct(flatten(list(units))) AS units
     FROM parts
     GROUP BY component
@@ -99,12 +98,18 @@ SELECT component, kommune, person_key, service_code, n_persons, n_codes,
        by_id.source_id, by_id.user_no, by_start.start_date, by_start.start_registered_at, starts,
        by_latest.end_reported, by_latest.end_registered_at, by_latest.last_covered, by_latest.later_coverage,
        by_latest.provider_org, by_latest.hours_per_week, by_start.start_source, stitched, n_records,
-       records, lineage, units
+       records, units
 FROM picked;
+
+-- every staged row behind the episode's records, sorted
+CREATE OR REPLACE TABLE episode_lineage AS
+SELECT f.component, list_sort(list(x.ref)) AS lineage
+FROM record_refs x JOIN record_facts f USING (record_id)
+GROUP BY f.component;
 
 -- narrow from here on: records and lineage rejoin the episode at the end
 CREATE OR REPLACE TABLE episodes_dated AS
-SELECT * EXCLUDE (records, lineage), records[1] AS first_record,
+SELECT * EXCLUDE (records), records[1] AS first_record,
        end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
            AND last_covered < $as_of::DATE AS end_imputed,
        CASE WHEN end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
@@ -176,8 +181,8 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
            AS end_registered_at,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
-       e.start_source, e.n_records, r.records, r.lineage, e.units, e.component
-FROM episodes_flagged e JOIN episodes_raw r USING (component);
+       e.start_source, e.n_records, r.records, l.lineage, e.units, e.component
+FROM episodes_flagged e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
 
 CREATE OR REPLACE TABLE conflicts_out AS
 SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail

@@ -3,6 +3,7 @@
 EPJ: the latest registered version of each service id (annulled services removed).
 IPLOS 3.7: one record per service id and person over the data years it appears in.
 IPLOS 3.6: one record per person, code and start date over the years it appears in.
+A record's lineage is every staged row behind it (`record_refs`).
 Persons follow their final identifier: an EPJ user whose D-nummer was replaced by a
 fødselsnummer takes every record of the old number with it.
 """
@@ -68,8 +69,7 @@ WITH history AS (
                FILTER (WHERE migrated_from_service_id IS NOT NULL) AS migrated_from_id,
            bool_or(change_type = 'ANNULLERT') AS annulled,
            min(registered_at) AS first_registered_at,
-           list({{'end_date': end_date, 'at': registered_at}}) AS ends,
-           list_sort(list(source_file || ':' || line)) AS lineage
+           list({{'end_date': end_date, 'at': registered_at}}) AS ends
     FROM epj_service_versions
     WHERE service_id IS NOT NULL
     GROUP BY reporting_kommune, system, service_id
@@ -78,8 +78,7 @@ SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.st
        c.provider_org, c.hours_per_week, c.unit, units, migrated_from_system, migrated_from_id, annulled,
        first_registered_at,
        -- when the current end date was first registered (the registration of a TjenesteSlutt)
-       list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at,
-       lineage
+       list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
 FROM history;
 
 -- the columns the records and the provider changes need, with the record each row belongs to
@@ -106,16 +105,14 @@ WITH history AS (
                     'unit': unit}}, {IPLOS_VERSION_KEY}) AS c,
            list(DISTINCT unit) AS units, list_sort(list(DISTINCT data_year)) AS years,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
-           list({{'end_date': end_date, 'at': extract_date}}) AS ends,
-           list_sort(list(source_file || ':' || line)) AS lineage
+           list({{'end_date': end_date, 'at': extract_date}}) AS ends
     FROM iplos_rows
     WHERE record_id IS NOT NULL
     GROUP BY record_id
 )
 SELECT record_id, c.*, units, years, first_registered_at,
        CAST(list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
-           AS end_registered_at,
-       lineage
+           AS end_registered_at
 FROM history;
 
 -- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings; its
@@ -128,7 +125,7 @@ SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' 
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
        e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit, e.units,
        NULL::INTEGER[] AS years, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
-       e.end_registered_at, e.lineage
+       e.end_registered_at
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
 LEFT JOIN person_alias a ON a.alias = u.person_key
@@ -136,7 +133,7 @@ WHERE NOT e.annulled
 UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
-       unit, units, years, NULL, NULL, first_registered_at, end_registered_at, lineage
+       unit, units, years, NULL, NULL, first_registered_at, end_registered_at
 FROM iplos_current
 );
 
@@ -145,5 +142,18 @@ CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM records WHERE person
 DELETE FROM records WHERE person_key IS NULL;
 
 CREATE OR REPLACE TABLE annulled_services AS
-SELECT kommune, system, service_id, lineage FROM epj_current WHERE annulled;
+SELECT a.kommune, a.system, a.service_id, list_sort(list(v.source_file || ':' || v.line)) AS lineage
+FROM epj_current a
+JOIN epj_service_versions v ON v.reporting_kommune = a.kommune AND v.system = a.system
+ AND v.service_id = a.service_id
+WHERE a.annulled
+GROUP BY ALL;
+
+-- lineage: the staged rows behind each record, collected once per episode at the end (`episode_lineage`)
+-- instead of carried as lists through every step
+CREATE OR REPLACE VIEW record_refs AS
+SELECT 'epj:' || system || ':' || service_id AS record_id, source_file || ':' || line AS ref
+FROM epj_service_versions WHERE service_id IS NOT NULL
+UNION ALL
+SELECT record_id, source_file || ':' || line FROM iplos_rows WHERE record_id IS NOT NULL;
 """
