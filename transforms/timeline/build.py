@@ -27,10 +27,10 @@ from transforms.timeline.staged import register_staged, staged_file_index
 log = logging.getLogger(__name__)
 
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
-BATCH_SERVICE_ROWS = 2_000_000
+BATCH_SERVICE_ROWS = 1_000_000
 # DuckDB's share of a batch process: it spills beyond this instead of growing the process past ~4 GiB
 # (KTT_DUCKDB_MEMORY_LIMIT overrides it)
-TIMELINE_MEMORY_LIMIT = "2GB"
+TIMELINE_MEMORY_LIMIT = "3GB"
 
 EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
                    "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
