@@ -8,6 +8,8 @@ unit without holding the episode, the end is imputed to the last covered day.
 
 from __future__ import annotations
 
+from transforms.timeline.records import EPJ_VERSION_KEY
+
 # Each "first record by some order" rule is an arg_min over a struct key that spells that order out
 # (NULLs last via an is-null flag, DESC via negation, the record id as the final tie-break): one hash
 # aggregate over narrow rows instead of three window sorts over wide ones.
@@ -189,23 +191,24 @@ SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail
 FROM conflicts c LEFT JOIN episodes e ON e.component = c.component;
 """
 
-STOPS_SQL = """
-CREATE OR REPLACE TABLE epj_stop_ranked AS
-SELECT *, row_number() OVER (PARTITION BY reporting_kommune, system, service_id, stop_id
-                             ORDER BY registered_at DESC, source_file DESC, line DESC) AS rn
-FROM epj_stops;
-
+STOPS_SQL = f"""
+-- the current version of each stop by one arg_max aggregate (as epj_current); a stop without a service
+-- or stop id has no history to follow
 CREATE OR REPLACE TABLE epj_stop_current AS
-SELECT c.reporting_kommune AS kommune, c.system, c.service_id, c.stop_id, c.from_date, c.to_date,
-       bool_or(r.change_type = 'ANNULLERT') AS annulled,
-       min(r.registered_at) AS registered_at,
-       min(r.registered_at) FILTER (WHERE r.to_date IS NOT DISTINCT FROM c.to_date) AS end_registered_at,
-       list(r.source_file || ':' || r.line ORDER BY r.registered_at, r.line) AS lineage
-FROM epj_stop_ranked c
-JOIN epj_stop_ranked r ON r.reporting_kommune = c.reporting_kommune AND r.system = c.system
- AND r.service_id = c.service_id AND r.stop_id = c.stop_id
-WHERE c.rn = 1
-GROUP BY ALL;
+WITH history AS (
+    SELECT reporting_kommune, system, service_id, stop_id,
+           arg_max({{'from_date': from_date, 'to_date': to_date}}, {EPJ_VERSION_KEY}) AS c,
+           bool_or(change_type = 'ANNULLERT') AS annulled,
+           min(registered_at) AS registered_at,
+           list({{'to_date': to_date, 'at': registered_at}}) AS ends,
+           list(source_file || ':' || line ORDER BY registered_at, line) AS lineage
+    FROM epj_stops
+    WHERE reporting_kommune IS NOT NULL AND system IS NOT NULL AND service_id IS NOT NULL AND stop_id IS NOT NULL
+    GROUP BY reporting_kommune, system, service_id, stop_id
+)
+SELECT reporting_kommune AS kommune, system, service_id, stop_id, c.from_date, c.to_date, annulled, registered_at,
+       list_min([x.at FOR x IN ends IF x.to_date IS NOT DISTINCT FROM c.to_date]) AS end_registered_at, lineage
+FROM history;
 
 CREATE OR REPLACE TABLE iplos_stop_current AS
 SELECT 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)

@@ -115,10 +115,7 @@ SELECT record_id, c.*, units, years, first_registered_at,
            AS end_registered_at
 FROM history;
 
--- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings; its
--- value depends on scan order, and no output depends on it (orderings use record_id)
-CREATE OR REPLACE TABLE records AS
-SELECT row_number() OVER () AS rid, * FROM (
+CREATE OR REPLACE TABLE all_records AS
 SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,
        'epj:' || e.system AS source, e.system, e.service_id,
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
@@ -134,12 +131,17 @@ UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
        unit, units, years, NULL, NULL, first_registered_at, end_registered_at
-FROM iplos_current
-);
+FROM iplos_current;
 
 -- records whose person could not be resolved (identifier quarantined) cannot form an episode
-CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM records WHERE person_key IS NULL;
-DELETE FROM records WHERE person_key IS NULL;
+CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM all_records WHERE person_key IS NULL;
+CREATE OR REPLACE TABLE resolved_records AS SELECT * FROM all_records WHERE person_key IS NOT NULL;
+DROP TABLE all_records;
+-- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings. The
+-- rowid of a table that is never modified is unique and stable (and free, where row_number() OVER ()
+-- serialises the scan); its values depend on scan order, and no output depends on them (orderings
+-- use record_id)
+CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
 CREATE OR REPLACE TABLE annulled_services AS
 SELECT a.kommune, a.system, a.service_id, list_sort(list(v.source_file || ':' || v.line)) AS lineage
