@@ -14,8 +14,8 @@ from transforms import duck
 from transforms.charts import active_users_chart, coverage_chart
 from transforms.reporting import markdown_table
 from transforms.timeline import checks
-from transforms.timeline.build import build_timeline, register_timeline_views, timeline_dir, write_timeline
-from transforms.timeline.daily import write_daily_partitions
+from transforms.timeline.build import build_and_write_timeline, register_timeline_views, timeline_dir
+from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
 from transforms.warehouse import build_warehouse
 
 GROUP = "timeline"
@@ -40,8 +40,7 @@ INGESTED = ["iplos_services", "iplos_persons", "epj_service_versions", "epj_stop
 def timeline(context: AssetExecutionContext, ktt: KttResource):
     """Reconstruct the timelines in DuckDB from the staged Parquet."""
     settings = ktt.run_settings()
-    result = build_timeline(settings)
-    write_timeline(settings, result)
+    result = build_and_write_timeline(settings)
     gap_days = result.gaps.group_by("kommune").agg(pl.col("days").sum().alias("gap_days")).sort("kommune")
     yield dg.MaterializeResult(asset_key="coverage", metadata={
         "days": result.coverage["day"].n_unique(),
@@ -51,15 +50,15 @@ def timeline(context: AssetExecutionContext, ktt: KttResource):
         "coverage_by_year": dg.MetadataValue.md(checks.coverage_chart(result.segments)),
         **chart_metadata(context, "coverage_chart", lambda: coverage_chart(settings.data_root, result.segments)),
     })
-    flags = checks.episode_flag_counts(result.episodes)
+    flags = result.episode_flags
     yield dg.MaterializeResult(asset_key="service_episodes", metadata={
-        "episodes": result.episodes.height,
+        "episodes": result.rows["episodes"],
         "by_flag": dg.MetadataValue.json(flags),
         "conflicts": result.conflicts.height,
         "conflicts_by_kind": dg.MetadataValue.json(
             dict(result.conflicts.group_by("conflict").len().sort("conflict").iter_rows())),
-        "stops": result.stops.height,
-        "provider_changes": result.provider_changes.height,
+        "stops": result.rows["stops"],
+        "provider_changes": result.rows["provider_changes"],
         "linking_rounds": result.linking_rounds,
     })
     problems = checks.uncovered_days(result.coverage, result.gaps)
@@ -77,7 +76,7 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
     window = context.partition_time_window
     first_day, last_day = window.start.date(), window.end.date() - dt.timedelta(days=1)
     out = timeline_dir(settings)
-    with duck.connect() as con:
+    with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
         register_timeline_views(con, out)
         rows = write_daily_partitions(con, out / "daily", first_day, last_day)
     context.log.info(f"daily aggregates {first_day}..{last_day}: {rows} rows")

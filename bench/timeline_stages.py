@@ -7,6 +7,11 @@ too), then runs each stage in a fresh child process so that the peak resident
 memory reported is that stage's own: `episodes` (coverage, linking, episodes,
 stops, provider changes, written to timeline/) and `daily` (per-day aggregates
 2017-01-01..2025-12-31 written to timeline/daily/day=.../).
+
+Options: `--stages episodes,daily` runs only the stages named (`daily` reads the episodes
+an earlier run wrote). The load average before and after is printed with the figures: the
+machine is shared, and wall times taken under load are not comparable.
+Run national measurements one at a time: `flock /tmp/ktt-bench.lock python bench/...`.
 """
 
 from __future__ import annotations
@@ -48,18 +53,17 @@ def stage(name: str, data_root: Path) -> dict:
         records += ingest_epj(settings, keys).records_in
         detail["records"] = records
     elif name == "episodes":
-        from transforms.timeline.build import build_timeline, write_timeline
+        from transforms.timeline.build import build_and_write_timeline
 
-        result = build_timeline(settings)
-        write_timeline(settings, result)
-        detail = {"episodes": result.episodes.height, "stops": result.stops.height,
-                  "conflicts": result.conflicts.height, "linking_rounds": result.linking_rounds}
+        summary = build_and_write_timeline(settings)
+        detail = {"episodes": summary.rows["episodes"], "stops": summary.rows["stops"],
+                  "conflicts": summary.rows["conflicts"], "linking_rounds": summary.linking_rounds}
     elif name == "daily":
         from transforms.timeline.build import register_timeline_views
-        from transforms.timeline.daily import write_daily_partitions
+        from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
 
         out = settings.data_root / "timeline"
-        with duck.connect() as con:
+        with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
             register_timeline_views(con, out)
             detail["rows"] = write_daily_partitions(con, out / "daily", dt.date(2017, 1, 1), LAST_DAY)
     seconds = time.perf_counter() - started
@@ -78,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["demo", "small", "oslo", "national"], default="oslo")
     parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--stages", default="episodes,daily",
+                        help="comma-separated stages to run (episodes, daily); default both")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_root = args.data_root or ROOT / "data" / f"bench-{args.scale}"
@@ -101,11 +107,16 @@ def main() -> None:
     if not (data_root / "staging").exists():
         results.append(run_child("ingest", data_root))
         print(results[-1], flush=True)
+    load_before = os.getloadavg()
     for name in ("episodes", "daily"):
+        if name not in args.stages.split(","):
+            continue
         results.append(run_child(name, data_root))
         print(results[-1], flush=True)
     size = sum(p.stat().st_size for p in (data_root / "raw").rglob("*") if p.is_file()) / 1e6
-    print(f"\n{args.scale}: raw data {size:,.0f} MB")
+    load_after = os.getloadavg()
+    print(f"\n{args.scale}: raw data {size:,.0f} MB; load average (1/5/15 min) before "
+          f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"{'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}  detail")
     for r in results:
         detail = {k: v for k, v in r.items() if k not in ("stage", "seconds", "peak_rss_mib")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,20 +14,23 @@ import pyarrow.parquet as pq
 
 from transforms import duck
 from transforms.config import load_kommuner
-from transforms.conservation import staged_files
 from transforms.kommuner import municipality_codes, unit_succession
 from transforms.settings import Settings
-from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts
+from transforms.timeline.checks import episode_flag_counts
+from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
 from transforms.timeline.episodes import CONFLICTS_SQL, EPISODES_OUT_SQL, EPISODES_SQL, PROVIDERS_SQL, STOPS_SQL
 from transforms.timeline.linking import link_records
 from transforms.timeline.records import PERSONS_SQL, RECORDS_SQL
 from transforms.timeline.sql import run_script
-from transforms.timeline.staged import register_staged
+from transforms.timeline.staged import register_staged, staged_file_index
 
 log = logging.getLogger(__name__)
 
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
-BATCH_SERVICE_ROWS = 2_000_000
+BATCH_SERVICE_ROWS = 1_000_000
+# DuckDB's share of a batch process: it spills beyond this instead of growing the process past ~4 GiB
+# (KTT_DUCKDB_MEMORY_LIMIT overrides it)
+TIMELINE_MEMORY_LIMIT = "3GB"
 
 EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
                    "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
@@ -65,15 +69,28 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _build_batch(settings: Settings, kommuner: set[str] | None) -> TimelineResult:
+@dataclass(frozen=True)
+class StagedInputs:
+    """What every batch reads about the staging tree, listed once per build instead of once per batch."""
+    files: dict[str, list[Path]]
+    extracts: pl.DataFrame
+
+
+def staged_inputs(settings: Settings) -> StagedInputs:
+    return StagedInputs(staged_file_index(settings), staged_extracts(settings))
+
+
+def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None
+                 ) -> TimelineResult:
     """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
     as_of = as_of_date(settings)
-    with duck.connect() as con:
-        register_staged(con, settings, kommuner)
+    inputs = inputs or staged_inputs(settings)
+    with duck.connect(memory_limit=TIMELINE_MEMORY_LIMIT) as con:
+        register_staged(con, settings, kommuner, inputs.files)
         con.register("municipality_codes", municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
-        coverage, segments = build_coverage(settings, con, kommuner)
+        coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts)
         run_script(con, PERSONS_SQL)
         run_script(con, RECORDS_SQL)
         rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days)
@@ -84,20 +101,23 @@ def _build_batch(settings: Settings, kommuner: set[str] | None) -> TimelineResul
         providers = con.execute("SELECT * FROM provider_changes").pl()
         conflicts = con.execute("SELECT * FROM conflicts_out").pl()
     gaps = segments.filter(pl.col("source") == "gap").drop("source")
-    return TimelineResult(coverage, segments, gaps, missing_extracts(settings, coverage, kommuner), episodes, stops,
-                          providers, conflicts, rounds)
+    missing = missing_extracts(settings, coverage, kommuner, inputs.extracts)
+    return TimelineResult(coverage, segments, gaps, missing, episodes, stops, providers, conflicts, rounds)
 
 
-def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -> list[set[str]]:
+def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
+                 files: dict[str, list[Path]] | None = None) -> list[set[str]]:
     """Reporting municipalities grouped so each batch holds about `rows_per_batch` staged service rows.
 
     Episodes never cross reporting municipalities, so batches are independent: memory is
-    bounded by the largest batch instead of growing with the country.
+    bounded by the largest batch instead of growing with the country. Batches follow the
+    order of the municipality numbers. `files` is a `staged_file_index` when the caller has one.
     """
+    files = files or staged_file_index(settings)
     units = dict(municipality_codes().select("code", "reporting_kommune").iter_rows())
     sizes: dict[str, int] = {}
     for table in ("iplos_services", "epj_service_versions"):
-        for path in staged_files(settings, table):
+        for path in files[table]:
             part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "=")
             key, _, value = part.partition("=")
             kommune = units.get(value) if key == "kommune" else value.split("-", 1)[0]
@@ -120,9 +140,10 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -
 
 def build_timeline(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -> TimelineResult:
     """Reconstruct every reporting municipality's episodes, batch by batch; nothing is written here."""
-    batches = plan_batches(settings, rows_per_batch)
+    inputs = staged_inputs(settings)
+    batches = plan_batches(settings, rows_per_batch, inputs.files)
     log.info("timeline: %d municipalities in %d batches", sum(len(b) for b in batches), len(batches))
-    parts = [_build_batch(settings, batch) for batch in batches] or [_build_batch(settings, set())]
+    parts = [_build_batch(settings, batch, inputs) for batch in batches] or [_build_batch(settings, set(), inputs)]
 
     def combined(name: str, *order: str) -> pl.DataFrame:
         return pl.concat([getattr(p, name) for p in parts], how="vertical_relaxed").sort(*order, nulls_last=True)
@@ -140,7 +161,8 @@ def build_timeline(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS)
     )
 
 
-def write_timeline(settings: Settings, result: TimelineResult) -> dict[str, Path]:
+def write_timeline(settings: Settings, result: TimelineResult, skip: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write every output of `result` (except those named in `skip`); return all their paths."""
     out = timeline_dir(settings)
     paths = {
         "coverage": out / "coverage.parquet",
@@ -158,5 +180,80 @@ def write_timeline(settings: Settings, result: TimelineResult) -> dict[str, Path
         "provider_changes": result.provider_changes, "conflicts": result.conflicts,
     }
     for name, path in paths.items():
-        write_parquet_atomic(frames[name], path)
+        if name not in skip:
+            write_parquet_atomic(frames[name], path)
     return paths
+
+
+# the large outputs, written batch by batch; (name, sort order within a batch)
+STREAMED = {"episodes": ("episode_id",), "stops": ("episode_id", "from_date", "stop_id", "source"),
+            "provider_changes": ("episode_id", "change_date")}
+
+
+@dataclass(frozen=True)
+class TimelineSummary:
+    """What `build_and_write_timeline` keeps in memory: the small outputs and counts of the large ones."""
+    coverage: pl.DataFrame
+    segments: pl.DataFrame
+    gaps: pl.DataFrame
+    missing: pl.DataFrame
+    conflicts: pl.DataFrame
+    episode_flags: dict[str, int]
+    rows: dict[str, int]
+    linking_rounds: int
+    paths: dict[str, Path]
+
+
+def build_and_write_timeline(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -> TimelineSummary:
+    """`write_timeline(settings, build_timeline(settings))` with memory bounded by one batch.
+
+    Each batch's episodes, stops and provider changes go to a part file as soon as the batch
+    is done, so the country's episodes (with their record and lineage lists) are never held in
+    memory at once. Batches follow municipality order and every sort order of these tables
+    starts with the episode id (municipality first), so the parts, each sorted, are
+    concatenated in order into the same rows in the same order as `write_timeline` writes.
+    """
+    inputs = staged_inputs(settings)
+    batches = plan_batches(settings, rows_per_batch, inputs.files) or [set()]
+    log.info("timeline: %d municipalities in %d batches", sum(len(b) for b in batches), len(batches))
+    out = timeline_dir(settings)
+    part_dir = out / ".parts"
+    shutil.rmtree(part_dir, ignore_errors=True)
+    small: list[TimelineResult] = []
+    flags: dict[str, int] = {}
+    for number, batch in enumerate(batches):
+        part = _build_batch(settings, batch, inputs)
+        for name, order in STREAMED.items():
+            frame = getattr(part, name).sort(*order, nulls_last=True)
+            write_parquet_atomic(frame, part_dir / name / f"{number:05d}.parquet")
+        for flag, count in episode_flag_counts(part.episodes).items():
+            flags[flag] = flags.get(flag, 0) + count
+        empty = {name: getattr(part, name).clear() for name in STREAMED}
+        small.append(TimelineResult(**{**part.__dict__, **empty}))
+        del part
+    combined = TimelineResult(
+        coverage=pl.concat([p.coverage for p in small], how="vertical_relaxed").sort(
+            "kommune", "unit", "day", nulls_last=True),
+        segments=pl.concat([p.segments for p in small], how="vertical_relaxed").sort(
+            "kommune", "unit", "first_day", nulls_last=True),
+        gaps=pl.concat([p.gaps for p in small], how="vertical_relaxed").sort(
+            "kommune", "unit", "first_day", nulls_last=True),
+        missing=pl.concat([p.missing for p in small], how="vertical_relaxed").sort(
+            "kommune", "unit", "year", nulls_last=True),
+        episodes=small[0].episodes, stops=small[0].stops, provider_changes=small[0].provider_changes,
+        conflicts=pl.concat([p.conflicts for p in small], how="vertical_relaxed").sort(
+            "kommune", "conflict", "episode_id", "record_id", "detail", nulls_last=True),
+        linking_rounds=max(p.linking_rounds for p in small),
+    )
+    paths = write_timeline(settings, combined, skip=tuple(STREAMED))
+    rows = {}
+    for name in STREAMED:
+        parts = sorted((part_dir / name).glob("*.parquet"))
+        tmp = paths[name].with_suffix(".parquet.tmp")
+        pl.scan_parquet(parts).sink_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, paths[name])
+        rows[name] = pq.read_metadata(paths[name]).num_rows
+    shutil.rmtree(part_dir, ignore_errors=True)
+    rows["conflicts"] = combined.conflicts.height
+    return TimelineSummary(combined.coverage, combined.segments, combined.gaps, combined.missing,
+                           combined.conflicts, flags, rows, combined.linking_rounds, paths)

@@ -106,15 +106,20 @@ ORDER BY kommune, unit, first_day
 
 
 def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = None,
-                   kommuner: set[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Day-level coverage and its segments (gap segments are the segments with source 'gap')."""
+                   kommuner: set[str] | None = None, extracts: pl.DataFrame | None = None
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Day-level coverage and its segments (gap segments are the segments with source 'gap').
+
+    `extracts` is `staged_extracts(settings)` when the caller already read it (once per build,
+    not once per batch: it reads every file count).
+    """
     last_day = as_of_date(settings)
     own = con is None
     con = con or duck.connect()
     try:
         con.register("unit_years", unit_years(settings, last_day.year, kommuner).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
-        con.register("extracts", staged_extracts(settings).to_arrow())
+        con.register("extracts", (staged_extracts(settings) if extracts is None else extracts).to_arrow())
         coverage = con.execute(COVERAGE_SQL, {"first_day": settings.cutoff_date, "last_day": last_day}).pl()
         con.register("coverage", coverage.to_arrow())
         segments = con.execute(SEGMENTS_SQL).pl()
@@ -124,12 +129,12 @@ def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = N
     return coverage, segments
 
 
-def missing_extracts(settings: Settings, coverage: pl.DataFrame, kommuner: set[str] | None = None
-                     ) -> pl.DataFrame:
+def missing_extracts(settings: Settings, coverage: pl.DataFrame, kommuner: set[str] | None = None,
+                     extracts: pl.DataFrame | None = None) -> pl.DataFrame:
     """Yearly extracts of the data years that do not exist, with how many of their days EPJ covers."""
     last_year = min(as_of_date(settings).year, 2025)
     expected = unit_years(settings, last_year, kommuner)
-    present = staged_extracts(settings)
+    present = staged_extracts(settings) if extracts is None else extracts
     missing = expected.join(present, on=["year", "unit"], how="anti")
     covered = (
         coverage.with_columns(pl.col("day").dt.year().cast(pl.Int32).alias("year"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-EVENTS_SQL = """
+EVENTS_BODY_SQL = """
 -- stops clipped to their episode, so a stop never counts outside the allocation
 WITH clipped_stops AS (
     SELECT s.episode_id, e.kommune, e.service_code,
@@ -42,30 +42,36 @@ WITH clipped_stops AS (
            CASE WHEN day >= $first_day::DATE THEN ended ELSE 0 END AS ended
     FROM changes WHERE day <= $last_day::DATE
 ), per_day AS (
+    -- a NULL municipality or code never matched the day grid of the original formulation: no rows
     SELECT kommune, service_code, day, sum(d_alloc) AS d_alloc, sum(d_stopped) AS d_stopped,
            sum(started) AS started, sum(ended) AS ended
-    FROM windowed GROUP BY ALL
-), days AS (
-    SELECT CAST(d AS DATE) AS day FROM generate_series($first_day::DATE, $last_day::DATE, INTERVAL 1 DAY) t(d)
-), grid AS (
-    SELECT k.kommune, k.service_code, days.day
-    FROM (SELECT DISTINCT kommune, service_code FROM per_day) k CROSS JOIN days
-), totals AS (
-    SELECT g.day, g.kommune, g.service_code,
-           sum(coalesce(p.d_alloc, 0)) OVER w AS allocated,
-           sum(coalesce(p.d_stopped, 0)) OVER w AS stopped,
-           coalesce(p.started, 0) AS started,
-           coalesce(p.ended, 0) AS ended
-    FROM grid g LEFT JOIN per_day p USING (kommune, service_code, day)
-    WINDOW w AS (PARTITION BY g.kommune, g.service_code ORDER BY g.day)
+    FROM windowed WHERE kommune IS NOT NULL AND service_code IS NOT NULL GROUP BY ALL
+), running AS (
+    -- totals change only on change days: each change day's totals hold until the next change day
+    SELECT kommune, service_code, day, started, ended,
+           sum(d_alloc) OVER w AS allocated, sum(d_stopped) OVER w AS stopped,
+           coalesce(lead(day) OVER w, $last_day::DATE + 1) - 1 AS until
+    FROM per_day
+    WINDOW w AS (PARTITION BY kommune, service_code ORDER BY day)
+), spans AS (
+    -- a change day that leaves nothing allocated is only a row of its own (for its starts and ends)
+    SELECT *, CASE WHEN allocated <> 0 OR stopped <> 0 THEN until ELSE day END AS span_end FROM running
+), expanded AS (
+    SELECT s.kommune, s.service_code, s.day AS change_day, s.allocated, s.stopped, s.started, s.ended,
+           s.day + CAST(g.k AS INTEGER) AS day
+    FROM spans s, LATERAL (SELECT unnest(generate_series(0, s.span_end - s.day)) AS k) g
 )
 SELECT day, kommune, service_code,
        CAST(allocated - stopped AS BIGINT) AS active, CAST(stopped AS BIGINT) AS stopped,
-       CAST(started AS BIGINT) AS started, CAST(ended AS BIGINT) AS ended
-FROM totals
-WHERE allocated <> 0 OR stopped <> 0 OR started <> 0 OR ended <> 0
-ORDER BY day, kommune, service_code
+       CAST(CASE WHEN day = change_day THEN started ELSE 0 END AS BIGINT) AS started,
+       CAST(CASE WHEN day = change_day THEN ended ELSE 0 END AS BIGINT) AS ended
+FROM expanded
+WHERE allocated <> 0 OR stopped <> 0 OR (day = change_day AND (started <> 0 OR ended <> 0))
 """
+EVENTS_SQL = EVENTS_BODY_SQL + "ORDER BY day, kommune, service_code\n"
+
+# DuckDB's share of the daily stage: it spills beyond this (KTT_DUCKDB_MEMORY_LIMIT overrides it)
+DAILY_MEMORY_LIMIT = "2GB"
 
 ALLOCATION_VIEW_SQL = """
 CREATE OR REPLACE VIEW allocation AS
@@ -93,19 +99,20 @@ def daily_aggregates(con: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
 
 def write_daily_partitions(con: duckdb.DuckDBPyConnection, target: Path, first_day: dt.date,
                            last_day: dt.date) -> int:
-    """Replace the day folders of [first_day, last_day] under `target` (day=YYYY-MM-DD/)."""
-    frame = daily_aggregates(con, first_day, last_day)
+    """Replace the day folders of [first_day, last_day] under `target` (day=YYYY-MM-DD/).
+
+    The aggregates go from DuckDB straight to the Parquet partitions: a national range is
+    tens of millions of rows, which never pass through Python.
+    """
     day = first_day
     while day <= last_day:
         shutil.rmtree(target / f"day={day.isoformat()}", ignore_errors=True)
         day += dt.timedelta(days=1)
-    if frame.height:
-        target.mkdir(parents=True, exist_ok=True)
-        con.register("daily_frame", frame.to_arrow())
-        con.execute(
-            f"COPY (SELECT strftime(day, '%Y-%m-%d') AS day, kommune, service_code, active, stopped, started, "
-            f"ended FROM daily_frame ORDER BY day, kommune, service_code) TO '{target}' "
-            "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')"
-        )
-        con.unregister("daily_frame")
-    return frame.height
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # COPY reports the rows it wrote; with none it creates no folder
+    return con.execute(
+        f"COPY (SELECT strftime(day, '%Y-%m-%d') AS day, kommune, service_code, active, stopped, started, "
+        f"ended FROM ({EVENTS_BODY_SQL}) ORDER BY day, kommune, service_code) TO '{target}' "
+        "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')",
+        {"first_day": first_day, "last_day": last_day},
+    ).fetchone()[0]

@@ -8,84 +8,110 @@ unit without holding the episode, the end is imputed to the last covered day.
 
 from __future__ import annotations
 
-EPISODES_SQL = """
+from transforms.timeline.records import EPJ_VERSION_KEY
+
+# Each "first record by some order" rule is an arg_min over a struct key that spells that order out
+# (NULLs last via an is-null flag, DESC via negation, the record id as the final tie-break): one hash
+# aggregate over narrow rows instead of three window sorts over wide ones.
+# latest part: ORDER BY last_covered DESC NULLS LAST, precedence, record_id
+LATEST_KEY = ("{'n': last_covered IS NULL, 'd': DATE '9999-12-31' - coalesce(last_covered, DATE '9999-12-31'), "
+              "'p': precedence, 'r': record_id}")
+# start: ORDER BY continuation, precedence, start_date, record_id
+START_KEY = ("{'c': continuation, 'p': precedence, 'sn': start_date IS NULL, "
+             "'s': coalesce(start_date, DATE '1970-01-01'), 'r': record_id}")
+# reporting id: ORDER BY precedence, the EPJ system's active_from, first IPLOS year, start_date, record_id
+ID_KEY = ("{'p': precedence, 'an': system_active_from IS NULL OR kind <> 'epj', "
+          "'a': CASE WHEN kind = 'epj' THEN coalesce(system_active_from, DATE '1970-01-01') "
+          "ELSE DATE '1970-01-01' END, "
+          "'yn': list_min(years) IS NULL, 'y': coalesce(list_min(years), 0), "
+          "'sn': start_date IS NULL, 's': coalesce(start_date, DATE '1970-01-01'), 'r': record_id}")
+
+EPISODES_SQL = f"""
 -- the new side of a switch, and every record that is the same service as it by id, continues an
 -- earlier part: its start (typically the migration date) is an artefact
 CREATE OR REPLACE TABLE continuations AS
-WITH switched AS (SELECT a AS record_id FROM edges WHERE link IN ('migrated_from', 'stitched'))
-SELECT record_id FROM switched
+WITH switched AS (SELECT a AS rid FROM edges WHERE link IN ('migrated_from', 'stitched'))
+SELECT rid FROM switched
 UNION
-SELECT CASE WHEN e.a = s.record_id THEN e.b ELSE e.a END
-FROM edges e JOIN switched s ON s.record_id IN (e.a, e.b)
-WHERE e.link = 'same_id';
+-- two equi-joins: a join on `IN (e.a, e.b)` is a nested loop, quadratic at national scale
+SELECT e.b FROM edges e JOIN switched s ON s.rid = e.a WHERE e.link = 'same_id'
+UNION
+SELECT e.a FROM edges e JOIN switched s ON s.rid = e.b WHERE e.link = 'same_id';
 
+-- what the episode rules compare, per record; the payload stays in `records`
 CREATE OR REPLACE TABLE record_facts AS
-SELECT r.*, l.label AS component,
-       r.record_id IN (SELECT record_id FROM continuations) AS continuation,
+SELECT r.rid, r.record_id, r.kommune, r.kind, r.source, r.unit, l.label AS component,
+       c.rid IS NOT NULL AS continuation,
        CASE r.kind WHEN 'epj' THEN 1 WHEN 'i37' THEN 2 ELSE 3 END AS precedence,
        CASE WHEN r.kind = 'epj' THEN r.source ELSE 'iplos:' || list_max(r.years) END AS last_source,
        s.active_from AS system_active_from
 FROM records r
-JOIN labels l USING (record_id)
+JOIN labels l USING (rid)
+LEFT JOIN continuations c USING (rid)
 LEFT JOIN epj_systems s ON s.kommune = r.kommune AND s.system = r.system;
 
+-- the last day the source of a record's latest data covers its unit, and whether any source covers
+-- the unit after that day (the latest start of a covered segment lies beyond it)
 CREATE OR REPLACE TABLE record_coverage AS
-SELECT f.record_id, max(cs.last_day) AS last_covered
-FROM record_facts f
-JOIN chain_segments cs ON cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source = f.last_source
-GROUP BY f.record_id;
-
-CREATE OR REPLACE TABLE episode_parts AS
-WITH covered AS (
-    SELECT f.*, rc.last_covered,
-           EXISTS (SELECT 1 FROM chain_segments cs
-                   WHERE cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source <> 'gap'
-                     AND cs.first_day > rc.last_covered) AS later_coverage
-    FROM record_facts f LEFT JOIN record_coverage rc USING (record_id)
+WITH last_day AS (
+    SELECT f.rid, f.kommune, f.unit, max(cs.last_day) AS last_covered
+    FROM record_facts f
+    JOIN chain_segments cs ON cs.kommune = f.kommune AND cs.unit = f.unit AND cs.source = f.last_source
+    GROUP BY f.rid, f.kommune, f.unit
+), unit_last_start AS (
+    SELECT kommune, unit, max(first_day) AS last_first_day FROM chain_segments WHERE source <> 'gap' GROUP BY ALL
 )
-SELECT *,
-       -- the latest part decides the end; the earliest non-continuation part of the most detailed
-       -- source decides the start; the earliest EPJ record (else IPLOS 3.7) gives the reporting id
-       row_number() OVER (PARTITION BY component ORDER BY last_covered DESC NULLS LAST, precedence, record_id)
-           AS latest_rank,
-       row_number() OVER (PARTITION BY component ORDER BY continuation, precedence, start_date, record_id)
-           AS start_rank,
-       row_number() OVER (PARTITION BY component ORDER BY precedence,
-                          CASE WHEN kind = 'epj' THEN system_active_from END, list_min(years), start_date,
-                          record_id) AS id_rank
-FROM covered;
+SELECT d.rid, d.last_covered, coalesce(u.last_first_day > d.last_covered, FALSE) AS later_coverage
+FROM last_day d LEFT JOIN unit_last_start u USING (kommune, unit);
 
+-- the latest part decides the end; the earliest non-continuation part of the most detailed source
+-- decides the start; the earliest EPJ record (else IPLOS 3.7) gives the reporting id
 CREATE OR REPLACE TABLE episodes_raw AS
-SELECT component,
-       min(kommune) AS kommune,
-       min(person_key) AS person_key,
-       min(service_code) AS service_code,
-       count(DISTINCT person_key) AS n_persons,
-       count(DISTINCT service_code) AS n_codes,
-       any_value(service_id) FILTER (WHERE id_rank = 1 AND kind IN ('epj', 'i37')) AS source_id,
-       any_value(user_no) FILTER (WHERE id_rank = 1) AS user_no,
-       any_value(start_date) FILTER (WHERE start_rank = 1) AS start_date,
-       any_value(first_registered_at) FILTER (WHERE start_rank = 1) AS start_registered_at,
-       list(DISTINCT start_date) FILTER (WHERE NOT continuation) AS starts,
-       any_value(end_date) FILTER (WHERE latest_rank = 1) AS end_reported,
-       any_value(end_registered_at) FILTER (WHERE latest_rank = 1) AS end_registered_at,
-       any_value(last_covered) FILTER (WHERE latest_rank = 1) AS last_covered,
-       any_value(later_coverage) FILTER (WHERE latest_rank = 1) AS later_coverage,
-       any_value(provider_org) FILTER (WHERE latest_rank = 1) AS provider_org,
-       any_value(hours_per_week) FILTER (WHERE latest_rank = 1) AS hours_per_week,
-       any_value(CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END)
-           FILTER (WHERE start_rank = 1) AS start_source,
-       bool_or(continuation) AS stitched,
-       count(*) AS n_records,
-       -- sorting each small list beats an ordered aggregate, which sorts the whole input
-       list_sort(list(record_id)) AS records,
-       list_sort(flatten(list(lineage))) AS lineage,
-       list_distinct(flatten(list(units))) AS units
-FROM episode_parts
-GROUP BY component;
+WITH parts AS (
+    SELECT r.*, f.component, f.continuation, f.precedence, f.system_active_from, c.last_covered,
+           coalesce(c.later_coverage, FALSE) AS later_coverage
+    FROM records r JOIN record_facts f USING (rid) LEFT JOIN record_coverage c USING (rid)
+), picked AS (
+    SELECT component,
+           min(kommune) AS kommune,
+           min(person_key) AS person_key,
+           min(service_code) AS service_code,
+           count(DISTINCT person_key) AS n_persons,
+           count(DISTINCT service_code) AS n_codes,
+           arg_min({{'source_id': CASE WHEN kind IN ('epj', 'i37') THEN service_id END, 'user_no': user_no}},
+                   {ID_KEY}) AS by_id,
+           arg_min({{'start_date': start_date, 'start_registered_at': first_registered_at,
+                    'start_source': CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END}},
+                   {START_KEY}) AS by_start,
+           arg_min({{'end_reported': end_date, 'end_registered_at': end_registered_at, 'last_covered': last_covered,
+                    'later_coverage': later_coverage, 'provider_org': provider_org,
+                    'hours_per_week': hours_per_week}},
+                   {LATEST_KEY}) AS by_latest,
+           list(DISTINCT start_date) FILTER (WHERE NOT continuation) AS starts,
+           bool_or(continuation) AS stitched,
+           count(*) AS n_records,
+           -- sorting each small list beats an ordered aggregate, which sorts the whole input
+           list_sort(list(record_id)) AS records,
+           list_distinct(flatten(list(units))) AS units
+    FROM parts
+    GROUP BY component
+)
+SELECT component, kommune, person_key, service_code, n_persons, n_codes,
+       by_id.source_id, by_id.user_no, by_start.start_date, by_start.start_registered_at, starts,
+       by_latest.end_reported, by_latest.end_registered_at, by_latest.last_covered, by_latest.later_coverage,
+       by_latest.provider_org, by_latest.hours_per_week, by_start.start_source, stitched, n_records,
+       records, units
+FROM picked;
 
+-- every staged row behind the episode's records, sorted
+CREATE OR REPLACE TABLE episode_lineage AS
+SELECT f.component, list_sort(list(x.ref)) AS lineage
+FROM record_refs x JOIN record_facts f USING (record_id)
+GROUP BY f.component;
+
+-- narrow from here on: records and lineage rejoin the episode at the end
 CREATE OR REPLACE TABLE episodes_dated AS
-SELECT *,
+SELECT * EXCLUDE (records), records[1] AS first_record,
        end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
            AND last_covered < $as_of::DATE AS end_imputed,
        CASE WHEN end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
@@ -95,22 +121,26 @@ SELECT *,
        source_id IS NULL AS reporting_id_derived
 FROM episodes_raw;
 
+-- a gap bridged: a gap segment of one of the episode's units after its start, before its end
 CREATE OR REPLACE TABLE episodes_flagged AS
-SELECT e.*,
-       EXISTS (SELECT 1 FROM chain_segments g
-               WHERE g.kommune = e.kommune AND g.source = 'gap' AND list_contains(e.units, g.unit)
-                 AND g.first_day > e.start_date
-                 AND (e.end_date IS NULL OR e.end_date > g.last_day)) AS bridged_gap,
-       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.component) AS id_rank
-FROM episodes_dated e;
+WITH bridged AS (
+    SELECT DISTINCT e.component
+    FROM (SELECT component, kommune, start_date, end_date, unnest(units) AS unit FROM episodes_dated) e
+    JOIN chain_segments g ON g.kommune = e.kommune AND g.unit = e.unit AND g.source = 'gap'
+    WHERE g.first_day > e.start_date AND (e.end_date IS NULL OR e.end_date > g.last_day)
+)
+SELECT e.*, b.component IS NOT NULL AS bridged_gap,
+       -- the component's smallest record id orders episodes that share a reporting id and start
+       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.first_record) AS id_rank
+FROM episodes_dated e LEFT JOIN bridged b USING (component);
 """
 
 CONFLICTS_SQL = """
 CREATE OR REPLACE TABLE conflicts AS
-SELECT f.kommune, f.component, 'ambiguous_link' AS conflict, c.record_id AS record_id,
+SELECT f.kommune, f.component, 'ambiguous_link' AS conflict, f.record_id AS record_id,
        'could link (' || c.link || ') to ' || array_to_string(c.candidates, ', ') || ' at equal distance '
            || c.distance || ' days; linked to none' AS detail
-FROM link_conflicts c JOIN record_facts f USING (record_id)
+FROM link_conflicts c JOIN record_facts f USING (rid)
 UNION ALL
 SELECT kommune, component, 'start_disagreement', NULL,
        'sources disagree on the start: ' || array_to_string(list_sort(starts), ', ')
@@ -153,31 +183,32 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
            AS end_registered_at,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
-       e.start_source, e.n_records, e.records, e.lineage, e.units, e.component
-FROM episodes_flagged e;
+       e.start_source, e.n_records, r.records, l.lineage, e.units, e.component
+FROM episodes_flagged e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
 
 CREATE OR REPLACE TABLE conflicts_out AS
 SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail
 FROM conflicts c LEFT JOIN episodes e ON e.component = c.component;
 """
 
-STOPS_SQL = """
-CREATE OR REPLACE TABLE epj_stop_ranked AS
-SELECT *, row_number() OVER (PARTITION BY reporting_kommune, system, service_id, stop_id
-                             ORDER BY registered_at DESC, source_file DESC, line DESC) AS rn
-FROM epj_stops;
-
+STOPS_SQL = f"""
+-- the current version of each stop by one arg_max aggregate (as epj_current); a stop without a service
+-- or stop id has no history to follow
 CREATE OR REPLACE TABLE epj_stop_current AS
-SELECT c.reporting_kommune AS kommune, c.system, c.service_id, c.stop_id, c.from_date, c.to_date,
-       bool_or(r.change_type = 'ANNULLERT') AS annulled,
-       min(r.registered_at) AS registered_at,
-       min(r.registered_at) FILTER (WHERE r.to_date IS NOT DISTINCT FROM c.to_date) AS end_registered_at,
-       list(r.source_file || ':' || r.line ORDER BY r.registered_at, r.line) AS lineage
-FROM epj_stop_ranked c
-JOIN epj_stop_ranked r ON r.reporting_kommune = c.reporting_kommune AND r.system = c.system
- AND r.service_id = c.service_id AND r.stop_id = c.stop_id
-WHERE c.rn = 1
-GROUP BY ALL;
+WITH history AS (
+    SELECT reporting_kommune, system, service_id, stop_id,
+           arg_max({{'from_date': from_date, 'to_date': to_date}}, {EPJ_VERSION_KEY}) AS c,
+           bool_or(change_type = 'ANNULLERT') AS annulled,
+           min(registered_at) AS registered_at,
+           list({{'to_date': to_date, 'at': registered_at}}) AS ends,
+           list(source_file || ':' || line ORDER BY registered_at, line) AS lineage
+    FROM epj_stops
+    WHERE reporting_kommune IS NOT NULL AND system IS NOT NULL AND service_id IS NOT NULL AND stop_id IS NOT NULL
+    GROUP BY reporting_kommune, system, service_id, stop_id
+)
+SELECT reporting_kommune AS kommune, system, service_id, stop_id, c.from_date, c.to_date, annulled, registered_at,
+       list_min([x.at FOR x IN ends IF x.to_date IS NOT DISTINCT FROM c.to_date]) AS end_registered_at, lineage
+FROM history;
 
 CREATE OR REPLACE TABLE iplos_stop_current AS
 SELECT 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
@@ -195,7 +226,7 @@ LEFT JOIN person_alias a ON a.alias = s.person_key
 GROUP BY ALL;
 
 CREATE OR REPLACE TABLE record_episode AS
-SELECT p.record_id, e.episode_id FROM episode_parts p JOIN episodes e USING (component);
+SELECT f.record_id, e.episode_id FROM record_facts f JOIN episodes e USING (component);
 
 CREATE OR REPLACE TABLE epj_episode_stops AS
 SELECT re.episode_id, s.stop_id, s.from_date, s.to_date, 'epj:' || s.system AS source, s.registered_at,
@@ -247,10 +278,9 @@ WITH epj_versions AS (
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            s.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
-    JOIN records r ON r.kind <> 'epj' AND r.kommune = s.kommune AND r.person_key = s.person
-     AND r.service_code = s.code29
-     AND ((r.kind = 'i37' AND s.layout = '3.7' AND r.service_id = s.service_id)
-          OR (r.kind = 'i36' AND s.layout = '3.6' AND r.start_date = s.start_date))
+    -- the record id spells out municipality, person and service id (3.7) or code and start (3.6)
+    JOIN records r ON r.record_id = s.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
+     AND s.layout = CASE r.kind WHEN 'i37' THEN '3.7' ELSE '3.6' END
 ), changes AS (
     SELECT record_id, change_date, provider_org, FALSE AS imputed, registered_at, lineage FROM epj_versions
     WHERE previous_org IS NOT NULL AND provider_org IS NOT NULL AND provider_org <> previous_org

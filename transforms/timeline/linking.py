@@ -47,38 +47,38 @@ FIRST_HOLDS = """(({r}.kind = 'epj' AND {r}.source = {s})
 EDGES_SQL = f"""
 CREATE OR REPLACE TABLE edge_candidates AS
 -- 1/2: same service id between IPLOS 3.7 and EPJ
-SELECT i.record_id AS a, e.record_id AS b, 'same_id' AS link, 0 AS distance, 0 AS rank_key
+SELECT i.rid AS a, e.rid AS b, 'same_id' AS link, 0 AS distance, 0 AS rank_key
 FROM records i JOIN records e
   ON i.kind = 'i37' AND e.kind = 'epj' AND e.kommune = i.kommune AND e.service_id = i.service_id
  AND e.person_key = i.person_key
 UNION ALL
 -- 3: IPLOS 3.6 to each other and to later sources: same person and code, start within the tolerance
-SELECT x.record_id, y.record_id, 'start_tolerance',
+SELECT x.rid, y.rid, 'start_tolerance',
        abs(datediff('day', x.start_date, y.start_date)),
        CASE y.kind WHEN 'i36' THEN 1 WHEN 'i37' THEN 2 ELSE 3 END
 FROM records x JOIN records y
-  ON x.kind = 'i36' AND y.record_id <> x.record_id AND y.kommune = x.kommune
+  ON x.kind = 'i36' AND y.rid <> x.rid AND y.kommune = x.kommune
  AND y.person_key = x.person_key AND y.service_code = x.service_code
  AND abs(datediff('day', x.start_date, y.start_date)) <= $start_tolerance
  AND (y.kind <> 'i36' OR list_min(y.years) > list_max(x.years))
  AND (x.end_date IS NULL OR y.start_date <= x.end_date)
 UNION ALL
 -- 4a: an explicit migratedFrom
-SELECT n.record_id, o.record_id, 'migrated_from', 0, 0
+SELECT n.rid, o.rid, 'migrated_from', 0, 0
 FROM records n JOIN records o
   ON n.kind = 'epj' AND o.kind = 'epj' AND o.kommune = n.kommune
  AND o.system = n.migrated_from_system AND o.service_id = n.migrated_from_id
  AND o.person_key = n.person_key
 UNION ALL
 -- 4b: stitching across a change of source
-SELECT n.record_id, o.record_id, 'stitched',
+SELECT n.rid, o.rid, 'stitched',
        abs(datediff('day', o.start_date, n.start_date)), 0
 FROM transitions t
 JOIN records n ON n.kommune = t.kommune AND {FIRST_HOLDS.format(r="n", s="t.new_source")}
  AND n.migrated_from_system IS NULL
  AND n.start_date BETWEEN t.old_last_day - $switch_window AND t.new_first_day + $switch_window
 JOIN records o ON o.kommune = n.kommune AND o.person_key = n.person_key AND o.service_code = n.service_code
- AND o.record_id <> n.record_id AND {HOLDS.format(r="o", s="t.old_source")}
+ AND o.rid <> n.rid AND {HOLDS.format(r="o", s="t.old_source")}
  AND o.start_date <= t.old_last_day AND (o.end_date IS NULL OR o.end_date >= t.old_last_day);
 
 -- a record that could link to several: the nearest start wins; a tie is a conflict, not a guess
@@ -92,23 +92,31 @@ SELECT a, b, link FROM edge_ranked
 WHERE link IN ('same_id', 'migrated_from') OR (place = 1 AND tied = 1);
 
 CREATE OR REPLACE TABLE link_conflicts AS
-SELECT a AS record_id, link, list(b ORDER BY b) AS candidates, min(distance) AS distance
-FROM edge_ranked WHERE link IN ('start_tolerance', 'stitched') AND place = 1 AND tied > 1
-GROUP BY a, link;
+SELECT x.rid, x.link, list(r.record_id ORDER BY r.record_id) AS candidates, min(x.distance) AS distance
+FROM (SELECT a AS rid, b, link, distance FROM edge_ranked
+      WHERE link IN ('start_tolerance', 'stitched') AND place = 1 AND tied > 1) x
+JOIN records r ON r.rid = x.b
+GROUP BY x.rid, x.link;
 """
 
+# only records with an edge can change label: the rest are components of their own
 LABELS_INIT = """
-CREATE OR REPLACE TABLE labels AS SELECT record_id, record_id AS label FROM records;
 CREATE OR REPLACE TABLE undirected AS SELECT a, b FROM edges UNION SELECT b, a FROM edges;
+CREATE OR REPLACE TABLE linked_labels AS SELECT DISTINCT a AS rid, a AS label FROM undirected;
 """
 
 LABELS_STEP = """
 CREATE OR REPLACE TABLE labels_next AS
-SELECT l.record_id, least(l.label, coalesce(min(n.label), l.label)) AS label
-FROM labels l
-LEFT JOIN undirected u ON u.a = l.record_id
-LEFT JOIN labels n ON n.record_id = u.b
-GROUP BY l.record_id, l.label;
+SELECT l.rid, least(l.label, min(n.label)) AS label
+FROM linked_labels l
+JOIN undirected u ON u.a = l.rid
+JOIN linked_labels n ON n.rid = u.b
+GROUP BY l.rid, l.label;
+"""
+
+LABELS_DONE = """
+CREATE OR REPLACE TABLE labels AS
+SELECT r.rid, coalesce(l.label, r.rid) AS label FROM records r LEFT JOIN linked_labels l USING (rid);
 """
 
 
@@ -116,9 +124,11 @@ def link_records(con: duckdb.DuckDBPyConnection, start_tolerance: int, switch_wi
                  max_rounds: int = 100) -> int:
     """Create `chain_segments`, `transitions`, `edges`, `link_conflicts` and `labels`; return rounds used.
 
-    Components are found by label propagation: each round every record takes the
-    smallest label among its neighbours. Chains are short (a handful of sources),
-    so this converges in a few rounds; the loop is over rounds, never over rows.
+    Components are found by label propagation over integer record ids (`rid`; a label
+    only names a component, no output depends on its value): each round every linked
+    record takes the smallest label among its neighbours; records without an edge keep
+    their own. Chains are short (a handful of sources), so this converges in a few
+    rounds; the loop is over rounds, never over rows.
     """
     run_script(con, CHAIN_SQL)
     run_script(con, EDGES_SQL, {"start_tolerance": start_tolerance, "switch_window": switch_window})
@@ -126,9 +136,10 @@ def link_records(con: duckdb.DuckDBPyConnection, start_tolerance: int, switch_wi
     for rounds in range(1, max_rounds + 1):
         run_script(con, LABELS_STEP)
         changed = con.execute(
-            "SELECT count(*) FROM labels l JOIN labels_next n USING (record_id) WHERE l.label <> n.label"
+            "SELECT count(*) FROM linked_labels l JOIN labels_next n USING (rid) WHERE l.label <> n.label"
         ).fetchone()[0]
-        con.execute("CREATE OR REPLACE TABLE labels AS SELECT * FROM labels_next")
+        con.execute("CREATE OR REPLACE TABLE linked_labels AS SELECT * FROM labels_next")
         if changed == 0:
+            run_script(con, LABELS_DONE)
             return rounds
     raise RuntimeError(f"linking did not converge in {max_rounds} rounds")

@@ -3,6 +3,7 @@
 EPJ: the latest registered version of each service id (annulled services removed).
 IPLOS 3.7: one record per service id and person over the data years it appears in.
 IPLOS 3.6: one record per person, code and start date over the years it appears in.
+A record's lineage is every staged row behind it (`record_refs`).
 Persons follow their final identifier: an EPJ user whose D-nummer was replaced by a
 fødselsnummer takes every record of the old number with it.
 """
@@ -42,41 +43,49 @@ FROM alias_candidates GROUP BY alias;
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
 
-RECORDS_SQL = f"""
--- one ranking per service instead of one sort per column: rn = 1 is the current version
-CREATE OR REPLACE TABLE epj_ranked AS
-SELECT v.*, row_number() OVER (PARTITION BY v.reporting_kommune, v.system, v.service_id
-                               ORDER BY v.registered_at DESC, v.source_file DESC, v.line DESC) AS rn
-FROM epj_service_versions v;
+# The current version of a record is an arg_max over a struct key that spells out the version order
+# (latest registration, then source file and line; NULLs lowest, as row_number's NULLS LAST put them),
+# in the same hash aggregate that collects its history: no window sort, no self-join.
+EPJ_VERSION_KEY = ("{'rn': registered_at IS NOT NULL, "
+                   "'r': coalesce(registered_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
+                   "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
+                   "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
+IPLOS_VERSION_KEY = ("{'yn': data_year IS NOT NULL, 'y': coalesce(data_year, 0), "
+                     "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
+                     "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
 
+RECORDS_SQL = f"""
+-- a service id names one record per system; one without an id has no history to follow
 CREATE OR REPLACE TABLE epj_current AS
 WITH history AS (
-    SELECT r.reporting_kommune, r.system, r.service_id,
-           list(DISTINCT r.unit) AS units,
-           arg_min(r.migrated_from_system, r.registered_at) FILTER (WHERE r.migrated_from_system IS NOT NULL)
+    SELECT reporting_kommune, system, service_id,
+           arg_max({{'user_no': user_no, 'code': service_code, 'start_date': start_date, 'end_date': end_date,
+                    'provider_org': provider_org, 'hours_per_week': hours_per_week, 'unit': unit}},
+                   {EPJ_VERSION_KEY}) AS c,
+           list(DISTINCT unit) AS units,
+           arg_min(migrated_from_system, registered_at) FILTER (WHERE migrated_from_system IS NOT NULL)
                AS migrated_from_system,
-           arg_min(r.migrated_from_service_id, r.registered_at)
-               FILTER (WHERE r.migrated_from_service_id IS NOT NULL) AS migrated_from_id,
-           bool_or(r.change_type = 'ANNULLERT') AS annulled,
-           min(r.registered_at) AS first_registered_at,
-           -- when the current end date was first registered (the registration of a TjenesteSlutt)
-           min(r.registered_at) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS end_registered_at,
-           list_sort(list(r.source_file || ':' || r.line)) AS lineage
-    FROM epj_ranked r
-    JOIN epj_ranked c ON c.rn = 1 AND c.reporting_kommune = r.reporting_kommune AND c.system = r.system
-                     AND c.service_id = r.service_id
-    GROUP BY r.reporting_kommune, r.system, r.service_id
+           arg_min(migrated_from_service_id, registered_at)
+               FILTER (WHERE migrated_from_service_id IS NOT NULL) AS migrated_from_id,
+           bool_or(change_type = 'ANNULLERT') AS annulled,
+           min(registered_at) AS first_registered_at,
+           list({{'end_date': end_date, 'at': registered_at}}) AS ends
+    FROM epj_service_versions
+    WHERE service_id IS NOT NULL
+    GROUP BY reporting_kommune, system, service_id
 )
-SELECT c.reporting_kommune AS kommune, c.system, c.service_id, c.user_no, c.service_code AS code,
-       c.start_date, c.end_date, c.provider_org, c.hours_per_week, c.unit,
-       h.units, h.migrated_from_system, h.migrated_from_id, h.annulled, h.first_registered_at,
-       h.end_registered_at, h.lineage
-FROM epj_ranked c
-JOIN history h ON h.reporting_kommune = c.reporting_kommune AND h.system = c.system AND h.service_id = c.service_id
-WHERE c.rn = 1;
+SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.start_date, c.end_date,
+       c.provider_org, c.hours_per_week, c.unit, units, migrated_from_system, migrated_from_id, annulled,
+       first_registered_at,
+       -- when the current end date was first registered (the registration of a TjenesteSlutt)
+       list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
+FROM history;
 
+-- the columns the records and the provider changes need, with the record each row belongs to
 CREATE OR REPLACE TABLE iplos_rows AS
-SELECT s.*, m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
+SELECT s.source_file, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
+       s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
+       m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
        {CODE29.format(c="s.service_code")} AS code29,
        CASE WHEN s.layout = '3.7'
             THEN 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
@@ -86,32 +95,34 @@ FROM iplos_services s
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key;
 
-CREATE OR REPLACE TABLE iplos_ranked AS
-SELECT *, row_number() OVER (PARTITION BY record_id ORDER BY data_year DESC, source_file DESC, line DESC) AS rn
-FROM iplos_rows;
-
+-- rows without a record id (no person) form no record
 CREATE OR REPLACE TABLE iplos_current AS
 WITH history AS (
-    SELECT r.record_id, list(DISTINCT r.unit) AS units, list_sort(list(DISTINCT r.data_year)) AS years,
-           CAST(min(r.extract_date) AS TIMESTAMPTZ) AS first_registered_at,
-           CAST(min(r.extract_date) FILTER (WHERE r.end_date IS NOT DISTINCT FROM c.end_date) AS TIMESTAMPTZ)
-               AS end_registered_at,
-           list_sort(list(r.source_file || ':' || r.line)) AS lineage
-    FROM iplos_ranked r JOIN iplos_ranked c ON c.rn = 1 AND c.record_id = r.record_id
-    GROUP BY r.record_id
+    SELECT record_id,
+           arg_max({{'kommune': kommune, 'layout': layout, 'service_id': service_id, 'person': person,
+                    'user_no': user_no, 'code29': code29, 'service_code': service_code, 'start_date': start_date,
+                    'end_date': end_date, 'provider_org': provider_org, 'hours_per_week': hours_per_week,
+                    'unit': unit}}, {IPLOS_VERSION_KEY}) AS c,
+           list(DISTINCT unit) AS units, list_sort(list(DISTINCT data_year)) AS years,
+           CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
+           list({{'end_date': end_date, 'at': extract_date}}) AS ends
+    FROM iplos_rows
+    WHERE record_id IS NOT NULL
+    GROUP BY record_id
 )
-SELECT c.*, h.units, h.years, h.first_registered_at, h.end_registered_at, h.lineage
-FROM iplos_ranked c JOIN history h USING (record_id)
-WHERE c.rn = 1;
+SELECT record_id, c.*, units, years, first_registered_at,
+       CAST(list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
+           AS end_registered_at
+FROM history;
 
-CREATE OR REPLACE TABLE records AS
+CREATE OR REPLACE TABLE all_records AS
 SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,
        'epj:' || e.system AS source, e.system, e.service_id,
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
        e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit, e.units,
        NULL::INTEGER[] AS years, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
-       e.end_registered_at, e.lineage
+       e.end_registered_at
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
 LEFT JOIN person_alias a ON a.alias = u.person_key
@@ -119,13 +130,32 @@ WHERE NOT e.annulled
 UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
-       unit, units, years, NULL, NULL, first_registered_at, end_registered_at, lineage
+       unit, units, years, NULL, NULL, first_registered_at, end_registered_at
 FROM iplos_current;
 
 -- records whose person could not be resolved (identifier quarantined) cannot form an episode
-CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM records WHERE person_key IS NULL;
-DELETE FROM records WHERE person_key IS NULL;
+CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM all_records WHERE person_key IS NULL;
+CREATE OR REPLACE TABLE resolved_records AS SELECT * FROM all_records WHERE person_key IS NOT NULL;
+DROP TABLE all_records;
+-- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings. The
+-- rowid of a table that is never modified is unique and stable (and free, where row_number() OVER ()
+-- serialises the scan); its values depend on scan order, and no output depends on them (orderings
+-- use record_id)
+CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
 CREATE OR REPLACE TABLE annulled_services AS
-SELECT kommune, system, service_id, lineage FROM epj_current WHERE annulled;
+SELECT a.kommune, a.system, a.service_id, list_sort(list(v.source_file || ':' || v.line)) AS lineage
+FROM epj_current a
+JOIN epj_service_versions v ON v.reporting_kommune = a.kommune AND v.system = a.system
+ AND v.service_id = a.service_id
+WHERE a.annulled
+GROUP BY ALL;
+
+-- lineage: the staged rows behind each record, collected once per episode at the end (`episode_lineage`)
+-- instead of carried as lists through every step
+CREATE OR REPLACE VIEW record_refs AS
+SELECT 'epj:' || system || ':' || service_id AS record_id, source_file || ':' || line AS ref
+FROM epj_service_versions WHERE service_id IS NOT NULL
+UNION ALL
+SELECT record_id, source_file || ':' || line FROM iplos_rows WHERE record_id IS NOT NULL;
 """

@@ -36,15 +36,34 @@ def files_of(files: list[Path], kommuner: set[str] | None) -> list[Path]:
     return chosen
 
 
-def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner: set[str] | None = None
-                    ) -> dict[str, int]:
+def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
+    """Every staged table's files (as `staged_files` lists them) from one walk of the staging tree.
+
+    A national staging tree holds tens of thousands of files: globbing it once per table and
+    batch cost seconds per batch.
+    """
+    found: dict[str, list[Path]] = {name: [] for name in STAGED_TABLES}
+    by_source: dict[str, list[str]] = {}
+    for name in STAGED_TABLES:
+        by_source.setdefault("iplos" if name.startswith("iplos_") else "epj", []).append(name)
+    for source, names in by_source.items():
+        for path in (settings.staging_dir / source).rglob("*.parquet"):
+            for name in names:
+                if path.name.startswith(f"{name}-"):
+                    found[name].append(path)
+    return {name: sorted(paths) for name, paths in found.items()}
+
+
+def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner: set[str] | None = None,
+                    index: dict[str, list[Path]] | None = None) -> dict[str, int]:
     """One view per staged table; a table with no files yet is an empty table of the declared schema.
 
-    Returns the number of files behind each view.
+    `index` is a `staged_file_index` the caller keeps across batches. Returns the number of
+    files behind each view.
     """
     counts = {}
     for name, table in STAGED_TABLES.items():
-        files = files_of(staged_files(settings, name), kommuner)
+        files = files_of(index[name] if index is not None else staged_files(settings, name), kommuner)
         counts[name] = len(files)
         if files:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_list(files)}, "
