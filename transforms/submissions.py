@@ -35,7 +35,6 @@ from transforms.keys import Keys
 from transforms.ledger import (
     NAMESPACE,
     DayOrderError,
-    deterministic_guid,
     last_written_days,
     open_ledger,
     writer_lock,
@@ -59,30 +58,9 @@ __all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "message_path"
 
 STATUS_RANK = {"M": 1, "C": 2, "N": 3}
 FIRST_ALLOCATED_USER_NO = 900_000_001
+CHECKPOINT_THRESHOLD = "1GB"
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
-
-def _guid_of_sha1(h: str) -> str:
-    """SQL for `deterministic_guid`'s text from the 40 hex digits of its SHA-1 (UUID5: version and variant set)."""
-    return (f"(substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
-            f"substr('89ab89ab89ab89ab', position(substr({h}, 17, 1) IN '0123456789abcdef'), 1) || "
-            f"substr({h}, 18, 3) || '-' || substr({h}, 21, 12))")
-
-
-# the notification and event GUIDs of a numbered plan, as deterministic_guid(kommune, key, seq) and
-# deterministic_guid(kommune, key, content_hash, status, seq) would give them, in one vectorised query
-NUMBER_SQL = f"""
-WITH hashed AS (
-    SELECT *, sha1(unhex($namespace) || encode($kommune || '|' || event_key || '|' || CAST(seq AS VARCHAR)))
-                  AS guid_sha1,
-              sha1(unhex($namespace) || encode($kommune || '|' || event_key || '|' || content_hash || '|'
-                   || status || '|' || CAST(seq AS VARCHAR))) AS event_sha1
-    FROM plan_frame
-)
-SELECT * EXCLUDE (guid_sha1, event_sha1), {_guid_of_sha1("guid_sha1")} AS guid,
-       {_guid_of_sha1("event_sha1")} AS event_guid
-FROM hashed ORDER BY seq
-"""
 
 PLAN_SQL = """
 WITH state AS (
@@ -117,6 +95,30 @@ SELECT 'C', a.original_guid, $first_day::DATE, a.event_key, a.content_hash, a.ev
 FROM active a LEFT JOIN current c USING (event_key)
 WHERE c.event_key IS NULL
 """
+
+
+# deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
+# (version and variant bits set, as str(uuid.uuid5(...))) in Polars; the column's order is kept
+HASH_SQL = "SELECT sha1(unhex($namespace) || encode(name)) AS h FROM guid_names"
+_VARIANT = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
+
+
+def deterministic_guids(con: duckdb.DuckDBPyConnection, names: pl.Series) -> pl.Series:
+    """`deterministic_guid` of many names at once (each name the '|'-joined parts)."""
+    con.register("guid_names", pl.DataFrame({"name": names}).to_arrow())
+    try:
+        hashes = con.execute(HASH_SQL, {"namespace": NAMESPACE.hex}).pl()
+    finally:
+        con.unregister("guid_names")
+    return hashes.select(_uuid5_text(pl.col("h")).alias(names.name))[names.name]
+
+
+def _uuid5_text(sha1_hex: pl.Expr) -> pl.Expr:
+    """The 8-4-4-4-12 text of a UUID5 from the 40 hex digits of its SHA-1."""
+    h = sha1_hex.str
+    return pl.concat_str([h.slice(0, 8), pl.lit("-"), h.slice(8, 4), pl.lit("-5"), h.slice(13, 3), pl.lit("-"),
+                          h.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.Utf8), h.slice(17, 3),
+                          pl.lit("-"), h.slice(20, 12)])
 
 
 @dataclass
@@ -202,6 +204,9 @@ class SubmissionWriter:
         if unknown:
             raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
         with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con:
+            # a checkpoint rewrites the tables' indexes: one per 16 MB of log (the default) made a long run
+            # quadratic; the log stays durable, the checkpoint comes at the end (or with the next open)
+            con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             # temporary files of a writer that was killed; the rerun writes the same bytes again
             for stale in (self.root / "submissions").glob("**/.*.tmp"):
                 stale.unlink()
@@ -337,13 +342,12 @@ class SubmissionWriter:
             pl.col("event_type").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_type"),
         ).sort("day", "_status", "event_date", "_type", "event_key").drop("_status", "_type")
         plan = plan.with_columns(seq=pl.int_range(last_seq + 1, last_seq + 1 + plan.height, dtype=pl.Int64))
-        con.register("plan_frame", plan.to_arrow())
-        try:
-            numbered = con.execute(NUMBER_SQL, {"namespace": NAMESPACE.hex, "kommune": kommune}).pl()
-        finally:
-            con.unregister("plan_frame")
-        numbered = numbered.select(*plan.columns, "guid", "event_guid")  # the plan's own types and order
-        return numbered.with_columns(
+        names = plan.select(
+            guid=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|"),
+            event_guid=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
+                                      pl.col("seq").cast(pl.Utf8)], separator="|"))
+        return plan.with_columns(deterministic_guids(con, names["guid"]),
+                                 deterministic_guids(con, names["event_guid"])).with_columns(
             previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
             *plan.columns, "guid", "previous_guid", "event_guid")
 
@@ -369,12 +373,14 @@ class SubmissionWriter:
                 number = str(FIRST_ALLOCATED_USER_NO + allocated)
                 allocated += 1
             taken.add(number)
-            guid = deterministic_guid("pasient", kommune, person_key)
-            known[person_key] = (number, guid)
-            rows.append((kommune, person_key, number, guid))
+            rows.append((kommune, person_key, number))
         if rows:
             frame = pl.DataFrame(rows, orient="row", schema={"kommune": pl.Utf8, "person_key": pl.Utf8,
-                                                             "bruker_nr": pl.Utf8, "pasient_guid": pl.Utf8})
+                                                             "bruker_nr": pl.Utf8})
+            names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
+                                                             separator="|"))["pasient_guid"]
+            frame = frame.with_columns(deterministic_guids(con, names))
+            known.update({k: (n, g) for k, n, g in frame.select("person_key", "bruker_nr", "pasient_guid").iter_rows()})
             con.register("persons_frame", frame.to_arrow())
             con.execute("INSERT INTO persons SELECT * FROM persons_frame")
             con.unregister("persons_frame")
