@@ -99,7 +99,7 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
         & c("guid").str.contains(_GUID_LOWER) & c("previous_guid").str.contains(_GUID_LOWER)
         & pl.when(status == "N").then(c("ref_guid").is_null())
             .otherwise(c("ref_guid").str.contains(_GUID_LOWER) & (c("ref_guid") != c("guid"))
-                       & ~c("ref_guid").is_in(corrections))
+                       & ~c("ref_guid").is_in(corrections.implode()))
         & (c("seq") >= 1) & ((c("seq") == 1) == (c("previous_guid") == NIL_GUID))
         & c("seq").is_unique() & c("guid").is_unique() & c("event_guid").is_unique()
         & pl.when((c("day") == c("day").shift(1)) & (c("seq") == c("seq").shift(1) + 1))
