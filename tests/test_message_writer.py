@@ -37,7 +37,7 @@ def frame(days: int = 4, per_day: int = 6) -> pl.DataFrame:
     rows, previous, seq = [], NIL_GUID, 0
     for d in range(days):
         day = dt.date(2024, 3, 29) + dt.timedelta(days=d)
-        for i in range(per_day):
+        for _ in range(per_day):
             seq += 1
             kind = kinds[(seq - 1) % len(kinds)]
             status = "N" if seq < 6 else ("N", "M", "C")[seq % 3]
