@@ -170,7 +170,9 @@ class SubmissionWriter:
     """Writes one data root's daily messages; holds the ledger lock while it lives.
 
     `workers`: processes that render, validate and write files beside the planning process; None
-    starts up to two (as many as there are CPUs) once a municipality is large enough to repay it.
+    starts up to two (as many as there are CPUs) once a municipality is large enough to repay it, 0
+    or 1 keeps everything in this process. The pool is spawned, so like any multiprocessing pool it
+    imports the caller's main module: a script that runs the writer needs the `__main__` guard.
     """
 
     def __init__(self, settings: Settings, keys: Keys, serializer: str = "xpr56", workers: int | None = None):
@@ -232,7 +234,7 @@ class SubmissionWriter:
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
                     if new_first <= last_day:
-                        frame = events.get((kommune,), no_events)
+                        frame = events.pop((kommune,), no_events)  # let each part go once it is planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
                         item.first, item.last, item.written = new_first, last_day, self._submit(job)
                     pending.append(item)
@@ -259,6 +261,8 @@ class SubmissionWriter:
     def _submit(self, job: MessageJob) -> Future:
         if self._pool is None:
             size = self.workers if self.workers is not None else min(2, len(os.sched_getaffinity(0)))
+            if multiprocessing.current_process().daemon:  # a daemonic process may not start a pool
+                size = 0
             if size > 1 and (self.workers is not None or job.frame.height >= POOL_MIN_ROWS):
                 context = multiprocessing.get_context("spawn")  # no fork of a process running DuckDB/Polars threads
                 self._pool = ProcessPoolExecutor(size, mp_context=context, initializer=worker_init,
