@@ -5,7 +5,8 @@ Usage: python bench/submissions_backfill.py --data-root DIR [--workers N]
 
 Derives the events from DIR's timeline, then writes every message 2017-01-01..2025-12-31 from an
 empty ledger in a fresh child process, and reports wall time, throughput and the peak RSS of that
-process and, separately, of its largest pool process (they render, validate and write the files).
+process (the planning and committing one; its pool processes, which render, validate and write the
+files, are not included: spawned from it, the kernel would report the parent's size for them).
 
 --workers N  pool processes beside the planning process (default: the writer's choice, up to two;
              0 writes everything in the one process)
@@ -52,8 +53,7 @@ def child(data_root: Path, workers: int | None) -> dict:
     return {"events": events.height, "prepare_s": round(prepared - started, 1),
             "write_s": round(finished - prepared, 1), "messages": report.files,
             "notifications": sum(report.notifications.values()),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "pool_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"events {r['events']:,} (derived in {r['prepare_s']} s)")
     print(f"messages {r['messages']:,}, notifications {r['notifications']:,} in {r['write_s']} s: "
           f"{r['messages'] / r['write_s']:,.0f} messages/s, {r['notifications'] / r['write_s']:,.0f} notifications/s, "
-          f"peak RSS {r['peak_rss_mib']:,} MiB (largest pool process {r['pool_peak_rss_mib']:,} MiB)")
+          f"peak RSS {r['peak_rss_mib']:,} MiB")
 
 
 if __name__ == "__main__":

@@ -346,12 +346,12 @@ class SubmissionWriter:
             pl.col("event_type").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_type"),
         ).sort("day", "_status", "event_date", "_type", "event_key").drop("_status", "_type")
         plan = plan.with_columns(seq=pl.int_range(last_seq + 1, last_seq + 1 + plan.height, dtype=pl.Int64))
-        names = plan.select(
-            guid=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|"),
-            event_guid=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
-                                      pl.col("seq").cast(pl.Utf8)], separator="|"))
-        return plan.with_columns(deterministic_guids(con, names["guid"]),
-                                 deterministic_guids(con, names["event_guid"])).with_columns(
+        names = pl.concat([
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|")),
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
+                                            pl.col("seq").cast(pl.Utf8)], separator="|"))])["name"]
+        guids = deterministic_guids(con, names)  # both kinds in one query: the notification's, then the event's
+        return plan.with_columns(guid=guids.head(plan.height), event_guid=guids.tail(plan.height)).with_columns(
             previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
             *plan.columns, "guid", "previous_guid", "event_guid")
 
@@ -394,14 +394,11 @@ class SubmissionWriter:
     def _message_frame(self, notes: pl.DataFrame, persons: dict[str, tuple[str, str]]) -> pl.DataFrame:
         """The notifications with what their `Bruker` says (a missing identity fails as it always did)."""
         keys = notes["person_key"].to_list()
-        people = [persons[k] for k in keys]
-        ids = [self.identities[k] for k in keys]
+        bruker_nr, pasient_guid = zip(*map(persons.__getitem__, keys), strict=True) if keys else ((), ())
+        fid, id_type = zip(*map(self.identities.__getitem__, keys), strict=True) if keys else ((), ())
         return notes.with_columns(
-            pasient_guid=pl.Series([p[1] for p in people], dtype=pl.Utf8),
-            bruker_nr=pl.Series([p[0] for p in people], dtype=pl.Utf8),
-            fid=pl.Series([i[0] for i in ids], dtype=pl.Utf8),
-            id_type=pl.Series([i[1] for i in ids], dtype=pl.Int32),
-        )
+            pasient_guid=pl.Series(pasient_guid, dtype=pl.Utf8), bruker_nr=pl.Series(bruker_nr, dtype=pl.Utf8),
+            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32))
 
     def serialize(self, municipality: Municipality, notes: pl.DataFrame,
                   persons: dict[str, tuple[str, str]]) -> bytes:
