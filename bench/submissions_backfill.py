@@ -6,7 +6,8 @@ Usage: python bench/submissions_backfill.py --data-root DIR [--workers N]
 Derives the events from DIR's timeline, then writes every message 2017-01-01..2025-12-31 from an
 empty ledger in a fresh child process, and reports wall time, throughput and the peak RSS of that
 process (the planning and committing one; its pool processes, which render, validate and write the
-files, are not included: spawned from it, the kernel would report the parent's size for them).
+files, are not included: spawned from it, the kernel would report the parent's size for them), and
+the CPU seconds of that process and of its pool processes.
 
 --workers N  pool processes beside the planning process (default: the writer's choice, up to two;
              0 writes everything in the one process)
@@ -48,12 +49,21 @@ def child(data_root: Path, workers: int | None) -> dict:
     vault = read_vault(sorted((data_root / "identity" / "parts").glob("*.bin")), keys.vault_key)
     write_vault_part(data_root / "identity" / "vault.bin", vault, keys.vault_key)
     prepared = time.perf_counter()
+    cpu_before = _cpu_seconds()
     report = SubmissionWriter(settings, keys, workers=workers).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
     finished = time.perf_counter()
+    cpu = [round(a - b, 1) for a, b in zip(_cpu_seconds(), cpu_before, strict=True)]
     return {"events": events.height, "prepare_s": round(prepared - started, 1),
             "write_s": round(finished - prepared, 1), "messages": report.files,
             "notifications": sum(report.notifications.values()),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "cpu_s": cpu}
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its finished children (the pool processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -77,6 +87,7 @@ def main() -> None:
     print(f"messages {r['messages']:,}, notifications {r['notifications']:,} in {r['write_s']} s: "
           f"{r['messages'] / r['write_s']:,.0f} messages/s, {r['notifications'] / r['write_s']:,.0f} notifications/s, "
           f"peak RSS {r['peak_rss_mib']:,} MiB")
+    print(f"CPU {r['cpu_s'][0]:,} s planning and committing, {r['cpu_s'][1]:,} s in pool processes")
 
 
 if __name__ == "__main__":

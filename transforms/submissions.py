@@ -52,6 +52,7 @@ from transforms.message_writer import (
 from transforms.quarantine import mask_identifiers
 from transforms.serializers import MessageInvalid, get_serializer
 from transforms.serializers.model import NIL_GUID
+from transforms.serializers.xpr56_batch import FRAME_COLUMNS
 from transforms.settings import Settings
 
 __all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "message_path", "write_manifest"]
@@ -398,7 +399,7 @@ class SubmissionWriter:
         fid, id_type = zip(*map(self.identities.__getitem__, keys), strict=True) if keys else ((), ())
         return notes.with_columns(
             pasient_guid=pl.Series(pasient_guid, dtype=pl.Utf8), bruker_nr=pl.Series(bruker_nr, dtype=pl.Utf8),
-            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32))
+            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32)).select(FRAME_COLUMNS)
 
     def serialize(self, municipality: Municipality, notes: pl.DataFrame,
                   persons: dict[str, tuple[str, str]]) -> bytes:
