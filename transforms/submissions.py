@@ -207,8 +207,8 @@ class SubmissionWriter:
         if unknown:
             raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
         with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con:
-            # a checkpoint rewrites the tables' indexes: one per 16 MB of log (the default) made a long run
-            # quadratic; the log stays durable, the checkpoint comes at the end (or with the next open)
+            # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
+            # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             # temporary files of a writer that was killed; the rerun writes the same bytes again
             for stale in (self.root / "submissions").glob("**/.*.tmp"):
