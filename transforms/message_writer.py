@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import gc
 import hashlib
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,26 +85,48 @@ def empty_message(municipality: Municipality, notifications: tuple[Notification,
         notifications=notifications)
 
 
-def write_atomic(path: Path, data: bytes, made: set[Path] | None = None) -> None:
+def write_atomic(path: Path, data: bytes, folders: Folders | None = None) -> None:
     """Temporary file in the target directory, then rename: a reader never sees a partial file.
 
     No fsync: a killed process loses nothing written (the page cache survives it), and a day whose file
     was lost with the machine is rewritten, byte for byte, by the next run over it.
     """
-    folder = path.parent
-    if made is None or folder not in made:
-        folder.mkdir(parents=True, exist_ok=True)
-        if made is not None:
-            made.add(folder)
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    if folders is None:
+        with Folders() as own:
+            own.write(str(path.parent), path.name, data)
+    else:
+        folders.write(str(path.parent), path.name, data)
+
+
+class Folders:
+    """Open directories of one job: files created relative to them, without resolving the path each time."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._tmp_suffix = f".{os.getpid()}.tmp"
+
+    def write(self, folder: str, name: str, data: bytes) -> None:
+        fd_dir = self._fds.get(folder)
+        if fd_dir is None:
+            os.makedirs(folder, exist_ok=True)
+            fd_dir = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        tmp = f".{name}{self._tmp_suffix}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666, dir_fd=fd_dir)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
+
+    def __enter__(self) -> Folders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def write_messages(job: MessageJob) -> list[DayFile]:
@@ -124,7 +148,7 @@ def write_messages(job: MessageJob) -> list[DayFile]:
     slow_days = set(days.filter("suspect")["day"].to_list())
     by_day = ({d: f for (d,), f in frame.filter(pl.col("day").is_in(list(slow_days))).group_by("day")}
               if slow_days else {})
-    made: set[Path] = set()
+    folders = Folders()
     written: list[DayFile] = []
     batch: list[tuple[dt.date, int, int, int, bytes | None]] = []
     size = 0
@@ -140,27 +164,42 @@ def write_messages(job: MessageJob) -> list[DayFile]:
                 raise problem
             ready.append((day, n, first, last, data))
         for day, n, first, last, data in ready:
-            written.append(_place(job, root, municipality.nr, day, n, first, last, data, made))
+            written.append(_place(job, root, municipality.nr, day, n, first, last, data, folders))
         batch.clear()
 
-    for day, body, n, first, last, suspect in days.select("day", "body", "n", "first_seq", "last_seq",
-                                                          "suspect").iter_rows():
-        batch.append((day, n, first, last, None if suspect else wrapper.message(body)))
-        size += n
-        if size >= BATCH_NOTIFICATIONS:
-            flush()
-            size = 0
-    flush()
+    with folders, no_gc():
+        for day, body, n, first, last, suspect in days.select("day", "body", "n", "first_seq", "last_seq",
+                                                              "suspect").iter_rows():
+            batch.append((day, n, first, last, None if suspect else wrapper.message(body)))
+            size += n
+            if size >= BATCH_NOTIFICATIONS:
+                flush()
+                size = 0
+        flush()
     return written
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a job or a run makes millions of short-lived tuples (none of them
+    in cycles): each full collection would walk every object of the process, the identity map included."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _place(job: MessageJob, root: Path, kommune: str, day: dt.date, n: int, first: int, last: int,
-           data: bytes, made: set[Path]) -> DayFile:
-    rel = relative_path(kommune, day)
+           data: bytes, folders: Folders) -> DayFile:
     digest = hashlib.sha256(data).hexdigest()
-    path = root / rel
     if job.expected is None:
-        write_atomic(path, data, made)
+        rel = relative_path(kommune, day)
+        folder, name = rel.rsplit("/", 1)
+        folders.write(f"{root}/{folder}", name, data)
+        return DayFile(day, n, first, last, rel, digest)
     else:
         recorded_rel, recorded = job.expected[day]
         if digest != recorded:
@@ -168,9 +207,8 @@ def _place(job: MessageJob, root: Path, kommune: str, day: dt.date, n: int, firs
                                "(serializer or identity vault changed); not overwriting it")
         path = root / recorded_rel
         if not path.exists() or path.read_bytes() != data:
-            write_atomic(path, data, made)
-        rel = recorded_rel
-    return DayFile(day, n, first, last, rel, digest)
+            folders.write(str(path.parent), path.name, data)
+        return DayFile(day, n, first, last, recorded_rel, digest)
 
 
 def worker_init(parent: int) -> None:

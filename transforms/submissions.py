@@ -44,6 +44,7 @@ from transforms.message_writer import (
     DayFile,
     MessageJob,
     message_of,
+    no_gc,
     relative_path,
     worker_init,
     write_atomic,
@@ -206,7 +207,7 @@ class SubmissionWriter:
         unknown = [k for k in targets if k not in self.municipalities]
         if unknown:
             raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
-        with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con:
+        with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con, no_gc():
             # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
             # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
