@@ -209,11 +209,19 @@ from transforms.settings import load_settings
 from transforms.submissions import SubmissionWriter
 root = Path(sys.argv[1])
 settings = dataclasses.replace(load_settings(root), as_of_date=dt.date(2025, 12, 31))
-SubmissionWriter(settings, load_keys()).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
+SubmissionWriter(settings, load_keys(), workers=int(sys.argv[2])).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
 """
 
 
-def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path):
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "pool"])
+def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path, workers):
     import os
     import signal
     import subprocess
@@ -222,7 +230,7 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path):
 
     root = tmp_path / "data"
     shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
-    process = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root)], env={**os.environ},
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root), str(workers)], env={**os.environ},
                                cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 120
     # kill it in the middle: after the first municipality is committed, while the next one is being written
@@ -232,8 +240,15 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path):
             break
         time.sleep(0.05)
     assert process.poll() is None, "the backfill finished before it could be killed; make the test kill earlier"
+    children = _children(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    # the pool's processes die with the writer: nothing keeps writing files behind the rerun's back
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.05)
+    assert not [c for c in children if Path(f"/proc/{c}").exists()]
+    assert workers == 0 or children
     backfill(root)
     assert ledger_rows(root) == ledger_rows(written)
     assert tree_digest(root) == tree_digest(written)

@@ -7,14 +7,21 @@ any late registrations going to the first day not yet written. Files are written
 atomically before the ledger commits them: a run killed half-way leaves no ledger
 rows for unwritten days, and the rerun writes identical files (everything is
 deterministic), so nothing is lost, doubled or renumbered.
+
+Throughput: the parent process plans, numbers and commits one municipality at a time
+(one transaction each, in municipality order) while up to two pool processes render,
+validate and write the files of the municipalities planned next (`transforms.message_writer`).
+A municipality is committed only after all of its files are written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,20 +33,36 @@ from transforms.events import EVENT_ORDER
 from transforms.identity import Pseudonymizer, read_vault
 from transforms.keys import Keys
 from transforms.ledger import (
+    NAMESPACE,
     DayOrderError,
-    deterministic_guid,
     last_written_days,
     open_ledger,
     writer_lock,
 )
+from transforms.message_writer import (
+    VERSION_OUT,
+    DayFile,
+    MessageJob,
+    message_of,
+    no_gc,
+    relative_path,
+    worker_init,
+    write_atomic,
+    write_messages,
+)
 from transforms.quarantine import mask_identifiers
 from transforms.serializers import MessageInvalid, get_serializer
-from transforms.serializers.model import NIL_GUID, Contact, Event, Message, Notification, Person
+from transforms.serializers.model import NIL_GUID
+from transforms.serializers.xpr56_batch import FRAME_COLUMNS
 from transforms.settings import Settings
 
-VERSION_OUT = "ktt-backfill 0.1.0"
+__all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "message_path", "write_manifest"]
+
 STATUS_RANK = {"M": 1, "C": 2, "N": 3}
 FIRST_ALLOCATED_USER_NO = 900_000_001
+CHECKPOINT_THRESHOLD = "1GB"
+POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
+
 
 PLAN_SQL = """
 WITH state AS (
@@ -76,6 +99,30 @@ WHERE c.event_key IS NULL
 """
 
 
+# deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
+# (version and variant bits set, as str(uuid.uuid5(...))) in Polars; the column's order is kept
+HASH_SQL = "SELECT sha1(unhex($namespace) || encode(name)) AS h FROM guid_names"
+_VARIANT = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
+
+
+def deterministic_guids(con: duckdb.DuckDBPyConnection, names: pl.Series) -> pl.Series:
+    """`deterministic_guid` of many names at once (each name the '|'-joined parts)."""
+    con.register("guid_names", pl.DataFrame({"name": names}).to_arrow())
+    try:
+        hashes = con.execute(HASH_SQL, {"namespace": NAMESPACE.hex}).pl()
+    finally:
+        con.unregister("guid_names")
+    return hashes.select(_uuid5_text(pl.col("h")).alias(names.name))[names.name]
+
+
+def _uuid5_text(sha1_hex: pl.Expr) -> pl.Expr:
+    """The 8-4-4-4-12 text of a UUID5 from the 40 hex digits of its SHA-1."""
+    h = sha1_hex.str
+    return pl.concat_str([h.slice(0, 8), pl.lit("-"), h.slice(8, 4), pl.lit("-5"), h.slice(13, 3), pl.lit("-"),
+                          h.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.Utf8), h.slice(17, 3),
+                          pl.lit("-"), h.slice(20, 12)])
+
+
 @dataclass
 class SubmissionReport:
     days_written: int = 0
@@ -86,33 +133,63 @@ class SubmissionReport:
 
 
 def message_path(data_root: Path, kommune: str, day: dt.date) -> Path:
-    return data_root / "submissions" / f"kommune={kommune}" / f"{day.year}" / f"{day.isoformat()}.xml"
+    return data_root / relative_path(kommune, day)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-class SubmissionWriter:
-    """Writes one data root's daily messages; holds the ledger lock while it lives."""
+class _Inline(Executor):
+    """Runs a job in this process when it is submitted (small runs: no pool to start)."""
 
-    def __init__(self, settings: Settings, keys: Keys, serializer: str = "xpr56"):
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to whoever takes the result, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _Pending:
+    """A municipality handed to jobs: days to reproduce, and new days to commit once their files exist."""
+
+    kommune: str
+    reproduced: Future | None = None
+    written: Future | None = None
+    first: dt.date | None = None  # of the new days, with their plan
+    last: dt.date | None = None
+    plan: pl.DataFrame | None = None
+
+
+class SubmissionWriter:
+    """Writes one data root's daily messages; holds the ledger lock while it lives.
+
+    `workers`: processes that render, validate and write files beside the planning process; None
+    starts up to two (as many as there are CPUs) once a municipality is large enough to repay it, 0
+    or 1 keeps everything in this process. The pool is spawned, so like any multiprocessing pool it
+    imports the caller's main module: a script that runs the writer needs the `__main__` guard.
+    """
+
+    def __init__(self, settings: Settings, keys: Keys, serializer: str = "xpr56", workers: int | None = None):
         self.settings = settings
         self.root = settings.data_root
+        self.serializer_name = serializer
         self.serializer = get_serializer(serializer)
         self.municipalities = {m.nr: m for m in load_kommuner(settings.config_dir / "kommuner.toml")}
         vault_path = self.root / "identity" / "vault.bin"
         vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
         self.identities = {k: (f, t) for k, f, t in vault.select("person_key", "fid", "id_type").iter_rows()}
         self.pseudonym_key = keys.pseudonym_key
+        self.workers = workers
         self._events: pl.DataFrame | None = None
+        self._pool: Executor | None = None
 
     @property
     def events(self) -> pl.DataFrame:
@@ -130,11 +207,15 @@ class SubmissionWriter:
         unknown = [k for k in targets if k not in self.municipalities]
         if unknown:
             raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
-        with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con:
+        with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con, no_gc():
+            # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
+            # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
+            con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             # temporary files of a writer that was killed; the rerun writes the same bytes again
             for stale in (self.root / "submissions").glob("**/.*.tmp"):
                 stale.unlink()
-            con.register("events", self.events.to_arrow())
+            events = self.events.partition_by("kommune", as_dict=True)
+            no_events = self.events.clear()
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
                              for k in targets}
@@ -144,37 +225,96 @@ class SubmissionWriter:
                 raise DayOrderError(
                     f"municipality {k}: cannot write {first_day} before {first_missing[k]} is written "
                     f"(first missing day {first_missing[k]}; start the range there)")
-            for kommune in targets:
-                report.municipalities += 1
-                reproduce_to = min(last_day, first_missing[kommune] - dt.timedelta(days=1))
-                if first_day <= reproduce_to:
-                    report.days_reproduced += self._reproduce(con, kommune, first_day, reproduce_to)
-                new_first = max(first_day, first_missing[kommune])
-                if new_first <= last_day:
-                    self._write_new(con, kommune, new_first, last_day, report)
-                if progress:
-                    progress(kommune, 1)
+            pending: deque[_Pending] = deque()
+            try:
+                for kommune in targets:
+                    report.municipalities += 1
+                    item = _Pending(kommune)
+                    reproduce_to = min(last_day, first_missing[kommune] - dt.timedelta(days=1))
+                    if first_day <= reproduce_to:
+                        job = self._reproduce_job(con, kommune, first_day, reproduce_to)
+                        item.reproduced = self._submit(job) if job is not None else None
+                    new_first = max(first_day, first_missing[kommune])
+                    if new_first <= last_day:
+                        frame = events.pop((kommune,), no_events)  # let each part go once it is planned
+                        item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
+                        item.first, item.last, item.written = new_first, last_day, self._submit(job)
+                    pending.append(item)
+                    # keep the pool busy with the next municipality while this one is committed
+                    while len(pending) > self._depth():
+                        self._finish(con, pending.popleft(), report, progress)
+                while pending:
+                    self._finish(con, pending.popleft(), report, progress)
+            finally:
+                for p in pending:
+                    for future in (p.reproduced, p.written):
+                        if future is not None:
+                            future.cancel()
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True, cancel_futures=True)
+                    self._pool = None
             write_manifest(con, self.root)
         return report
 
+    # --- jobs -------------------------------------------------------------------------
+    def _depth(self) -> int:
+        return 3 if isinstance(self._pool, ProcessPoolExecutor) else 0
+
+    def _submit(self, job: MessageJob) -> Future:
+        if self._pool is None:
+            size = self.workers if self.workers is not None else min(2, len(os.sched_getaffinity(0)))
+            if multiprocessing.current_process().daemon:  # a daemonic process may not start a pool
+                size = 0
+            if size > 1 and (self.workers is not None or job.frame.height >= POOL_MIN_ROWS):
+                context = multiprocessing.get_context("spawn")  # no fork of a process running DuckDB/Polars threads
+                self._pool = ProcessPoolExecutor(size, mp_context=context, initializer=worker_init,
+                                                 initargs=(os.getpid(),))
+            elif self.workers is not None or job.frame.height >= POOL_MIN_ROWS:
+                self._pool = _Inline()
+        return (self._pool or _Inline()).submit(write_messages, job)
+
+    def _finish(self, con: duckdb.DuckDBPyConnection, item: _Pending, report: SubmissionReport,
+                progress: Callable[[str, int], None] | None) -> None:
+        if item.reproduced is not None:
+            report.days_reproduced += len(self._result(item.reproduced))
+        if item.written is not None:
+            self._commit(con, item, self._result(item.written), report)
+        if progress:
+            progress(item.kommune, 1)
+
+    def _result(self, future: Future) -> list[DayFile]:
+        try:
+            return future.result()
+        except MessageInvalid as exc:
+            # a schema message may quote an attribute value; the failure is logged, identifiers must not be
+            tag = Pseudonymizer(self.pseudonym_key).tag
+            raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
+                                 exc.sequence_no) from None
+
     # --- new days -------------------------------------------------------------------
-    def _write_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
-                   report: SubmissionReport) -> None:
-        plan = con.execute(PLAN_SQL, {"kommune": kommune, "first_day": first, "last_day": last}).pl()
+    def _plan_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
+                  events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
+        con.register("events", events.to_arrow())
+        try:
+            plan = con.execute(PLAN_SQL, {"kommune": kommune, "first_day": first, "last_day": last}).pl()
+        finally:
+            con.unregister("events")
         plan = self._number(con, kommune, plan)
         persons = self._assign_persons(con, kommune, plan)
-        municipality = self.municipalities[kommune]
-        day_rows = []
-        for notes in plan.partition_by("day", maintain_order=True):
-            day = notes["day"][0]
-            data = self.serialize(municipality, notes, persons)
-            path = message_path(self.root, kommune, day)
-            _write_atomic(path, data)
-            day_rows.append((kommune, day, notes.height, int(notes["seq"].min()), int(notes["seq"].max()),
-                             path.relative_to(self.root).as_posix(), hashlib.sha256(data).hexdigest()))
-            report.files += 1
-        written = {r[1] for r in day_rows}
-        day_rows += [(kommune, d, 0, None, None, None, None) for d in _days(first, last) if d not in written]
+        job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
+                         self.serializer_name)
+        return plan, job
+
+    def _commit(self, con: duckdb.DuckDBPyConnection, item: _Pending, days: list[DayFile],
+                report: SubmissionReport) -> None:
+        """One transaction per municipality, after every one of its files is written."""
+        kommune, plan = item.kommune, item.plan
+        assert plan is not None and item.first is not None and item.last is not None
+        day_rows = [(kommune, d.day, d.n_notifications, d.first_seq, d.last_seq, d.file, d.sha256) for d in days]
+        report.files += len(days)
+        written = {d.day for d in days}
+        day_rows += [(kommune, d, 0, None, None, None, None) for d in _days(item.first, item.last)
+                     if d not in written]
         con.execute("BEGIN TRANSACTION")
         try:
             if plan.height:
@@ -208,14 +348,14 @@ class SubmissionWriter:
             pl.col("event_type").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_type"),
         ).sort("day", "_status", "event_date", "_type", "event_key").drop("_status", "_type")
         plan = plan.with_columns(seq=pl.int_range(last_seq + 1, last_seq + 1 + plan.height, dtype=pl.Int64))
-        guids = [deterministic_guid(kommune, key, seq) for key, seq in plan.select("event_key", "seq").iter_rows()]
-        event_guids = [deterministic_guid(kommune, key, digest, status, seq) for key, digest, status, seq in
-                       plan.select("event_key", "content_hash", "status", "seq").iter_rows()]
-        return plan.with_columns(
-            guid=pl.Series(guids, dtype=pl.Utf8),
-            previous_guid=pl.Series([last_guid, *guids[:-1]] if guids else [], dtype=pl.Utf8),
-            event_guid=pl.Series(event_guids, dtype=pl.Utf8),
-        )
+        names = pl.concat([
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|")),
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
+                                            pl.col("seq").cast(pl.Utf8)], separator="|"))])["name"]
+        guids = deterministic_guids(con, names)  # both kinds in one query: the notification's, then the event's
+        return plan.with_columns(guid=guids.head(plan.height), event_guid=guids.tail(plan.height)).with_columns(
+            previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
+            *plan.columns, "guid", "previous_guid", "event_guid")
 
     def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame
                         ) -> dict[str, tuple[str, str]]:
@@ -239,68 +379,52 @@ class SubmissionWriter:
                 number = str(FIRST_ALLOCATED_USER_NO + allocated)
                 allocated += 1
             taken.add(number)
-            guid = deterministic_guid("pasient", kommune, person_key)
-            known[person_key] = (number, guid)
-            rows.append((kommune, person_key, number, guid))
+            rows.append((kommune, person_key, number))
         if rows:
             frame = pl.DataFrame(rows, orient="row", schema={"kommune": pl.Utf8, "person_key": pl.Utf8,
-                                                             "bruker_nr": pl.Utf8, "pasient_guid": pl.Utf8})
+                                                             "bruker_nr": pl.Utf8})
+            names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
+                                                             separator="|"))["pasient_guid"]
+            frame = frame.with_columns(deterministic_guids(con, names))
+            known.update({k: (n, g) for k, n, g in frame.select("person_key", "bruker_nr", "pasient_guid").iter_rows()})
             con.register("persons_frame", frame.to_arrow())
             con.execute("INSERT INTO persons SELECT * FROM persons_frame")
             con.unregister("persons_frame")
         return known
 
     # --- messages -------------------------------------------------------------------
+    def _message_frame(self, notes: pl.DataFrame, persons: dict[str, tuple[str, str]]) -> pl.DataFrame:
+        """The notifications with what their `Bruker` says (a missing identity fails as it always did)."""
+        keys = notes["person_key"].to_list()
+        bruker_nr, pasient_guid = zip(*map(persons.__getitem__, keys), strict=True) if keys else ((), ())
+        fid, id_type = zip(*map(self.identities.__getitem__, keys), strict=True) if keys else ((), ())
+        return notes.with_columns(
+            pasient_guid=pl.Series(pasient_guid, dtype=pl.Utf8), bruker_nr=pl.Series(bruker_nr, dtype=pl.Utf8),
+            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32)).select(FRAME_COLUMNS)
+
     def serialize(self, municipality: Municipality, notes: pl.DataFrame,
-                   persons: dict[str, tuple[str, str]]) -> bytes:
-        notifications = []
-        for n in notes.iter_rows(named=True):
-            fid, id_type = self.identities[n["person_key"]]
-            user_no, patient_guid = persons[n["person_key"]]
-            event = Event(
-                kind=n["event_type"], service_type=n["service_code"], service_id=n["reporting_id"],
-                event_date=n["event_date"], registered_at=n["registered_at"], event_guid=n["event_guid"],
-                person=Person(patient_guid=patient_guid, user_no=user_no, fid=fid, type_id=id_type),
-                provider_org=n["provider_org"] if n["event_type"] == "TjenesteutforerEndret" else None,
-                stop_id=n["stop_id"],
-            )
-            notifications.append(Notification(
-                guid=n["guid"], previous_guid=n["previous_guid"], sequence_no=n["seq"], status=n["status"],
-                notification_time=dt.datetime.combine(n["day"], dt.time()), event=event, ref_guid=n["ref_guid"]))
-        message = Message(
-            kommune_nr=municipality.nr, vendor=municipality.vendor, epj_name=municipality.epj_name,
-            epj_version=municipality.epj_version, version_out=VERSION_OUT,
-            contacts=tuple(Contact(c.name, c.email, c.type) for c in municipality.contacts),
-            notifications=tuple(notifications))
+                  persons: dict[str, tuple[str, str]]) -> bytes:
+        """One message of the given notifications (the resend's path); identifiers masked in a failure."""
         try:
-            return self.serializer.serialize(message)
+            return self.serializer.serialize(message_of(municipality, self._message_frame(notes, persons)))
         except MessageInvalid as exc:
-            # a schema message may quote an attribute value; the failure is logged, identifiers must not be
             tag = Pseudonymizer(self.pseudonym_key).tag
             raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
                                  exc.sequence_no) from None
 
-    def _reproduce(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date) -> int:
-        """Rewrite already-written days from the ledger; the bytes must equal the recorded checksum."""
+    def _reproduce_job(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date
+                       ) -> MessageJob | None:
+        """Already-written days from the ledger; the job checks the bytes against the recorded checksum."""
         days = con.execute("SELECT day, file, sha256 FROM written_days WHERE kommune = ? AND day BETWEEN ? AND ? "
                            "AND file IS NOT NULL ORDER BY day", [kommune, first, last]).fetchall()
         if not days:
-            return 0
-        notes = con.execute("""
-            SELECT n.*, NULL AS user_no FROM notifications n
-            WHERE kommune = ? AND day BETWEEN ? AND ? ORDER BY seq""", [kommune, first, last]).pl()
+            return None
+        notes = con.execute("SELECT * FROM notifications WHERE kommune = ? AND day BETWEEN ? AND ? ORDER BY seq",
+                            [kommune, first, last]).pl()
         persons = {k: (n, g) for k, n, g in con.execute(
             "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?", [kommune]).fetchall()}
-        by_day = {d: frame for (d,), frame in notes.group_by("day")}
-        for day, rel, digest in days:
-            data = self.serialize(self.municipalities[kommune], by_day[day], persons)
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise RuntimeError(f"{rel}: the ledger no longer reproduces the message it recorded "
-                                   "(serializer or identity vault changed); not overwriting it")
-            path = self.root / rel
-            if not path.exists() or path.read_bytes() != data:
-                _write_atomic(path, data)
-        return len(days)
+        return MessageJob(self.root, self.municipalities[kommune], self._message_frame(notes, persons),
+                          self.serializer_name, expected={d: (rel, digest) for d, rel, digest in days})
 
 
 def write_manifest(con: duckdb.DuckDBPyConnection, data_root: Path) -> Path:

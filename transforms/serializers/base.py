@@ -52,6 +52,10 @@ class MessageInvalid(Exception):
         scope = _subject(notification_guid, sequence_no) or "message: "
         super().__init__(f"{scope}{detail} [rule {rule}]")
 
+    def __reduce__(self) -> tuple:
+        # raised in a pool process and re-raised in the writer: pickle the fields, not the formatted text
+        return (type(self), (self.rule, self.detail, self.notification_guid, self.sequence_no, self.issues))
+
     @classmethod
     def from_issue(cls, issue: ValidationIssue, issues: tuple[ValidationIssue, ...] = ()) -> MessageInvalid:
         detail = issue.message if issue.line is None else f"{issue.message} (line {issue.line})"
