@@ -44,9 +44,10 @@ def postgres_url():
     admin.close()
 
 
-def test_small_backfill_with_postgres_instance_storage(small_root, tmp_path, postgres_url, monkeypatch):
+def test_small_backfill_with_postgres_instance_storage(demo_root, tmp_path, postgres_url, monkeypatch):
+    """A quarter of the demo world, every stage, with runs, events and checks in PostgreSQL."""
     root = tmp_path / "data"
-    shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox", "timeline"))
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox", "timeline"))
     monkeypatch.setenv("KTT_DAGSTER_PG_URL", postgres_url)
     home = prepare_instance(tmp_path / "dagster_home", "postgres").home
     env = {**os.environ, "DAGSTER_HOME": str(home)}
