@@ -192,7 +192,7 @@ QUARANTINE = Table(
     "Every input record (or whole file) that could not be staged, with the rule it broke.",
     (
         *LINEAGE,
-        _c("format", pl.Utf8, "input format: iplos-3.6, iplos-3.7, epj-a-csv, epj-b-jsonl"),
+        _c("format", pl.Utf8, "input format: iplos (layout 3.6 or 3.7), epj-a-csv, epj-b-jsonl"),
         _c("record_kind", pl.Utf8, "person, service, stop, assessment, diagnosis or file"),
         _c("rule_id", pl.Utf8, "stable id of the rule the record broke (transforms.quarantine.RULES)"),
         _c("message", pl.Utf8, "what is wrong, for a person to read"),

@@ -291,9 +291,9 @@ WITH epj_versions AS (
       AND c.source = 'iplos:' || year(y.change_date)
 )
 SELECT re.episode_id, greatest(c.change_date, e.start_date) AS change_date,
-       arg_max(c.provider_org, c.change_date) AS provider_org, bool_and(c.imputed) AS imputed,
-       max(c.registered_at) AS registered_at,
-       list(c.lineage) AS lineage
+       arg_max(c.provider_org, (c.change_date, c.registered_at, c.provider_org)) AS provider_org,
+       bool_and(c.imputed) AS imputed, max(c.registered_at) AS registered_at,
+       list(c.lineage ORDER BY c.lineage) AS lineage
 FROM changes c
 JOIN record_episode re USING (record_id)
 JOIN episodes e USING (episode_id)

@@ -62,10 +62,11 @@ WITH history AS (
            arg_max({{'user_no': user_no, 'code': service_code, 'start_date': start_date, 'end_date': end_date,
                     'provider_org': provider_org, 'hours_per_week': hours_per_week, 'unit': unit}},
                    {EPJ_VERSION_KEY}) AS c,
-           list(DISTINCT unit) AS units,
-           arg_min(migrated_from_system, registered_at) FILTER (WHERE migrated_from_system IS NOT NULL)
-               AS migrated_from_system,
-           arg_min(migrated_from_service_id, registered_at)
+           list_sort(list(DISTINCT unit)) AS units,
+           -- ties on registered_at broken by the values themselves, so rebuilds agree
+           arg_min(migrated_from_system, (registered_at, migrated_from_system, migrated_from_service_id))
+               FILTER (WHERE migrated_from_system IS NOT NULL) AS migrated_from_system,
+           arg_min(migrated_from_service_id, (registered_at, migrated_from_system, migrated_from_service_id))
                FILTER (WHERE migrated_from_service_id IS NOT NULL) AS migrated_from_id,
            bool_or(change_type = 'ANNULLERT') AS annulled,
            min(registered_at) AS first_registered_at,
