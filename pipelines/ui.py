@@ -165,10 +165,11 @@ def run_ui(data_root: Path, home: Path, kind: str, host: str, port: int,
         process = subprocess.Popen(dev_command(host, port), env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, preexec_fn=_default_signals)
 
-    def on_term(signum, frame):
+    def on_stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # both, explicitly: a shell that starts us in the background hands SIGINT down as ignored
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     url = f"http://{host}:{port}"
     try:
         wait_until_serving(url, process, start_timeout)
@@ -183,4 +184,5 @@ def run_ui(data_root: Path, home: Path, kind: str, host: str, port: int,
         stop(process)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
