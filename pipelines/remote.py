@@ -74,9 +74,10 @@ def graphql(url: str, query: str, variables: dict, timeout: float = 60.0) -> dic
 
 def backfill_targets(defs: dg.Definitions, first: dt.date, last: dt.date) -> list[dict]:
     """Every asset of the graph, as `ktt backfill` runs it: days in [first, last], all data years."""
+    graph = defs.resolve_asset_graph()
     targets = []
-    for key in sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string()):
-        node = defs.resolve_asset_graph().get(key)
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
         selector: dict = {"assetKey": {"path": list(key.path)}}
         if isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition):
             selector["partitions"] = {"range": {"start": first.isoformat(), "end": last.isoformat()}}
