@@ -27,8 +27,8 @@ IPLOS_ASSETS = ("iplos_services", "iplos_persons", "iplos_assessments")
 EPJ_ASSETS = ("epj_service_versions", "epj_stops", "epj_persons")
 
 
-def _conservation_check(asset_key: str, settings, prefix: str) -> dg.AssetCheckResult:
-    table = conservation_table(settings).filter(pl.col("source_file").str.starts_with(prefix))
+def _conservation_check(asset_key: str, settings, source: str) -> dg.AssetCheckResult:
+    table = conservation_table(settings).filter(pl.col("source_file").str.starts_with(f"raw/{source}/"))
     broken = table.filter(~pl.col("balanced"))
     return dg.AssetCheckResult(
         asset_key=asset_key,
@@ -43,8 +43,7 @@ def _conservation_check(asset_key: str, settings, prefix: str) -> dg.AssetCheckR
 
 
 def _report_metadata(context: AssetExecutionContext, report: ingest.IngestReport, settings, source: str) -> dict:
-    prefix = f"raw/{source}/"
-    quarantine = quarantine_frame(settings).filter(pl.col("source_file").str.starts_with(prefix))
+    quarantine = quarantine_frame(settings).filter(pl.col("source_file").str.starts_with(f"raw/{source}/"))
     by_rule = Counter(quarantine["rule_id"].to_list())
     return {
         "files_read": len(report.files),
@@ -78,7 +77,7 @@ def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     metadata = _report_metadata(context, report, settings, "iplos")
     for name in IPLOS_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
-    yield _conservation_check("iplos_services", settings, "raw/iplos/")
+    yield _conservation_check("iplos_services", settings, "iplos")
 
 
 @dg.multi_asset(
@@ -97,7 +96,7 @@ def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     metadata = _report_metadata(context, report, settings, "epj")
     for name in EPJ_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
-    yield _conservation_check("epj_service_versions", settings, "raw/epj/")
+    yield _conservation_check("epj_service_versions", settings, "epj")
 
 
 @dg.asset(group_name=GROUP, deps=["iplos_persons", "epj_persons"], kinds={"parquet"}, pool=STAGING_POOL)
