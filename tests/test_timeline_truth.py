@@ -102,3 +102,20 @@ def test_batches_of_municipalities_give_the_same_timeline(small):
     batched = build_timeline(settings, rows_per_batch=1)
     for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
         assert getattr(batched, name).equals(getattr(whole, name)), name
+
+
+def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small, tmp_path):
+    """The asset writes batch by batch to part files (`build_and_write_timeline`); the tables must be
+    the ones `write_timeline` writes from one in-memory result."""
+    import shutil
+
+    from transforms.timeline.build import build_and_write_timeline
+
+    settings, _ = small
+    root = tmp_path / "data"
+    shutil.copytree(settings.data_root, root, ignore=shutil.ignore_patterns("timeline", "ledger", "submissions"))
+    build_and_write_timeline(dataclasses.replace(settings, data_root=root))
+    for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
+        ours = pl.read_parquet(root / "timeline" / f"{name}.parquet")
+        theirs = pl.read_parquet(settings.data_root / "timeline" / f"{name}.parquet")
+        assert ours.equals(theirs), name
