@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +32,10 @@ log = logging.getLogger(__name__)
 
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
 BATCH_SERVICE_ROWS = 1_000_000
-# DuckDB's share of a batch process: it spills beyond this instead of growing the process past ~4 GiB
-# (KTT_DUCKDB_MEMORY_LIMIT overrides it)
-TIMELINE_MEMORY_LIMIT = "3GB"
+# DuckDB's share of the process: it spills beyond this instead of growing the process past ~4 GiB
+# (KTT_DUCKDB_MEMORY_LIMIT overrides it); batches built side by side share it
+TIMELINE_MEMORY_LIMIT_MB = 3000
+TIMELINE_MEMORY_LIMIT = f"{TIMELINE_MEMORY_LIMIT_MB}MB"
 
 EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
                    "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
@@ -80,12 +85,17 @@ def staged_inputs(settings: Settings) -> StagedInputs:
     return StagedInputs(staged_file_index(settings), staged_extracts(settings))
 
 
-def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None
-                 ) -> TimelineResult:
-    """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
+def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None,
+                 workers: int = 1) -> TimelineResult:
+    """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection.
+
+    With `workers` batches built side by side, each connection gets one thread and its share of the
+    memory limit.
+    """
     as_of = as_of_date(settings)
     inputs = inputs or staged_inputs(settings)
-    with duck.connect(memory_limit=TIMELINE_MEMORY_LIMIT) as con:
+    memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
+    with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
         register_staged(con, settings, kommuner, inputs.files)
         con.register("municipality_codes", municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
@@ -185,6 +195,33 @@ def write_timeline(settings: Settings, result: TimelineResult, skip: tuple[str, 
     return paths
 
 
+def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedInputs, workers: int
+                    ) -> Iterator[TimelineResult]:
+    """Each batch's result in batch order, built up to `workers` at a time.
+
+    DuckDB and Polars release the GIL while they work, so threads suffice. At most `workers` results
+    wait for the caller, so memory stays bounded when writing is slower than building.
+    """
+    if workers == 1:
+        for batch in batches:
+            yield _build_batch(settings, batch, inputs)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="timeline-batch") as pool:
+        pending: deque[Future[TimelineResult]] = deque()
+        queued = iter(batches)
+        try:
+            for batch in itertools.islice(queued, workers):
+                pending.append(pool.submit(_build_batch, settings, batch, inputs, workers))
+            while pending:
+                result = pending.popleft().result()
+                for batch in itertools.islice(queued, 1):
+                    pending.append(pool.submit(_build_batch, settings, batch, inputs, workers))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 # the large outputs, written batch by batch; (name, sort order within a batch)
 STREAMED = {"episodes": ("episode_id",), "stops": ("episode_id", "from_date", "stop_id", "source"),
             "provider_changes": ("episode_id", "change_date")}
@@ -204,8 +241,22 @@ class TimelineSummary:
     paths: dict[str, Path]
 
 
-def build_and_write_timeline(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -> TimelineSummary:
-    """`write_timeline(settings, build_timeline(settings))` with memory bounded by one batch.
+def timeline_workers() -> int:
+    """Batches built side by side: one per core, at most two (KTT_TIMELINE_WORKERS overrides it)."""
+    configured = os.environ.get("KTT_TIMELINE_WORKERS")
+    return max(1, int(configured)) if configured else max(1, min(2, os.cpu_count() or 1))
+
+
+def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = None,
+                             workers: int | None = None) -> TimelineSummary:
+    """`write_timeline(settings, build_timeline(settings))` with memory bounded by the batches in flight.
+
+    Batches are built `workers` at a time, each on a single-threaded DuckDB connection with its share
+    of the memory limit: one DuckDB query on two threads keeps both cores busy only part of the time
+    (its single-threaded phases, and the Python between statements, leave one idle), two batches side
+    by side keep both busy, and single-threaded plans skip the merge work of parallel aggregates.
+    Batches are smaller in proportion (`rows_per_batch` defaults to BATCH_SERVICE_ROWS / workers), so
+    the memory in flight stays that of one large batch.
 
     Each batch's episodes, stops and provider changes go to a part file as soon as the batch
     is done, so the country's episodes (with their record and lineage lists) are never held in
@@ -213,16 +264,18 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int = BATCH_SER
     starts with the episode id (municipality first), so the parts, each sorted, are
     concatenated in order into the same rows in the same order as `write_timeline` writes.
     """
+    workers = workers or timeline_workers()
+    rows_per_batch = rows_per_batch or BATCH_SERVICE_ROWS // workers
     inputs = staged_inputs(settings)
     batches = plan_batches(settings, rows_per_batch, inputs.files) or [set()]
-    log.info("timeline: %d municipalities in %d batches", sum(len(b) for b in batches), len(batches))
+    log.info("timeline: %d municipalities in %d batches, %d at a time",
+             sum(len(b) for b in batches), len(batches), workers)
     out = timeline_dir(settings)
     part_dir = out / ".parts"
     shutil.rmtree(part_dir, ignore_errors=True)
     small: list[TimelineResult] = []
     flags: dict[str, int] = {}
-    for number, batch in enumerate(batches):
-        part = _build_batch(settings, batch, inputs)
+    for number, part in enumerate(_built_in_order(settings, batches, inputs, workers)):
         for name, order in STREAMED.items():
             frame = getattr(part, name).sort(*order, nulls_last=True)
             write_parquet_atomic(frame, part_dir / name / f"{number:05d}.parquet")
