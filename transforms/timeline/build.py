@@ -96,6 +96,7 @@ def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedIn
     inputs = inputs or staged_inputs(settings)
     memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
     with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
+        con.execute("SET parquet_metadata_cache = true")
         register_staged(con, settings, kommuner, inputs.files)
         con.register("municipality_codes", municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())

@@ -10,21 +10,47 @@ from __future__ import annotations
 
 from transforms.timeline.records import EPJ_VERSION_KEY
 
-# Each "first record by some order" rule is an arg_min over a struct key that spells that order out
-# (NULLs last via an is-null flag, DESC via negation, the record id as the final tie-break): one hash
-# aggregate over narrow rows instead of three window sorts over wide ones.
+# Each "first record by some order" rule is an arg_min over one integer that spells that order out, most
+# significant part first: NULLs last via an is-null bit, DESC via subtraction from the field's top, and
+# `rid` as the final tie-break (rids follow record_id order, see RECORDS_SQL). A hash aggregate over
+# integer keys costs about half of one over struct keys, whose comparisons go through sort-key blobs.
+RID_BITS = 35  # rids are row numbers within a batch
+DAY_BITS = 23  # day numbers offset by DAY_OFFSET: years -8982..9999 fit
+DAY_OFFSET = 4_000_000
+
+
+def day_field(column: str) -> str:
+    """A date as a non-negative day number (0 for NULL: NULLs are ordered by their own bit)."""
+    return f"(coalesce({column} - DATE '1970-01-01', 0) + {DAY_OFFSET})"
+
+
+def key(*fields: tuple[str, int]) -> str:
+    """`fields` (SQL expression, bit width), most significant first, packed into one integer (rid last).
+
+    BIGINT when the fields fit 63 bits (its arithmetic is several times cheaper), else HUGEINT.
+    """
+    width = RID_BITS + sum(bits for _, bits in fields)
+    if width > 126:
+        raise ValueError(f"a packed key of {width} bits does not fit a HUGEINT")
+    kind = "BIGINT" if width <= 62 else "HUGEINT"
+    parts, shift = [], RID_BITS
+    for expression, bits in reversed(fields):
+        parts.append(f"(CAST({expression} AS {kind}) << {shift})")
+        shift += bits
+    return f"({' + '.join(reversed(parts))} + CAST(rid AS {kind}))"
+
+
 # latest part: ORDER BY last_covered DESC NULLS LAST, precedence, record_id
-LATEST_KEY = ("{'n': last_covered IS NULL, 'd': DATE '9999-12-31' - coalesce(last_covered, DATE '9999-12-31'), "
-              "'p': precedence, 'r': record_id}")
-# start: ORDER BY continuation, precedence, start_date, record_id
-START_KEY = ("{'c': continuation, 'p': precedence, 'sn': start_date IS NULL, "
-             "'s': coalesce(start_date, DATE '1970-01-01'), 'r': record_id}")
+LATEST_KEY = key(("last_covered IS NULL", 1), (f"{(1 << DAY_BITS) - 1} - {day_field('last_covered')}", DAY_BITS),
+                 ("precedence", 2))
+# start: ORDER BY continuation, precedence, start_date NULLS LAST, record_id
+START_KEY = key(("continuation", 1), ("precedence", 2), ("start_date IS NULL", 1),
+                (day_field("start_date"), DAY_BITS))
 # reporting id: ORDER BY precedence, the EPJ system's active_from, first IPLOS year, start_date, record_id
-ID_KEY = ("{'p': precedence, 'an': system_active_from IS NULL OR kind <> 'epj', "
-          "'a': CASE WHEN kind = 'epj' THEN coalesce(system_active_from, DATE '1970-01-01') "
-          "ELSE DATE '1970-01-01' END, "
-          "'yn': list_min(years) IS NULL, 'y': coalesce(list_min(years), 0), "
-          "'sn': start_date IS NULL, 's': coalesce(start_date, DATE '1970-01-01'), 'r': record_id}")
+ID_KEY = key(("precedence", 2), ("system_active_from IS NULL OR kind <> 'epj'", 1),
+             (day_field("CASE WHEN kind = 'epj' THEN system_active_from END"), DAY_BITS),
+             ("list_min(years) IS NULL", 1), ("coalesce(list_min(years), 0)", 16),
+             ("start_date IS NULL", 1), (day_field("start_date"), DAY_BITS))
 
 EPISODES_SQL = f"""
 -- the new side of a switch, and every record that is the same service as it by id, continues an
@@ -76,8 +102,10 @@ WITH parts AS (
            min(kommune) AS kommune,
            min(person_key) AS person_key,
            min(service_code) AS service_code,
-           count(DISTINCT person_key) AS n_persons,
-           count(DISTINCT service_code) AS n_codes,
+           -- several persons or codes (a conflict) when min and max differ; the counts are taken
+           -- for those few components only (`conflicts`): distinct aggregates cost as much again
+           max(person_key) AS person_key_max,
+           max(service_code) AS service_code_max,
            arg_min({{'source_id': CASE WHEN kind IN ('epj', 'i37') THEN service_id END, 'user_no': user_no}},
                    {ID_KEY}) AS by_id,
            arg_min({{'start_date': start_date, 'start_registered_at': first_registered_at,
@@ -87,20 +115,25 @@ WITH parts AS (
                     'later_coverage': later_coverage, 'provider_org': provider_org,
                     'hours_per_week': hours_per_week}},
                    {LATEST_KEY}) AS by_latest,
-           list(DISTINCT start_date) FILTER (WHERE NOT continuation) AS starts,
+           -- sources disagree on the start when these differ (the list itself only for those, `conflicts`)
+           min(start_date) FILTER (WHERE NOT continuation) AS start_min,
+           max(start_date) FILTER (WHERE NOT continuation) AS start_max,
+           bool_or(start_date IS NULL) FILTER (WHERE NOT continuation) AS start_null,
            bool_or(continuation) AS stitched,
            count(*) AS n_records,
+           min(rid) AS first_rid,
            -- sorting each small list beats an ordered aggregate, which sorts the whole input
-           list_sort(list(record_id)) AS records,
-           list_distinct(flatten(list(units))) AS units
+           list_sort(list(record_id)) AS records
     FROM parts
     GROUP BY component
 )
-SELECT component, kommune, person_key, service_code, n_persons, n_codes,
-       by_id.source_id, by_id.user_no, by_start.start_date, by_start.start_registered_at, starts,
+SELECT component, kommune, person_key, service_code,
+       person_key <> person_key_max OR service_code <> service_code_max AS several_persons_or_codes,
+       by_id.source_id, by_id.user_no, by_start.start_date, by_start.start_registered_at,
+       start_min <> start_max OR (start_null AND start_min IS NOT NULL) AS starts_disagree,
        by_latest.end_reported, by_latest.end_registered_at, by_latest.last_covered, by_latest.later_coverage,
-       by_latest.provider_org, by_latest.hours_per_week, by_start.start_source, stitched, n_records,
-       records, units
+       by_latest.provider_org, by_latest.hours_per_week, by_start.start_source, stitched, n_records, first_rid,
+       records
 FROM picked;
 
 -- every staged row behind the episode's records, sorted
@@ -111,7 +144,7 @@ GROUP BY f.component;
 
 -- narrow from here on: records and lineage rejoin the episode at the end
 CREATE OR REPLACE TABLE episodes_dated AS
-SELECT * EXCLUDE (records), records[1] AS first_record,
+SELECT * EXCLUDE (records),
        end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
            AND last_covered < $as_of::DATE AS end_imputed,
        CASE WHEN end_reported IS NULL AND last_covered IS NOT NULL AND later_coverage
@@ -121,17 +154,27 @@ SELECT * EXCLUDE (records), records[1] AS first_record,
        source_id IS NULL AS reporting_id_derived
 FROM episodes_raw;
 
--- a gap bridged: a gap segment of one of the episode's units after its start, before its end
+-- a gap bridged: a gap segment of a unit any of the episode's records was registered under, after its
+-- start, before its end. Gaps are few: only the rows of municipalities with a gap are read for their units
 CREATE OR REPLACE TABLE episodes_flagged AS
-WITH bridged AS (
+WITH gaps AS (
+    SELECT kommune, unit, first_day, last_day FROM chain_segments WHERE source = 'gap'
+), record_units AS (
+    SELECT 'epj:' || system || ':' || service_id AS record_id, unit FROM epj_service_versions
+    WHERE service_id IS NOT NULL AND reporting_kommune IN (SELECT kommune FROM gaps)
+    UNION
+    SELECT record_id, unit FROM iplos_rows WHERE record_id IS NOT NULL AND kommune IN (SELECT kommune FROM gaps)
+), bridged AS (
     SELECT DISTINCT e.component
-    FROM (SELECT component, kommune, start_date, end_date, unnest(units) AS unit FROM episodes_dated) e
-    JOIN chain_segments g ON g.kommune = e.kommune AND g.unit = e.unit AND g.source = 'gap'
+    FROM record_units x
+    JOIN record_facts f USING (record_id)
+    JOIN episodes_dated e USING (component)
+    JOIN gaps g ON g.kommune = e.kommune AND g.unit = x.unit
     WHERE g.first_day > e.start_date AND (e.end_date IS NULL OR e.end_date > g.last_day)
 )
 SELECT e.*, b.component IS NOT NULL AS bridged_gap,
        -- the component's smallest record id orders episodes that share a reporting id and start
-       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.first_record) AS id_rank
+       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.first_rid) AS id_rank
 FROM episodes_dated e LEFT JOIN bridged b USING (component);
 """
 
@@ -142,16 +185,23 @@ SELECT f.kommune, f.component, 'ambiguous_link' AS conflict, f.record_id AS reco
            || c.distance || ' days; linked to none' AS detail
 FROM link_conflicts c JOIN record_facts f USING (rid)
 UNION ALL
-SELECT kommune, component, 'start_disagreement', NULL,
-       'sources disagree on the start: ' || array_to_string(list_sort(starts), ', ')
-FROM episodes_raw WHERE len(starts) > 1
+SELECT f.kommune, f.component, 'start_disagreement', NULL,
+       'sources disagree on the start: '
+           || array_to_string(list_sort(list(DISTINCT r.start_date) FILTER (WHERE NOT f.continuation)), ', ')
+FROM record_facts f JOIN records r USING (rid)
+WHERE f.component IN (SELECT component FROM episodes_raw WHERE starts_disagree)
+GROUP BY f.kommune, f.component
 UNION ALL
-SELECT kommune, component, 'several_persons_or_codes', NULL,
-       n_persons || ' persons, ' || n_codes || ' service codes linked into one episode'
-FROM episodes_raw WHERE n_persons > 1 OR n_codes > 1
+SELECT f.kommune, f.component, 'several_persons_or_codes', NULL,
+       count(DISTINCT r.person_key) || ' persons, ' || count(DISTINCT r.service_code)
+           || ' service codes linked into one episode'
+FROM record_facts f JOIN records r USING (rid)
+WHERE f.component IN (SELECT component FROM episodes_raw WHERE several_persons_or_codes)
+GROUP BY f.kommune, f.component
 UNION ALL
 SELECT f.kommune, f.component, 'same_source_twice', min(f.record_id),
-       count(*) || ' records of ' || f.source || ' in one episode: ' || array_to_string(list(f.record_id), ', ')
+       count(*) || ' records of ' || f.source || ' in one episode: '
+           || array_to_string(list_sort(list(f.record_id)), ', ')
 FROM record_facts f WHERE f.kind = 'epj' GROUP BY f.kommune, f.component, f.source HAVING count(*) > 1
 UNION ALL
 SELECT i.kommune, NULL, 'id_person_mismatch', i.record_id,
@@ -183,7 +233,7 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
            AS end_registered_at,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
-       e.start_source, e.n_records, r.records, l.lineage, e.units, e.component
+       e.start_source, e.n_records, r.records, l.lineage, e.component
 FROM episodes_flagged e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
 
 CREATE OR REPLACE TABLE conflicts_out AS
@@ -263,21 +313,27 @@ FROM (SELECT *, row_number() OVER (PARTITION BY episode_id, stop_id ORDER BY fro
       FROM qualified);
 """
 
+# Only services whose provider differs between versions can have a change (`provider_varies`, from the
+# record aggregates): the version windows run over those few instead of every staged row.
 PROVIDERS_SQL = """
 CREATE OR REPLACE TABLE provider_changes AS
 WITH epj_versions AS (
-    SELECT 'epj:' || system || ':' || service_id AS record_id, registered_at,
-           CAST(timezone('Europe/Oslo', registered_at) AS DATE) AS change_date, provider_org,
-           lag(provider_org) OVER (PARTITION BY reporting_kommune, system, service_id
-                                   ORDER BY registered_at, source_file, line) AS previous_org,
-           source_file || ':' || line AS lineage
-    FROM epj_service_versions WHERE change_type <> 'ANNULLERT'
+    SELECT 'epj:' || v.system || ':' || v.service_id AS record_id, v.registered_at,
+           CAST(timezone('Europe/Oslo', v.registered_at) AS DATE) AS change_date, v.provider_org,
+           lag(v.provider_org) OVER (PARTITION BY v.reporting_kommune, v.system, v.service_id
+                                     ORDER BY v.registered_at, v.source_file, v.line) AS previous_org,
+           v.source_file || ':' || v.line AS lineage
+    FROM epj_service_versions v
+    SEMI JOIN (SELECT kommune, system, service_id FROM epj_current WHERE provider_varies) p
+      ON p.kommune = v.reporting_kommune AND p.system = v.system AND p.service_id = v.service_id
+    WHERE v.change_type <> 'ANNULLERT'
 ), iplos_years AS (
     SELECT r.record_id, CAST(s.extract_date AS TIMESTAMPTZ) AS registered_at,
            make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            s.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
+    SEMI JOIN (SELECT record_id FROM iplos_current WHERE provider_varies) p ON p.record_id = s.record_id
     -- the record id spells out municipality, person and service id (3.7) or code and start (3.6)
     JOIN records r ON r.record_id = s.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
      AND s.layout = CASE r.kind WHEN 'i37' THEN '3.7' ELSE '3.6' END

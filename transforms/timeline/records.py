@@ -62,13 +62,14 @@ WITH history AS (
            arg_max({{'user_no': user_no, 'code': service_code, 'start_date': start_date, 'end_date': end_date,
                     'provider_org': provider_org, 'hours_per_week': hours_per_week, 'unit': unit}},
                    {EPJ_VERSION_KEY}) AS c,
-           list_sort(list(DISTINCT unit)) AS units,
            -- ties on registered_at broken by the values themselves, so rebuilds agree
            arg_min(migrated_from_system, (registered_at, migrated_from_system, migrated_from_service_id))
                FILTER (WHERE migrated_from_system IS NOT NULL) AS migrated_from_system,
            arg_min(migrated_from_service_id, (registered_at, migrated_from_system, migrated_from_service_id))
                FILTER (WHERE migrated_from_service_id IS NOT NULL) AS migrated_from_id,
            bool_or(change_type = 'ANNULLERT') AS annulled,
+           -- the provider changed at some version (the versions are read again for these only)
+           min(provider_org) <> max(provider_org) AS provider_varies,
            min(registered_at) AS first_registered_at,
            list({{'end_date': end_date, 'at': registered_at}}) AS ends
     FROM epj_service_versions
@@ -76,8 +77,8 @@ WITH history AS (
     GROUP BY reporting_kommune, system, service_id
 )
 SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.start_date, c.end_date,
-       c.provider_org, c.hours_per_week, c.unit, units, migrated_from_system, migrated_from_id, annulled,
-       first_registered_at,
+       c.provider_org, c.hours_per_week, c.unit, migrated_from_system, migrated_from_id, annulled,
+       provider_varies, first_registered_at,
        -- when the current end date was first registered (the registration of a TjenesteSlutt)
        list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
 FROM history;
@@ -104,44 +105,48 @@ WITH history AS (
                     'user_no': user_no, 'code29': code29, 'service_code': service_code, 'start_date': start_date,
                     'end_date': end_date, 'provider_org': provider_org, 'hours_per_week': hours_per_week,
                     'unit': unit}}, {IPLOS_VERSION_KEY}) AS c,
-           list(DISTINCT unit) AS units, list_sort(list(DISTINCT data_year)) AS years,
+           list_sort(list(DISTINCT data_year)) AS years,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
+           min(provider_org) <> max(provider_org) AS provider_varies,
            list({{'end_date': end_date, 'at': extract_date}}) AS ends
     FROM iplos_rows
     WHERE record_id IS NOT NULL
     GROUP BY record_id
 )
-SELECT record_id, c.*, units, years, first_registered_at,
+SELECT record_id, c.*, years, first_registered_at, provider_varies,
        CAST(list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
            AS end_registered_at
 FROM history;
 
-CREATE OR REPLACE TABLE all_records AS
+-- EPJ records first: only they can lack a person (an IPLOS record id names its person)
+CREATE OR REPLACE TABLE epj_records AS
 SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,
        'epj:' || e.system AS source, e.system, e.service_id,
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
-       e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit, e.units,
+       e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit,
        NULL::INTEGER[] AS years, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
        e.end_registered_at
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
 LEFT JOIN person_alias a ON a.alias = u.person_key
-WHERE NOT e.annulled
+WHERE NOT e.annulled;
+
+-- records whose person could not be resolved (identifier quarantined) cannot form an episode
+CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM epj_records WHERE person_key IS NULL;
+
+-- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings. The
+-- table is written in record_id order, so its rowid (unique, stable and free for a table that is never
+-- modified) is the rank of the record id: every "record_id as the last tie-break" compares rids instead
+CREATE OR REPLACE TABLE resolved_records AS
+SELECT * FROM epj_records WHERE person_key IS NOT NULL
 UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
-       unit, units, years, NULL, NULL, first_registered_at, end_registered_at
-FROM iplos_current;
-
--- records whose person could not be resolved (identifier quarantined) cannot form an episode
-CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM all_records WHERE person_key IS NULL;
-CREATE OR REPLACE TABLE resolved_records AS SELECT * FROM all_records WHERE person_key IS NOT NULL;
-DROP TABLE all_records;
--- rid: an integer surrogate for record_id, so linking and grouping never hash the long strings. The
--- rowid of a table that is never modified is unique and stable (and free, where row_number() OVER ()
--- serialises the scan); its values depend on scan order, and no output depends on them (orderings
--- use record_id)
+       unit, years, NULL, NULL, first_registered_at, end_registered_at
+FROM iplos_current
+ORDER BY record_id;
+DROP TABLE epj_records;
 CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
 CREATE OR REPLACE TABLE annulled_services AS
