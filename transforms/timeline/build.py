@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import logging
 import os
-import shutil
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,13 +15,14 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms import duck
 from transforms.config import load_kommuner
 from transforms.kommuner import municipality_codes, unit_succession
 from transforms.settings import Settings
-from transforms.timeline.checks import episode_flag_counts
+from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
 from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
 from transforms.timeline.episodes import CONFLICTS_SQL, EPISODES_OUT_SQL, EPISODES_SQL, PROVIDERS_SQL, STOPS_SQL
 from transforms.timeline.linking import link_records
@@ -85,17 +87,32 @@ def staged_inputs(settings: Settings) -> StagedInputs:
     return StagedInputs(staged_file_index(settings), staged_extracts(settings))
 
 
-def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None,
-                 workers: int = 1) -> TimelineResult:
-    """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection.
+# the large outputs, written batch by batch; (name, table, sort order within a batch). Each order is unique
+# (no ties), so a sort in DuckDB and one in Polars give the same rows in the same order
+STREAMED = {"episodes": ("episodes", ("episode_id",)),
+            "stops": ("episode_stops", ("episode_id", "from_date", "stop_id", "source")),
+            "provider_changes": ("provider_changes", ("episode_id", "change_date"))}
+
+
+def _select_sorted(name: str) -> str:
+    table, order = STREAMED[name]
+    columns = ", ".join(EPISODE_COLUMNS) if name == "episodes" else "*"
+    return f"SELECT {columns} FROM {table} ORDER BY {', '.join(f'{c} NULLS LAST' for c in order)}"
+
+
+@contextlib.contextmanager
+def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs, workers: int
+                   ) -> Iterator[tuple[duckdb.DuckDBPyConnection, TimelineResult]]:
+    """A connection holding every timeline table of `kommuner` (all when None), and the small outputs.
 
     With `workers` batches built side by side, each connection gets one thread and its share of the
-    memory limit.
+    memory limit. The result's episodes, stops and provider changes are left empty: the caller reads
+    them from the connection in the form it needs.
     """
     as_of = as_of_date(settings)
-    inputs = inputs or staged_inputs(settings)
     memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
     with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
+        # every statement over the staged views binds their files again; their footers are read once
         con.execute("SET parquet_metadata_cache = true")
         register_staged(con, settings, kommuner, inputs.files)
         con.register("municipality_codes", municipality_codes().to_arrow())
@@ -107,13 +124,35 @@ def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedIn
         rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days)
         for script in (EPISODES_SQL, CONFLICTS_SQL, EPISODES_OUT_SQL, STOPS_SQL, PROVIDERS_SQL):
             run_script(con, script, {"as_of": as_of})
-        episodes = con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes").pl()
-        stops = con.execute("SELECT * FROM episode_stops").pl()
-        providers = con.execute("SELECT * FROM provider_changes").pl()
         conflicts = con.execute("SELECT * FROM conflicts_out").pl()
-    gaps = segments.filter(pl.col("source") == "gap").drop("source")
-    missing = missing_extracts(settings, coverage, kommuner, inputs.extracts)
-    return TimelineResult(coverage, segments, gaps, missing, episodes, stops, providers, conflicts, rounds)
+        gaps = segments.filter(pl.col("source") == "gap").drop("source")
+        missing = missing_extracts(settings, coverage, kommuner, inputs.extracts)
+        empty = pl.DataFrame()
+        yield con, TimelineResult(coverage, segments, gaps, missing, empty, empty, empty, conflicts, rounds)
+
+
+def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None,
+                 workers: int = 1) -> TimelineResult:
+    """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
+    with _reconstructed(settings, kommuner, inputs or staged_inputs(settings), workers) as (con, small):
+        return dataclasses.replace(
+            small, episodes=con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes").pl(),
+            stops=con.execute("SELECT * FROM episode_stops").pl(),
+            provider_changes=con.execute("SELECT * FROM provider_changes").pl())
+
+
+@dataclass(frozen=True)
+class StreamedBatch:
+    """One batch for `build_and_write_timeline`: the small outputs, and the large ones sorted, as Arrow."""
+    small: TimelineResult
+    tables: dict[str, pa.Table]
+
+
+def _build_streamed_batch(settings: Settings, kommuner: set[str], inputs: StagedInputs, workers: int
+                          ) -> StreamedBatch:
+    """The batch's large outputs sorted in DuckDB and handed over as Arrow, without a Polars copy."""
+    with _reconstructed(settings, kommuner, inputs, workers) as (con, small):
+        return StreamedBatch(small, {name: con.execute(_select_sorted(name)).fetch_arrow_table() for name in STREAMED})
 
 
 def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
@@ -197,7 +236,7 @@ def write_timeline(settings: Settings, result: TimelineResult, skip: tuple[str, 
 
 
 def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedInputs, workers: int
-                    ) -> Iterator[TimelineResult]:
+                    ) -> Iterator[StreamedBatch]:
     """Each batch's result in batch order, built up to `workers` at a time.
 
     DuckDB and Polars release the GIL while they work, so threads suffice. At most `workers` results
@@ -205,27 +244,22 @@ def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedI
     """
     if workers == 1:
         for batch in batches:
-            yield _build_batch(settings, batch, inputs)
+            yield _build_streamed_batch(settings, batch, inputs, 1)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="timeline-batch") as pool:
-        pending: deque[Future[TimelineResult]] = deque()
+        pending: deque[Future[StreamedBatch]] = deque()
         queued = iter(batches)
         try:
             for batch in itertools.islice(queued, workers):
-                pending.append(pool.submit(_build_batch, settings, batch, inputs, workers))
+                pending.append(pool.submit(_build_streamed_batch, settings, batch, inputs, workers))
             while pending:
                 result = pending.popleft().result()
                 for batch in itertools.islice(queued, 1):
-                    pending.append(pool.submit(_build_batch, settings, batch, inputs, workers))
+                    pending.append(pool.submit(_build_streamed_batch, settings, batch, inputs, workers))
                 yield result
         finally:
             for future in pending:
                 future.cancel()
-
-
-# the large outputs, written batch by batch; (name, sort order within a batch)
-STREAMED = {"episodes": ("episode_id",), "stops": ("episode_id", "from_date", "stop_id", "source"),
-            "provider_changes": ("episode_id", "change_date")}
 
 
 @dataclass(frozen=True)
@@ -240,6 +274,37 @@ class TimelineSummary:
     rows: dict[str, int]
     linking_rounds: int
     paths: dict[str, Path]
+
+
+class _ParquetAppender:
+    """Parquet files written batch by batch: row groups appended, renamed into place only when complete."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        self.rows = dict.fromkeys(paths, 0)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, name: str, table: pa.Table) -> None:
+        writer = self._writers.get(name)
+        if writer is None:
+            self.paths[name].parent.mkdir(parents=True, exist_ok=True)
+            writer = self._writers[name] = pq.ParquetWriter(
+                self.paths[name].with_suffix(".parquet.tmp"), table.schema, compression="zstd")
+        writer.write_table(table)
+        self.rows[name] += table.num_rows
+
+    def __enter__(self) -> _ParquetAppender:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        for name, path in self.paths.items():
+            tmp = path.with_suffix(".parquet.tmp")
+            if exc_type is None and name in self._writers:
+                os.replace(tmp, path)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def timeline_workers() -> int:
@@ -259,11 +324,12 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = No
     Batches are smaller in proportion (`rows_per_batch` defaults to BATCH_SERVICE_ROWS / workers), so
     the memory in flight stays that of one large batch.
 
-    Each batch's episodes, stops and provider changes go to a part file as soon as the batch
-    is done, so the country's episodes (with their record and lineage lists) are never held in
-    memory at once. Batches follow municipality order and every sort order of these tables
-    starts with the episode id (municipality first), so the parts, each sorted, are
-    concatenated in order into the same rows in the same order as `write_timeline` writes.
+    Each batch's episodes, stops and provider changes are appended to their Parquet files (as row
+    groups) as soon as the batch is done, so the country's episodes (with their record and lineage
+    lists) are never held in memory at once, and no pass over part files is left for the end.
+    Batches follow municipality order and every sort order of these tables starts with the episode
+    id (municipality first), so the batches, each sorted, append the same rows in the same order as
+    `write_timeline` writes.
     """
     workers = workers or timeline_workers()
     rows_per_batch = rows_per_batch or BATCH_SERVICE_ROWS // workers
@@ -271,20 +337,18 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = No
     batches = plan_batches(settings, rows_per_batch, inputs.files) or [set()]
     log.info("timeline: %d municipalities in %d batches, %d at a time",
              sum(len(b) for b in batches), len(batches), workers)
-    out = timeline_dir(settings)
-    part_dir = out / ".parts"
-    shutil.rmtree(part_dir, ignore_errors=True)
     small: list[TimelineResult] = []
     flags: dict[str, int] = {}
-    for number, part in enumerate(_built_in_order(settings, batches, inputs, workers)):
-        for name, order in STREAMED.items():
-            frame = getattr(part, name).sort(*order, nulls_last=True)
-            write_parquet_atomic(frame, part_dir / name / f"{number:05d}.parquet")
-        for flag, count in episode_flag_counts(part.episodes).items():
-            flags[flag] = flags.get(flag, 0) + count
-        empty = {name: getattr(part, name).clear() for name in STREAMED}
-        small.append(TimelineResult(**{**part.__dict__, **empty}))
-        del part
+    with _ParquetAppender({name: timeline_dir(settings) / f"{name}.parquet" for name in STREAMED}) as appender:
+        for part in _built_in_order(settings, batches, inputs, workers):
+            for name, table in part.tables.items():
+                appender.write(name, table)
+            flag_columns = pl.from_arrow(part.tables["episodes"].select(list(EPISODE_FLAG_COLUMNS)))
+            for flag, count in episode_flag_counts(flag_columns).items():
+                flags[flag] = flags.get(flag, 0) + count
+            small.append(part.small)
+            del part
+        rows = appender.rows
     combined = TimelineResult(
         coverage=pl.concat([p.coverage for p in small], how="vertical_relaxed").sort(
             "kommune", "unit", "day", nulls_last=True),
@@ -294,20 +358,12 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = No
             "kommune", "unit", "first_day", nulls_last=True),
         missing=pl.concat([p.missing for p in small], how="vertical_relaxed").sort(
             "kommune", "unit", "year", nulls_last=True),
-        episodes=small[0].episodes, stops=small[0].stops, provider_changes=small[0].provider_changes,
+        episodes=pl.DataFrame(), stops=pl.DataFrame(), provider_changes=pl.DataFrame(),
         conflicts=pl.concat([p.conflicts for p in small], how="vertical_relaxed").sort(
             "kommune", "conflict", "episode_id", "record_id", "detail", nulls_last=True),
         linking_rounds=max(p.linking_rounds for p in small),
     )
     paths = write_timeline(settings, combined, skip=tuple(STREAMED))
-    rows = {}
-    for name in STREAMED:
-        parts = sorted((part_dir / name).glob("*.parquet"))
-        tmp = paths[name].with_suffix(".parquet.tmp")
-        pl.scan_parquet(parts).sink_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, paths[name])
-        rows[name] = pq.read_metadata(paths[name]).num_rows
-    shutil.rmtree(part_dir, ignore_errors=True)
     rows["conflicts"] = combined.conflicts.height
     return TimelineSummary(combined.coverage, combined.segments, combined.gaps, combined.missing,
                            combined.conflicts, flags, rows, combined.linking_rounds, paths)

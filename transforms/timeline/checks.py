@@ -45,9 +45,13 @@ def coverage_chart(segments: pl.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+EPISODE_FLAGS = ("stitched", "end_imputed", "bridged_gap", "conflict", "reporting_id_derived")
+# what `episode_flag_counts` reads of the episodes
+EPISODE_FLAG_COLUMNS = (*EPISODE_FLAGS, "end_date")
+
+
 def episode_flag_counts(episodes: pl.DataFrame) -> dict[str, int]:
-    flags = ("stitched", "end_imputed", "bridged_gap", "conflict", "reporting_id_derived")
-    counts = {flag: int(episodes[flag].sum()) for flag in flags}
+    counts = {flag: int(episodes[flag].sum()) for flag in EPISODE_FLAGS}
     counts["open"] = int(episodes["end_date"].is_null().sum())
     counts["total"] = episodes.height
     return counts

@@ -59,7 +59,8 @@ def staged_extracts(settings: Settings) -> pl.DataFrame:
     files = sorted((settings.staging_dir / "file_counts").glob("raw__iplos__*.parquet"))
     if not files:
         return pl.DataFrame(schema={"year": pl.Int32, "unit": pl.Utf8})
-    counts = pl.concat([pl.read_parquet(f) for f in files])
+    # one multi-file read: a national tree holds thousands of these small files
+    counts = pl.read_parquet(files, columns=["source_file", "record_kind"])
     rejected = counts.filter(pl.col("record_kind") == "file")["source_file"]
     read = counts.filter(~pl.col("source_file").is_in(rejected.implode()))
     parts = read["source_file"].unique().str.extract_groups(r"^raw/iplos/(\d{4})/(\d{4})\.xml$")
