@@ -89,7 +89,7 @@ def staged_inputs(settings: Settings) -> StagedInputs:
 
 # the large outputs, written batch by batch; (name, table, sort order within a batch). Each order is unique
 # (no ties), so a sort in DuckDB and one in Polars give the same rows in the same order
-STREAMED = {"episodes": ("episodes", ("episode_id",)),
+STREAMED = {"episodes": ("episodes_out", ("episode_id",)),
             "stops": ("episode_stops", ("episode_id", "from_date", "stop_id", "source")),
             "provider_changes": ("provider_changes", ("episode_id", "change_date"))}
 
@@ -136,7 +136,7 @@ def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedIn
     """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
     with _reconstructed(settings, kommuner, inputs or staged_inputs(settings), workers) as (con, small):
         return dataclasses.replace(
-            small, episodes=con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes").pl(),
+            small, episodes=con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes_out").pl(),
             stops=con.execute("SELECT * FROM episode_stops").pl(),
             provider_changes=con.execute("SELECT * FROM provider_changes").pl())
 

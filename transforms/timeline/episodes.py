@@ -136,8 +136,8 @@ SELECT component, kommune, person_key, service_code,
        records
 FROM picked;
 
--- every staged row behind the episode's records, sorted
-CREATE OR REPLACE TABLE episode_lineage AS
+-- every staged row behind the episode's records, sorted (a view: computed once, by the output's read)
+CREATE OR REPLACE VIEW episode_lineage AS
 SELECT f.component, list_sort(list(x.ref)) AS lineage
 FROM record_refs x JOIN record_facts f USING (record_id)
 GROUP BY f.component;
@@ -233,8 +233,13 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
            AS end_registered_at,
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
-       e.start_source, e.n_records, r.records, l.lineage, e.component
-FROM episodes_flagged e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
+       e.start_source, e.n_records, e.component
+FROM episodes_flagged e;
+
+-- the output rows: the narrow table above with the record and lineage lists, joined once when read
+CREATE OR REPLACE VIEW episodes_out AS
+SELECT e.*, r.records, l.lineage
+FROM episodes e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
 
 CREATE OR REPLACE TABLE conflicts_out AS
 SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail
@@ -251,7 +256,10 @@ WITH history AS (
            bool_or(change_type = 'ANNULLERT') AS annulled,
            min(registered_at) AS registered_at,
            list({{'to_date': to_date, 'at': registered_at}}) AS ends,
-           list(source_file || ':' || line ORDER BY registered_at, line) AS lineage
+           -- small lists sorted each (an ordered aggregate sorts the whole input); equal times and lines
+           -- fall back to the reference itself
+           [x.ref FOR x IN list_sort(list({{'rn': registered_at IS NULL, 'r': registered_at, 'l': line,
+                                            'ref': source_file || ':' || line}}))] AS lineage
     FROM epj_stops
     WHERE reporting_kommune IS NOT NULL AND system IS NOT NULL AND service_id IS NOT NULL AND stop_id IS NOT NULL
     GROUP BY reporting_kommune, system, service_id, stop_id
@@ -269,7 +277,7 @@ SELECT 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a
        arg_min(s.unit, s.data_year) AS unit,
        CAST(min(s.extract_date) AS TIMESTAMPTZ) AS registered_at,
        CAST(arg_max(s.extract_date, s.data_year) AS TIMESTAMPTZ) AS end_registered_at,
-       list(s.source_file || ':' || s.line ORDER BY s.data_year) AS lineage
+       [x.ref FOR x IN list_sort(list({{'y': s.data_year, 'ref': s.source_file || ':' || s.line}}))] AS lineage
 FROM iplos_stops s
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key
@@ -349,7 +357,7 @@ WITH epj_versions AS (
 SELECT re.episode_id, greatest(c.change_date, e.start_date) AS change_date,
        arg_max(c.provider_org, (c.change_date, c.registered_at, c.provider_org)) AS provider_org,
        bool_and(c.imputed) AS imputed, max(c.registered_at) AS registered_at,
-       list(c.lineage ORDER BY c.lineage) AS lineage
+       list_sort(list(c.lineage)) AS lineage
 FROM changes c
 JOIN record_episode re USING (record_id)
 JOIN episodes e USING (episode_id)

@@ -92,7 +92,7 @@ SELECT a, b, link FROM edge_ranked
 WHERE link IN ('same_id', 'migrated_from') OR (place = 1 AND tied = 1);
 
 CREATE OR REPLACE TABLE link_conflicts AS
-SELECT x.rid, x.link, list(r.record_id ORDER BY r.record_id) AS candidates, min(x.distance) AS distance
+SELECT x.rid, x.link, list_sort(list(r.record_id)) AS candidates, min(x.distance) AS distance
 FROM (SELECT a AS rid, b, link, distance FROM edge_ranked
       WHERE link IN ('start_tolerance', 'stitched') AND place = 1 AND tied > 1) x
 JOIN records r ON r.rid = x.b

@@ -10,10 +10,21 @@ fødselsnummer takes every record of the old number with it.
 
 from __future__ import annotations
 
-PERSONS_SQL = """
+# The current version of a record is an arg_max over a struct key that spells out the version order
+# (latest registration, then source file and line; NULLs lowest, as row_number's NULLS LAST put them),
+# in the same hash aggregate that collects its history: no window sort, no self-join.
+EPJ_VERSION_KEY = ("{'rn': registered_at IS NOT NULL, "
+                   "'r': coalesce(registered_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
+                   "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
+                   "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
+IPLOS_VERSION_KEY = ("{'yn': data_year IS NOT NULL, 'y': coalesce(data_year, 0), "
+                     "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
+                     "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
+
+PERSONS_SQL = f"""
 CREATE OR REPLACE TABLE epj_user AS
 SELECT reporting_kommune AS kommune, system, user_no,
-       first(person_key ORDER BY registered_at DESC, source_file DESC, line DESC) AS person_key
+       arg_max(person_key, {EPJ_VERSION_KEY}) AS person_key
 FROM epj_persons GROUP BY ALL;
 
 -- a D-nummer replaced by a fødselsnummer for the same user number: in an EPJ's person history, or
@@ -26,11 +37,13 @@ JOIN epj_user u ON u.kommune = p.reporting_kommune AND u.system = p.system AND u
 WHERE p.person_key <> u.person_key
 UNION ALL
 SELECT a.person_key, first(b.person_key ORDER BY b.data_year DESC), 2
-FROM iplos_persons a
-JOIN municipality_codes ma ON ma.code = a.unit
-JOIN iplos_persons b ON b.user_no = a.user_no AND b.data_year > a.data_year
-JOIN municipality_codes mb ON mb.code = b.unit AND mb.reporting_kommune = ma.reporting_kommune
-WHERE a.id_type = 2 AND b.id_type = 1 AND a.person_key <> b.person_key
+FROM (SELECT p.*, m.reporting_kommune FROM iplos_persons p JOIN municipality_codes m ON m.code = p.unit
+      WHERE p.id_type = 2) a
+-- D-numbers are few: only the fødselsnummer rows of their user numbers are joined
+JOIN (SELECT p.*, m.reporting_kommune FROM iplos_persons p JOIN municipality_codes m ON m.code = p.unit
+      WHERE p.id_type = 1 AND p.user_no IN (SELECT user_no FROM iplos_persons WHERE id_type = 2)) b
+  ON b.user_no = a.user_no AND b.data_year > a.data_year AND b.reporting_kommune = a.reporting_kommune
+WHERE a.person_key <> b.person_key
   AND a.birth_year IS NOT DISTINCT FROM b.birth_year AND a.sex IS NOT DISTINCT FROM b.sex
 GROUP BY a.person_key;
 
@@ -42,17 +55,6 @@ FROM alias_candidates GROUP BY alias;
 
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
-
-# The current version of a record is an arg_max over a struct key that spells out the version order
-# (latest registration, then source file and line; NULLs lowest, as row_number's NULLS LAST put them),
-# in the same hash aggregate that collects its history: no window sort, no self-join.
-EPJ_VERSION_KEY = ("{'rn': registered_at IS NOT NULL, "
-                   "'r': coalesce(registered_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
-                   "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
-                   "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
-IPLOS_VERSION_KEY = ("{'yn': data_year IS NOT NULL, 'y': coalesce(data_year, 0), "
-                     "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
-                     "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
 
 RECORDS_SQL = f"""
 -- a service id names one record per system; one without an id has no history to follow
