@@ -152,7 +152,13 @@ def _build_streamed_batch(settings: Settings, kommuner: set[str], inputs: Staged
                           ) -> StreamedBatch:
     """The batch's large outputs sorted in DuckDB and handed over as Arrow, without a Polars copy."""
     with _reconstructed(settings, kommuner, inputs, workers) as (con, small):
-        return StreamedBatch(small, {name: con.execute(_select_sorted(name)).fetch_arrow_table() for name in STREAMED})
+        return StreamedBatch(small, {name: _arrow_table(con.execute(_select_sorted(name))) for name in STREAMED})
+
+
+def _arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The result as one Arrow table (`to_arrow_table` from DuckDB 1.4, `fetch_arrow_table` before it)."""
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fetch()
 
 
 def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,

@@ -138,7 +138,7 @@ FROM picked;
 
 -- every staged row behind the episode's records, sorted (a view: computed once, by the output's read)
 CREATE OR REPLACE VIEW episode_lineage AS
-SELECT f.component, list_sort(list(x.ref)) AS lineage
+SELECT f.component, list_sort(flatten(list(x.refs))) AS lineage
 FROM record_refs x JOIN record_facts f USING (record_id)
 GROUP BY f.component;
 

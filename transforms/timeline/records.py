@@ -73,14 +73,15 @@ WITH history AS (
            -- the provider changed at some version (the versions are read again for these only)
            min(provider_org) <> max(provider_org) AS provider_varies,
            min(registered_at) AS first_registered_at,
-           list({{'end_date': end_date, 'at': registered_at}}) AS ends
+           list({{'end_date': end_date, 'at': registered_at}}) AS ends,
+           list(source_file || ':' || line) AS refs
     FROM epj_service_versions
     WHERE service_id IS NOT NULL
     GROUP BY reporting_kommune, system, service_id
 )
 SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.start_date, c.end_date,
        c.provider_org, c.hours_per_week, c.unit, migrated_from_system, migrated_from_id, annulled,
-       provider_varies, first_registered_at,
+       provider_varies, first_registered_at, refs,
        -- when the current end date was first registered (the registration of a TjenesteSlutt)
        list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
 FROM history;
@@ -110,12 +111,13 @@ WITH history AS (
            list_sort(list(DISTINCT data_year)) AS years,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            min(provider_org) <> max(provider_org) AS provider_varies,
-           list({{'end_date': end_date, 'at': extract_date}}) AS ends
+           list({{'end_date': end_date, 'at': extract_date}}) AS ends,
+           list(source_file || ':' || line) AS refs
     FROM iplos_rows
     WHERE record_id IS NOT NULL
     GROUP BY record_id
 )
-SELECT record_id, c.*, years, first_registered_at, provider_varies,
+SELECT record_id, c.*, years, first_registered_at, provider_varies, refs,
        CAST(list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
            AS end_registered_at
 FROM history;
@@ -152,18 +154,12 @@ DROP TABLE epj_records;
 CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
 CREATE OR REPLACE TABLE annulled_services AS
-SELECT a.kommune, a.system, a.service_id, list_sort(list(v.source_file || ':' || v.line)) AS lineage
-FROM epj_current a
-JOIN epj_service_versions v ON v.reporting_kommune = a.kommune AND v.system = a.system
- AND v.service_id = a.service_id
-WHERE a.annulled
-GROUP BY ALL;
+SELECT kommune, system, service_id, list_sort(refs) AS lineage FROM epj_current WHERE annulled;
 
--- lineage: the staged rows behind each record, collected once per episode at the end (`episode_lineage`)
--- instead of carried as lists through every step
+-- lineage: the staged rows behind each record, collected by the record aggregates above and joined to
+-- the episode once at the end (`episode_lineage`) instead of carried through every step
 CREATE OR REPLACE VIEW record_refs AS
-SELECT 'epj:' || system || ':' || service_id AS record_id, source_file || ':' || line AS ref
-FROM epj_service_versions WHERE service_id IS NOT NULL
+SELECT 'epj:' || system || ':' || service_id AS record_id, refs FROM epj_current
 UNION ALL
-SELECT record_id, source_file || ':' || line FROM iplos_rows WHERE record_id IS NOT NULL;
+SELECT record_id, refs FROM iplos_current;
 """
