@@ -91,6 +91,7 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     result = []
+    system_owner: dict[str, str] = {}
     for i, entry in enumerate(data.get("kommune", []), start=1):
         where = f"{path} [[kommune]] #{i}"
         nr = str(entry.get("nr", ""))
@@ -105,6 +106,13 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
             for key in ("system", "path"):
                 if not sys_entry.get(key):
                     raise ConfigError(f"{swhere}: {key} is required")
+            # the system id names a service in lineage, migratedFrom links and record ids
+            # ("epj:<system>:<service id>"): shared by two municipalities, their services would be mixed
+            owner = system_owner.setdefault(sys_entry["system"], nr)
+            if owner != nr or any(s.system == sys_entry["system"] for s in systems):
+                raise ConfigError(
+                    f"{swhere}: system {sys_entry['system']!r} is already the id of an EPJ system of kommune "
+                    f"{owner}; each system id must be unique in the data root (e.g. '{sys_entry['system']}_{nr}')")
             active_from = _date(sys_entry.get("active_from"), swhere, "active_from")
             systems.append(EpjSystem(
                 system=sys_entry["system"], format=fmt, path=sys_entry["path"],

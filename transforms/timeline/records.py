@@ -153,9 +153,6 @@ ORDER BY record_id;
 DROP TABLE epj_records;
 CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
-CREATE OR REPLACE TABLE annulled_services AS
-SELECT kommune, system, service_id, list_sort(refs) AS lineage FROM epj_current WHERE annulled;
-
 -- lineage: the staged rows behind each record, collected by the record aggregates above and joined to
 -- the episode once at the end (`episode_lineage`) instead of carried through every step
 CREATE OR REPLACE VIEW record_refs AS
