@@ -171,11 +171,17 @@ WITH gaps AS (
     JOIN episodes_dated e USING (component)
     JOIN gaps g ON g.kommune = e.kommune AND g.unit = x.unit
     WHERE g.first_day > e.start_date AND (e.end_date IS NULL OR e.end_date > g.last_day)
+), shared_ids AS (
+    SELECT kommune, reporting_id FROM episodes_dated GROUP BY kommune, reporting_id HAVING count(*) > 1
+), ranked AS (
+    -- the component's smallest record id orders episodes that share a reporting id and start; the
+    -- window runs over those few, not over every episode
+    SELECT e.component,
+           row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.first_rid) AS id_rank
+    FROM episodes_dated e SEMI JOIN shared_ids s ON s.kommune = e.kommune AND s.reporting_id = e.reporting_id
 )
-SELECT e.*, b.component IS NOT NULL AS bridged_gap,
-       -- the component's smallest record id orders episodes that share a reporting id and start
-       row_number() OVER (PARTITION BY e.kommune, e.reporting_id ORDER BY e.start_date, e.first_rid) AS id_rank
-FROM episodes_dated e LEFT JOIN bridged b USING (component);
+SELECT e.*, b.component IS NOT NULL AS bridged_gap, coalesce(r.id_rank, 1) AS id_rank
+FROM episodes_dated e LEFT JOIN bridged b USING (component) LEFT JOIN ranked r USING (component);
 """
 
 CONFLICTS_SQL = """
