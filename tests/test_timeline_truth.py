@@ -104,9 +104,11 @@ def test_batches_of_municipalities_give_the_same_timeline(small):
         assert getattr(batched, name).equals(getattr(whole, name)), name
 
 
-def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small, tmp_path):
-    """The asset writes batch by batch to part files (`build_and_write_timeline`); the tables must be
-    the ones `write_timeline` writes from one in-memory result."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small, tmp_path, workers):
+    """The asset builds batches `workers` at a time and appends each batch's large tables to their files
+    (`build_and_write_timeline`); the tables must be the ones `write_timeline` writes from one in-memory
+    result. One municipality per batch, so every batch boundary and the ordering across threads count."""
     import shutil
 
     from transforms.timeline.build import build_and_write_timeline
@@ -114,8 +116,14 @@ def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small
     settings, _ = small
     root = tmp_path / "data"
     shutil.copytree(settings.data_root, root, ignore=shutil.ignore_patterns("timeline", "ledger", "submissions"))
-    build_and_write_timeline(dataclasses.replace(settings, data_root=root))
+    summary = build_and_write_timeline(dataclasses.replace(settings, data_root=root), rows_per_batch=1,
+                                       workers=workers)
     for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
         ours = pl.read_parquet(root / "timeline" / f"{name}.parquet")
         theirs = pl.read_parquet(settings.data_root / "timeline" / f"{name}.parquet")
         assert ours.equals(theirs), name
+    episodes = pl.read_parquet(root / "timeline" / "episodes.parquet")
+    assert summary.rows["episodes"] == episodes.height
+    assert summary.episode_flags["total"] == episodes.height
+    assert summary.episode_flags["stitched"] == episodes["stitched"].sum()
+    assert not list((root / "timeline").glob("*.tmp")), "no temporary file is left behind"
