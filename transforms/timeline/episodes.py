@@ -8,7 +8,7 @@ unit without holding the episode, the end is imputed to the last covered day.
 
 from __future__ import annotations
 
-from transforms.timeline.records import EPJ_VERSION_KEY
+from transforms.timeline.records import EPJ_VERSION_KEY, IPLOS_HAS_RECORD, IPLOS_RECORD_ID
 
 # Each "first record by some order" rule is an arg_min over one integer that spells that order out, most
 # significant part first: NULLs last via an is-null bit, DESC via subtraction from the field's top, and
@@ -163,7 +163,8 @@ WITH gaps AS (
     SELECT 'epj:' || system || ':' || service_id AS record_id, unit FROM epj_service_versions
     WHERE service_id IS NOT NULL AND reporting_kommune IN (SELECT kommune FROM gaps)
     UNION
-    SELECT record_id, unit FROM iplos_rows WHERE record_id IS NOT NULL AND kommune IN (SELECT kommune FROM gaps)
+    SELECT {IPLOS_RECORD_ID.format(p="")}, unit FROM iplos_rows
+    WHERE {IPLOS_HAS_RECORD} AND kommune IN (SELECT kommune FROM gaps)
 ), bridged AS (
     SELECT DISTINCT e.component
     FROM record_units x
@@ -347,9 +348,13 @@ WITH epj_versions AS (
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            s.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
-    SEMI JOIN (SELECT record_id FROM iplos_current WHERE provider_varies) p ON p.record_id = s.record_id
+    JOIN (SELECT record_id, kommune, person, is37, id37, code36, start36 FROM iplos_current
+          WHERE provider_varies) p
+      ON p.kommune = s.kommune AND p.person = s.person AND p.is37 = s.is37
+     AND p.id37 IS NOT DISTINCT FROM s.id37 AND p.code36 IS NOT DISTINCT FROM s.code36
+     AND p.start36 IS NOT DISTINCT FROM s.start36
     -- the record id spells out municipality, person and service id (3.7) or code and start (3.6)
-    JOIN records r ON r.record_id = s.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
+    JOIN records r ON r.record_id = p.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
      AND s.layout = CASE r.kind WHEN 'i37' THEN '3.7' ELSE '3.6' END
 ), changes AS (
     SELECT record_id, change_date, provider_org, FALSE AS imputed, registered_at, lineage FROM epj_versions

@@ -56,6 +56,12 @@ FROM alias_candidates GROUP BY alias;
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
 
+# an IPLOS row's record id from its key columns (`iplos_rows`; NULL where the key is incomplete)
+IPLOS_RECORD_ID = ("CASE WHEN {p}is37 THEN 'i37:' || {p}kommune || ':' || {p}id37 || ':' || {p}person "
+                   "ELSE 'i36:' || {p}kommune || ':' || {p}person || ':' || {p}code36 || ':' || {p}start36 END")
+IPLOS_HAS_RECORD = ("person IS NOT NULL AND CASE WHEN is37 THEN id37 IS NOT NULL "
+                    "ELSE code36 IS NOT NULL AND start36 IS NOT NULL END")
+
 RECORDS_SQL = f"""
 -- a service id names one record per system; one without an id has no history to follow
 CREATE OR REPLACE TABLE epj_current AS
@@ -86,41 +92,45 @@ SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.st
        list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
 FROM history;
 
--- the columns the records and the provider changes need, with the record each row belongs to
+-- the columns the records and the provider changes need, with the key of the record each row belongs
+-- to (3.7: municipality, person, service id; 3.6: municipality, person, code, start); the record id
+-- string is spelled out once per record (`IPLOS_RECORD_ID`), not for every row
 CREATE OR REPLACE TABLE iplos_rows AS
 SELECT s.source_file, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
        s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
        m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
        {CODE29.format(c="s.service_code")} AS code29,
-       CASE WHEN s.layout = '3.7'
-            THEN 'i37:' || m.reporting_kommune || ':' || s.service_id || ':' || coalesce(a.person_key, s.person_key)
-            ELSE 'i36:' || m.reporting_kommune || ':' || coalesce(a.person_key, s.person_key) || ':'
-                 || {CODE29.format(c="s.service_code")} || ':' || s.start_date END AS record_id
+       coalesce(s.layout = '3.7', FALSE) AS is37,
+       CASE WHEN s.layout = '3.7' THEN s.service_id END AS id37,
+       CASE WHEN s.layout = '3.7' THEN NULL ELSE {CODE29.format(c="s.service_code")} END AS code36,
+       CASE WHEN s.layout = '3.7' THEN NULL ELSE s.start_date END AS start36
 FROM iplos_services s
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key;
 
--- rows without a record id (no person) form no record
+-- rows without a complete key (no person) form no record. The current version is picked as a row
+-- number and joined back: cheaper than carrying every column through the aggregate
 CREATE OR REPLACE TABLE iplos_current AS
 WITH history AS (
-    SELECT record_id,
-           arg_max({{'kommune': kommune, 'layout': layout, 'service_id': service_id, 'person': person,
-                    'user_no': user_no, 'code29': code29, 'service_code': service_code, 'start_date': start_date,
-                    'end_date': end_date, 'provider_org': provider_org, 'hours_per_week': hours_per_week,
-                    'unit': unit}}, {IPLOS_VERSION_KEY}) AS c,
-           list_sort(list(DISTINCT data_year)) AS years,
+    SELECT kommune, person, is37, id37, code36, start36,
+           arg_max(rowid, {IPLOS_VERSION_KEY}) AS version,
+           list_sort(list_distinct(list(data_year))) AS years,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            min(provider_org) <> max(provider_org) AS provider_varies,
            list({{'end_date': end_date, 'at': extract_date}}) AS ends,
            list(source_file || ':' || line) AS refs
     FROM iplos_rows
-    WHERE record_id IS NOT NULL
-    GROUP BY record_id
+    WHERE {IPLOS_HAS_RECORD}
+    GROUP BY kommune, person, is37, id37, code36, start36
 )
-SELECT record_id, c.*, years, first_registered_at, provider_varies, refs,
-       CAST(list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
-           AS end_registered_at
-FROM history;
+SELECT {IPLOS_RECORD_ID.format(p="h.")} AS record_id,
+       c.kommune, c.layout, c.service_id, c.person, c.user_no, c.code29, c.service_code, c.start_date,
+       c.end_date, c.provider_org, c.hours_per_week, c.unit,
+       h.years, h.first_registered_at, h.provider_varies, h.refs,
+       CAST(list_min([x.at FOR x IN h.ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
+           AS end_registered_at,
+       h.is37, h.id37, h.code36, h.start36
+FROM history h JOIN (SELECT rowid AS version, * FROM iplos_rows) c USING (version);
 
 -- EPJ records first: only they can lack a person (an IPLOS record id names its person)
 CREATE OR REPLACE TABLE epj_records AS
