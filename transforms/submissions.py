@@ -185,7 +185,9 @@ class SubmissionWriter:
         self.municipalities = {m.nr: m for m in load_kommuner(settings.config_dir / "kommuner.toml")}
         vault_path = self.root / "identity" / "vault.bin"
         vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
-        self.identities = {k: (f, t) for k, f, t in vault.select("person_key", "fid", "id_type").iter_rows()}
+        # one row per person (the last, as before), sorted: `_message_frame` finds a person by binary search
+        self.identities = (vault.select("person_key", "fid", "id_type")
+                           .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
         self.pseudonym_key = keys.pseudonym_key
         self.workers = workers
         self._events: pl.DataFrame | None = None
@@ -357,53 +359,57 @@ class SubmissionWriter:
             previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
             *plan.columns, "guid", "previous_guid", "event_guid")
 
-    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame
-                        ) -> dict[str, tuple[str, str]]:
-        """brukerNr and pasientGUID per person: one number per person for all years, never reused.
+    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
+        """The municipality's persons, known and new (person_key, bruker_nr, pasient_guid): one brukerNr per
+        person for all years, never reused.
 
         A person keeps the source's user number when no other person has it in the
         municipality; otherwise (two EPJs, or merged municipalities, numbered their users
         independently) the person gets the next number of a reserved range.
         """
-        known = {k: (n, g) for k, n, g in con.execute(
-            "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?", [kommune]).fetchall()}
-        taken = {n for n, _ in known.values()}
-        newcomers = (plan.filter(~pl.col("person_key").is_in(list(known)))
+        known = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                            [kommune]).pl()
+        newcomers = (plan.join(known, on="person_key", how="anti")
                      .sort("seq").unique("person_key", keep="first", maintain_order=True))
+        if newcomers.height == 0:
+            return known
+        taken = set(known["bruker_nr"].to_list())
         allocated = con.execute("SELECT count(*) FROM persons WHERE kommune = ? AND TRY_CAST(bruker_nr AS BIGINT) >= ?",
                                 [kommune, FIRST_ALLOCATED_USER_NO]).fetchone()[0]
-        rows = []
-        for person_key, user_no in newcomers.select("person_key", "user_no").iter_rows():
+        numbers = []
+        for user_no in newcomers["user_no"].to_list():
             number = user_no if user_no and user_no not in taken else None
             while number is None or number in taken:
                 number = str(FIRST_ALLOCATED_USER_NO + allocated)
                 allocated += 1
             taken.add(number)
-            rows.append((kommune, person_key, number))
-        if rows:
-            frame = pl.DataFrame(rows, orient="row", schema={"kommune": pl.Utf8, "person_key": pl.Utf8,
-                                                             "bruker_nr": pl.Utf8})
-            names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
-                                                             separator="|"))["pasient_guid"]
-            frame = frame.with_columns(deterministic_guids(con, names))
-            known.update({k: (n, g) for k, n, g in frame.select("person_key", "bruker_nr", "pasient_guid").iter_rows()})
-            con.register("persons_frame", frame.to_arrow())
-            con.execute("INSERT INTO persons SELECT * FROM persons_frame")
-            con.unregister("persons_frame")
-        return known
+            numbers.append(number)
+        frame = newcomers.select(pl.lit(kommune).alias("kommune"), "person_key",
+                                 pl.Series("bruker_nr", numbers, dtype=pl.Utf8))
+        names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
+                                                         separator="|"))["pasient_guid"]
+        frame = frame.with_columns(deterministic_guids(con, names))
+        con.register("persons_frame", frame.to_arrow())
+        con.execute("INSERT INTO persons SELECT * FROM persons_frame")
+        con.unregister("persons_frame")
+        return pl.concat([known, frame.drop("kommune")])
 
     # --- messages -------------------------------------------------------------------
-    def _message_frame(self, notes: pl.DataFrame, persons: dict[str, tuple[str, str]]) -> pl.DataFrame:
-        """The notifications with what their `Bruker` says (a missing identity fails as it always did)."""
-        keys = notes["person_key"].to_list()
-        bruker_nr, pasient_guid = zip(*map(persons.__getitem__, keys), strict=True) if keys else ((), ())
-        fid, id_type = zip(*map(self.identities.__getitem__, keys), strict=True) if keys else ((), ())
-        return notes.with_columns(
-            pasient_guid=pl.Series(pasient_guid, dtype=pl.Utf8), bruker_nr=pl.Series(bruker_nr, dtype=pl.Utf8),
-            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32)).select(FRAME_COLUMNS)
+    def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+        """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
 
-    def serialize(self, municipality: Municipality, notes: pl.DataFrame,
-                  persons: dict[str, tuple[str, str]]) -> bytes:
+        The national identity table is searched, not joined: a join would hash all of it for every municipality.
+        """
+        frame = notes.join(persons, on="person_key", how="left", maintain_order="left")
+        keys, ids = frame["person_key"], self.identities
+        at = ids["person_key"].search_sorted(keys).clip(upper_bound=max(ids.height - 1, 0))
+        found = ids[at] if ids.height else ids.clear(keys.len())
+        missing = keys.ne_missing(found["person_key"]) | frame["pasient_guid"].is_null()
+        if missing.any():
+            raise KeyError(keys.filter(missing)[0])
+        return frame.with_columns(fid=found["fid"], id_type=found["id_type"]).select(FRAME_COLUMNS)
+
+    def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
         """One message of the given notifications (the resend's path); identifiers masked in a failure."""
         try:
             return self.serializer.serialize(message_of(municipality, self._message_frame(notes, persons)))
@@ -421,8 +427,8 @@ class SubmissionWriter:
             return None
         notes = con.execute("SELECT * FROM notifications WHERE kommune = ? AND day BETWEEN ? AND ? ORDER BY seq",
                             [kommune, first, last]).pl()
-        persons = {k: (n, g) for k, n, g in con.execute(
-            "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?", [kommune]).fetchall()}
+        persons = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                              [kommune]).pl()
         return MessageJob(self.root, self.municipalities[kommune], self._message_frame(notes, persons),
                           self.serializer_name, expected={d: (rel, digest) for d, rel, digest in days})
 

@@ -12,8 +12,9 @@ bytes for a whole frame of notifications at once, without weakening what a messa
   contacts and `Kommune` come from `serialize` itself (`MessageFrame`), so they pass every rule.
 - `BatchValidator` validates many messages per lxml call against a wrapper schema that imports the
   packaged XPR schema: its root holds a sequence of `Melding`, so each message's identity constraints still
-  apply to that message alone. When a batch fails, its messages are validated one by one with
-  `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
+  apply to that message alone. The schema checks the parser's events as they stream by, and no tree is
+  built (building it cost as much as the validation). When a batch fails, its messages are validated one
+  by one with `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
 """
 
 from __future__ import annotations
@@ -214,7 +215,33 @@ def _batch_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(io.BytesIO(_WRAPPER.encode("utf-8")), _parser(), base_url=base))
 
 
-_BATCH_LOCK = threading.Lock()  # a compiled schema keeps its error log on the object
+_BATCH_LOCK = threading.Lock()  # one validation at a time with the compiled schema (lxml promises no more)
+
+
+class _NoTree:
+    """A parser target that keeps nothing: the schema validates the parser's events, no tree is built."""
+
+    def close(self) -> None:
+        return None
+
+
+def _stream_valid(document: bytes) -> bool:
+    """Whether `document` is well-formed and valid against the batch schema (validated while it is parsed).
+
+    Anything the parser or the schema logs, warnings included, counts as not valid: the caller then lets
+    `Xpr56Serializer.validate` judge each message.
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                             schema=_batch_schema(), target=_NoTree())
+    with _BATCH_LOCK:
+        try:
+            etree.fromstring(document, parser)
+        except etree.XMLSyntaxError:
+            return False
+        return len(parser.error_log) == 0
+
+
+_BATCH_OPEN = b'<Batch xmlns="' + BATCH_NAMESPACE.encode() + b'">'
 
 
 class BatchValidator:
@@ -228,16 +255,10 @@ class BatchValidator:
         if not messages:
             return []
         if all(m.startswith(DECLARATION) for m in messages):
-            body = b"".join(m[len(DECLARATION):] for m in messages)
-            try:
-                root = etree.fromstring(b'<Batch xmlns="' + BATCH_NAMESPACE.encode() + b'">' + body + b"</Batch>",
-                                        _parser())
-            except etree.XMLSyntaxError:
-                root = None
-            if root is not None:
-                with _BATCH_LOCK:
-                    if _batch_schema().validate(root):
-                        return [None] * len(messages)
+            skip = len(DECLARATION)
+            parts = [_BATCH_OPEN, *(memoryview(m)[skip:] for m in messages), b"</Batch>"]
+            if _stream_valid(b"".join(parts)):
+                return [None] * len(messages)
         # one by one: the message's own issues, as `serialize` reports them
         results: list[MessageInvalid | None] = []
         for data in messages:
@@ -246,11 +267,13 @@ class BatchValidator:
         return results
 
 
-def day_bodies(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per day (in day order): the rendered notifications, their count and sequence range, and whether
-    any of them is suspect."""
+def day_messages(frame: pl.DataFrame, wrapper: MessageFrame) -> pl.DataFrame:
+    """Per day (in day order): its notifications' count and sequence range, whether any of them is
+    suspect, and `message`, the bytes of its message (what `wrapper.message` makes of the day's rendered
+    notifications, made here for all days at once). A suspect day's `message` is not to be used."""
     ordered = frame.sort("day", "seq")
     rows = ordered.select("day", "seq").with_columns(xml=render_rows(ordered), suspect=suspect_rows(ordered))
+    message = pl.concat_str([pl.lit(wrapper.head), pl.col("xml").str.join(""), pl.lit(wrapper.tail)])
     return (rows.group_by("day", maintain_order=True)
-            .agg(body=pl.col("xml").str.join(""), n=pl.len(), first_seq=pl.col("seq").min(),
+            .agg(message=message.cast(pl.Binary), n=pl.len(), first_seq=pl.col("seq").min(),
                  last_seq=pl.col("seq").max(), suspect=pl.col("suspect").any()))
