@@ -1,9 +1,10 @@
 """Daily submissions: plan each day's notifications against the ledger, write the messages.
 
 For a municipality and a range of days, days already in the ledger are reproduced
-from it byte for byte; the days after are planned in one set-based query: new events
-(N), changed content of sent keys (M) and keys that disappeared (C), the last two and
-any late registrations going to the first day not yet written. Files are written
+from it byte for byte; the days after are planned set-based, the ledger's state of every
+sent key (one query) against the current events: new events (N), changed content of sent
+keys (M) and keys that disappeared (C), the last two and any late registrations going to
+the first day not yet written. Files are written
 atomically before the ledger commits them: a run killed half-way leaves no ledger
 rows for unwritten days, and the rerun writes identical files (everything is
 deterministic), so nothing is lost, doubled or renumbered.
@@ -64,7 +65,10 @@ CHECKPOINT_THRESHOLD = "1GB"
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
 
-PLAN_SQL = """
+# The ledger's state of a municipality: per sent event key that is not withdrawn, its last notification's
+# content and the GUID of its original (N) notification; `withdrawn_at` is what a withdrawal (C) notification
+# gives as registration time (the first day to write, at midnight in the ledger's time zone).
+ACTIVE_SQL = """
 WITH state AS (
     SELECT event_key,
            arg_max(status, seq) AS last_status,
@@ -72,31 +76,33 @@ WITH state AS (
            arg_max(guid, seq) FILTER (WHERE status = 'N') AS original_guid,
            arg_max(seq, seq) AS last_seq
     FROM notifications WHERE kommune = $kommune GROUP BY event_key
-), active AS (
-    SELECT s.*, n.event_type, n.reporting_id, n.service_code, n.event_date, n.provider_org, n.stop_id,
-           n.person_key, n.content_hash
-    FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
-    WHERE s.last_status <> 'C'
-), current AS (
-    SELECT * FROM events WHERE kommune = $kommune
 )
-SELECT 'N' AS status, NULL AS ref_guid, greatest(c.day, $first_day::DATE) AS day, c.event_key, c.content_hash,
-       c.event_type, c.reporting_id, c.service_code, c.event_date, c.registered_at, c.provider_org, c.stop_id,
-       c.person_key, c.user_no
-FROM current c LEFT JOIN active a USING (event_key)
-WHERE a.event_key IS NULL AND c.day <= $last_day::DATE
-UNION ALL
-SELECT 'M', a.original_guid, $first_day::DATE, c.event_key, c.content_hash, c.event_type, c.reporting_id,
-       c.service_code, c.event_date, c.registered_at, c.provider_org, c.stop_id, c.person_key, c.user_no
-FROM current c JOIN active a USING (event_key)
-WHERE c.content_hash <> a.last_hash
-UNION ALL
-SELECT 'C', a.original_guid, $first_day::DATE, a.event_key, a.content_hash, a.event_type, a.reporting_id,
-       a.service_code, a.event_date, CAST($first_day::DATE AS TIMESTAMPTZ), a.provider_org, a.stop_id,
-       a.person_key, NULL
-FROM active a LEFT JOIN current c USING (event_key)
-WHERE c.event_key IS NULL
+SELECT s.event_key, s.original_guid, s.last_hash, n.event_type, n.reporting_id, n.service_code, n.event_date,
+       n.provider_org, n.stop_id, n.person_key, n.content_hash, CAST($first_day::DATE AS TIMESTAMPTZ) AS withdrawn_at
+FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
+WHERE s.last_status <> 'C'
 """
+PLAN_COLUMNS = ("status", "ref_guid", "day", "event_key", "content_hash", "event_type", "reporting_id", "service_code",
+                "event_date", "registered_at", "provider_org", "stop_id", "person_key", "user_no")
+
+
+def plan_notifications(active: pl.DataFrame, current: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """What to send (`PLAN_COLUMNS`, unnumbered) given the ledger's state (`ACTIVE_SQL`) and the current events.
+
+    New keys up to `last` are N notifications on their own day, or on `first` when that is later (late
+    registrations); sent keys with other content are M, sent keys gone are C, both on `first`.
+    """
+    c = pl.col
+    sent = active.select("event_key", "original_guid", "last_hash")
+    first_day = pl.lit(first, pl.Date)
+    new = (current.join(sent, on="event_key", how="anti").filter(c("day") <= last)
+           .with_columns(status=pl.lit("N"), ref_guid=pl.lit(None, pl.Utf8), day=pl.max_horizontal("day", first_day)))
+    changed = (current.join(sent, on="event_key", how="inner").filter(c("content_hash") != c("last_hash"))
+               .with_columns(status=pl.lit("M"), ref_guid=c("original_guid"), day=first_day))
+    gone = (active.join(current.select("event_key"), on="event_key", how="anti")
+            .with_columns(status=pl.lit("C"), ref_guid=c("original_guid"), day=first_day, user_no=pl.lit(None, pl.Utf8),
+                          registered_at=c("withdrawn_at").cast(current.schema["registered_at"])))
+    return pl.concat([part.select(PLAN_COLUMNS) for part in (new, changed, gone)])
 
 
 # deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
@@ -296,11 +302,8 @@ class SubmissionWriter:
     # --- new days -------------------------------------------------------------------
     def _plan_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
                   events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
-        con.register("events", events.to_arrow())
-        try:
-            plan = con.execute(PLAN_SQL, {"kommune": kommune, "first_day": first, "last_day": last}).pl()
-        finally:
-            con.unregister("events")
+        active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
+        plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
         plan = self._number(con, kommune, plan)
         persons = self._assign_persons(con, kommune, plan)
         job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
