@@ -94,6 +94,8 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
     kind, status, id_type = c("event_type"), c("status"), c("id_type").cast(pl.Utf8)
     stop_kinds = sorted(STOP_KINDS)
     corrections = frame.filter(status.is_in(["M", "C"]))["guid"]
+    # check digits once per number, not per notification (a person has many)
+    birth_numbers = frame.select(c("fid").unique()).filter(_birth_number_ok(c("fid")))["fid"]
     registered = _local_time(c("registered_at"), frame.schema["registered_at"])
     ok = (
         status.is_in(["N", "M", "C"])
@@ -118,7 +120,7 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
         & (c("bruker_nr").str.strip_chars(" ").str.len_bytes() > 0)
         & _text_ok(c("fid"))
         & id_type.is_in(list(PERSON_ID_TYPE_9032))
-        & pl.when(id_type.is_in(["1", "2"])).then(_birth_number_ok(c("fid"))).otherwise(True)
+        & pl.when(id_type.is_in(["1", "2"])).then(c("fid").is_in(birth_numbers.implode())).otherwise(True)
     )
     return frame.select(ok.fill_null(False).not_().alias("suspect"))["suspect"]
 
@@ -131,44 +133,53 @@ def _esc(expr: pl.Expr) -> pl.Expr:
             .str.replace_all(">", "&gt;", literal=True).str.replace_all('"', "&quot;", literal=True))
 
 
-def _attr(name: str, expr: pl.Expr, lead: str = " ") -> pl.Expr:
-    return pl.concat_str([pl.lit(f'{lead}{name}="'), expr, pl.lit('"')])
+# Free text: what the prefilter lets through may hold &, <, > or ". Every other rendered value of a row it
+# admits is a code, a number, a date or a GUID (a row it does not admit is never written from this rendering).
+_FREE_TEXT = ("reporting_id", "stop_id", "bruker_nr", "fid")
+_SPECIAL = '[&<>"]'
 
 
-def _optional(name: str, expr: pl.Expr, lead: str = " ") -> pl.Expr:
-    return pl.when(expr.is_not_null()).then(_attr(name, expr, lead)).otherwise(pl.lit(""))
+def _optional(lead: str, expr: pl.Expr) -> pl.Expr:
+    """`lead` + value + closing quote, or null (left out of the row) when the value is null."""
+    return pl.concat_str([pl.lit(lead), expr, pl.lit('"')])
 
 
 def render_rows(frame: pl.DataFrame) -> pl.Series:
-    """One `Notifikasjon` element per row, in `render`'s layout (every line ends with a newline)."""
+    """One `Notifikasjon` element per row, in `render`'s layout (every line ends with a newline).
+
+    One concatenation of literals and values: a null value (an optional attribute left out) drops its own
+    piece; a required value is never null in a row the prefilter admits.
+    """
     c = pl.col
+    special = frame.select(c(name).str.contains(_SPECIAL).any() for name in _FREE_TEXT).row(0)
+    text = {name: _esc(c(name)) if needs else c(name) for name, needs in zip(_FREE_TEXT, special, strict=True)}
     kind = c("event_type")
     event_align = kind.replace_strict({k: " " * len(f"    <{k} ") for k in EVENT_KINDS}, default="",
                                       return_dtype=pl.Utf8)
     registered = _local_time(c("registered_at"), frame.schema["registered_at"])
-    org = pl.when(kind == "TjenesteutforerEndret").then(_esc(c("provider_org"))).otherwise(None)
+    org = pl.when(kind == "TjenesteutforerEndret").then(c("provider_org"))
+    line = "\n" + _ALIGN_NOTIFICATION
     expr = pl.concat_str([
-        _attr("statusNotifikasjon", _esc(c("status")), "  <Notifikasjon "),
-        _attr("notifikasjonTid", c("day").dt.strftime("%Y-%m-%dT00:00:00")),
-        _attr("notifikasjonGUID", c("guid"), "\n" + _ALIGN_NOTIFICATION),
-        _attr("notifikasjonForrigeGUID", c("previous_guid"), "\n" + _ALIGN_NOTIFICATION),
-        _attr("notifikasjonLopeNr", c("seq").cast(pl.Utf8)),
-        _optional("notifikasjonRef", c("ref_guid"), "\n" + _ALIGN_NOTIFICATION),
+        pl.lit('  <Notifikasjon statusNotifikasjon="'), c("status"),
+        pl.lit('" notifikasjonTid="'), c("day").dt.strftime("%Y-%m-%dT00:00:00"),
+        pl.lit(f'"{line}notifikasjonGUID="'), c("guid"),
+        pl.lit(f'"{line}notifikasjonForrigeGUID="'), c("previous_guid"),
+        pl.lit('" notifikasjonLopeNr="'), c("seq").cast(pl.Utf8), pl.lit('"'),
+        _optional(f'{line}notifikasjonRef="', c("ref_guid")),
         pl.lit(">\n    <"), kind,
-        _attr("tjenesteType", _esc(c("service_code").cast(pl.Utf8))),
-        _attr("hendelseRegTid", registered.dt.strftime("%Y-%m-%dT%H:%M:%S")),
-        _attr("hendelseDato", c("event_date").dt.strftime("%Y-%m-%d")),
-        pl.lit("\n"), event_align,
-        _attr("tjenesteID", _esc(c("reporting_id")), ""),
-        _optional("tjenesteOrgNr", org),
-        _attr("hendelseGUID", c("event_guid")),
-        _optional("midlertidigStoppID", _esc(c("stop_id"))),
-        _attr("pasientGUID", c("pasient_guid"), ">\n      <Bruker "),
-        _attr("brukerNr", _esc(c("bruker_nr"))),
-        _attr("fid", _esc(c("fid"))),
-        _attr("typeID", _esc(c("id_type").cast(pl.Utf8))),
-        pl.lit("/>\n    </"), kind, pl.lit(">\n  </Notifikasjon>\n"),
-    ])
+        pl.lit(' tjenesteType="'), c("service_code").cast(pl.Utf8),
+        pl.lit('" hendelseRegTid="'), registered.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        pl.lit('" hendelseDato="'), c("event_date").dt.strftime("%Y-%m-%d"),
+        pl.lit('"\n'), event_align, pl.lit('tjenesteID="'), text["reporting_id"], pl.lit('"'),
+        _optional(' tjenesteOrgNr="', org),
+        pl.lit(' hendelseGUID="'), c("event_guid"), pl.lit('"'),
+        _optional(' midlertidigStoppID="', text["stop_id"]),
+        pl.lit('>\n      <Bruker pasientGUID="'), c("pasient_guid"),
+        pl.lit('" brukerNr="'), text["bruker_nr"],
+        pl.lit('" fid="'), text["fid"],
+        pl.lit('" typeID="'), c("id_type").cast(pl.Utf8),
+        pl.lit('"/>\n    </'), kind, pl.lit(">\n  </Notifikasjon>\n"),
+    ], ignore_nulls=True)
     return frame.select(expr.alias("xml"))["xml"]
 
 
