@@ -150,6 +150,17 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each municipality's events: slices of `events`, not copies, when its rows come grouped by municipality
+    (as `build_events` writes them), else parts copied out of it."""
+    runs = events.select(pl.col("kommune").rle()).unnest("kommune")
+    if runs["value"].is_unique().all():
+        starts = (runs["len"].cum_sum() - runs["len"]).to_list()
+        return {k: events.slice(s, n) for k, s, n in zip(runs["value"].to_list(), starts, runs["len"].to_list(),
+                                                           strict=True)}
+    return {k: part for (k,), part in events.partition_by("kommune", as_dict=True).items()}
+
+
 class _Inline(Executor):
     """Runs a job in this process when it is submitted (small runs: no pool to start)."""
 
@@ -219,10 +230,13 @@ class SubmissionWriter:
             # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
             # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # one municipality at a time is too little work to share between threads: with the pool's
+            # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
+            con.execute("SET threads = 1")
             # temporary files of a writer that was killed; the rerun writes the same bytes again
             for stale in (self.root / "submissions").glob("**/.*.tmp"):
                 stale.unlink()
-            events = self.events.partition_by("kommune", as_dict=True)
+            events = _by_municipality(self.events)
             no_events = self.events.clear()
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
@@ -244,7 +258,7 @@ class SubmissionWriter:
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
                     if new_first <= last_day:
-                        frame = events.pop((kommune,), no_events)  # let each part go once it is planned
+                        frame = events.pop(kommune, no_events)  # let each part go once it is planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
                         item.first, item.last, item.written = new_first, last_day, self._submit(job)
                     pending.append(item)
@@ -261,6 +275,7 @@ class SubmissionWriter:
                 if self._pool is not None:
                     self._pool.shutdown(wait=True, cancel_futures=True)
                     self._pool = None
+            con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
             write_manifest(con, self.root)
         return report
 
@@ -401,16 +416,19 @@ class SubmissionWriter:
     def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
         """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
 
-        The national identity table is searched, not joined: a join would hash all of it for every municipality.
+        The national identity table is searched for each person once, not joined: a join would hash all of it
+        for every municipality.
         """
-        frame = notes.join(persons, on="person_key", how="left", maintain_order="left")
-        keys, ids = frame["person_key"], self.identities
+        people = notes.select(pl.col("person_key").unique(maintain_order=True)).join(
+            persons, on="person_key", how="left", maintain_order="left")
+        keys, ids = people["person_key"], self.identities
         at = ids["person_key"].search_sorted(keys).clip(upper_bound=max(ids.height - 1, 0))
         found = ids[at] if ids.height else ids.clear(keys.len())
-        missing = keys.ne_missing(found["person_key"]) | frame["pasient_guid"].is_null()
+        missing = keys.ne_missing(found["person_key"]) | people["pasient_guid"].is_null()
         if missing.any():
             raise KeyError(keys.filter(missing)[0])
-        return frame.with_columns(fid=found["fid"], id_type=found["id_type"]).select(FRAME_COLUMNS)
+        people = people.with_columns(fid=found["fid"], id_type=found["id_type"])
+        return notes.join(people, on="person_key", how="left", maintain_order="left").select(FRAME_COLUMNS)
 
     def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
         """One message of the given notifications (the resend's path); identifiers masked in a failure."""
