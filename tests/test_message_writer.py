@@ -16,7 +16,7 @@ from transforms.serializers.xpr56_batch import (
     FRAME_COLUMNS,
     BatchValidator,
     MessageFrame,
-    day_bodies,
+    day_messages,
     suspect_rows,
 )
 
@@ -70,7 +70,7 @@ def test_bulk_rendering_equals_serialize_byte_for_byte():
     f = frame()
     assert not suspect_rows(f.sort("day", "seq")).any()
     wrapper = MessageFrame(SER, empty_message(MUNICIPALITY))
-    bulk = {d: wrapper.message(body) for d, body in day_bodies(f).select("day", "body").iter_rows()}
+    bulk = dict(day_messages(f, wrapper).select("day", "message").iter_rows())
     assert bulk == slow_bytes(f)
     assert BatchValidator(SER).check(list(bulk.values())) == [None] * len(bulk)
 
@@ -113,7 +113,7 @@ def test_non_ascii_text_is_rendered_by_the_serializer(tmp_path):
 def test_a_batch_failing_the_schema_names_the_message_and_its_notification():
     f = frame()
     wrapper = MessageFrame(SER, empty_message(MUNICIPALITY))
-    messages = [wrapper.message(body) for body in day_bodies(f)["body"]]
+    messages = day_messages(f, wrapper)["message"].to_list()
     guid = f.filter(pl.col("seq") == 8)["guid"][0]
     broken = messages[1].replace(b'notifikasjonLopeNr="8"', b'notifikasjonLopeNr="8" ukjent="1"')
     results = BatchValidator(SER).check([messages[0], broken, *messages[2:]])

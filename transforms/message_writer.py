@@ -26,7 +26,7 @@ from transforms.config import Municipality
 from transforms.serializers import get_serializer
 from transforms.serializers.model import Contact, Event, Message, Notification, Person
 from transforms.serializers.xpr56 import Xpr56Serializer
-from transforms.serializers.xpr56_batch import FRAME_COLUMNS, BatchValidator, MessageFrame, day_bodies
+from transforms.serializers.xpr56_batch import FRAME_COLUMNS, BatchValidator, MessageFrame, day_messages
 
 VERSION_OUT = "ktt-backfill 0.1.0"
 BATCH_NOTIFICATIONS = 4000  # notifications per schema validation call: a few MB of XML
@@ -137,14 +137,14 @@ def write_messages(job: MessageJob) -> list[DayFile]:
     fast = isinstance(serializer, Xpr56Serializer)
     if fast:
         wrapper = MessageFrame(serializer, empty_message(municipality))
-        days = day_bodies(frame)
+        days = day_messages(frame, wrapper)
         if wrapper.error is not None:
             days = days.with_columns(suspect=pl.lit(True))
         validator = BatchValidator(serializer)
     else:
         days = (frame.sort("day", "seq").group_by("day", maintain_order=True)
                 .agg(n=pl.len(), first_seq=pl.col("seq").min(), last_seq=pl.col("seq").max())
-                .with_columns(body=pl.lit(None, pl.Utf8), suspect=pl.lit(True)))
+                .with_columns(message=pl.lit(None, pl.Binary), suspect=pl.lit(True)))
     slow_days = set(days.filter("suspect")["day"].to_list())
     by_day = ({d: f for (d,), f in frame.filter(pl.col("day").is_in(list(slow_days))).group_by("day")}
               if slow_days else {})
@@ -168,9 +168,9 @@ def write_messages(job: MessageJob) -> list[DayFile]:
         batch.clear()
 
     with folders, no_gc():
-        for day, body, n, first, last, suspect in days.select("day", "body", "n", "first_seq", "last_seq",
-                                                              "suspect").iter_rows():
-            batch.append((day, n, first, last, None if suspect else wrapper.message(body)))
+        for day, message, n, first, last, suspect in days.select("day", "message", "n", "first_seq", "last_seq",
+                                                                 "suspect").iter_rows():
+            batch.append((day, n, first, last, None if suspect else message))
             size += n
             if size >= BATCH_NOTIFICATIONS:
                 flush()

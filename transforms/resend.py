@@ -75,9 +75,8 @@ def resend(settings: Settings, keys: Keys, selection: Selection) -> tuple[Path |
     where, params = selection.where(keys)
     with open_ledger(settings.data_root, read_only=True) as con:
         notes = con.execute(f"SELECT *, NULL AS user_no FROM notifications WHERE {where} ORDER BY seq", params).pl()
-        persons = {k: (n, g) for k, n, g in con.execute(
-            "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
-            [selection.kommune]).fetchall()}
+        persons = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                              [selection.kommune]).pl()
     if notes.height == 0:
         return None, 0
     writer = SubmissionWriter(settings, keys)

@@ -1,9 +1,10 @@
 """Daily submissions: plan each day's notifications against the ledger, write the messages.
 
 For a municipality and a range of days, days already in the ledger are reproduced
-from it byte for byte; the days after are planned in one set-based query: new events
-(N), changed content of sent keys (M) and keys that disappeared (C), the last two and
-any late registrations going to the first day not yet written. Files are written
+from it byte for byte; the days after are planned set-based, the ledger's state of every
+sent key (one query) against the current events: new events (N), changed content of sent
+keys (M) and keys that disappeared (C), the last two and any late registrations going to
+the first day not yet written. Files are written
 atomically before the ledger commits them: a run killed half-way leaves no ledger
 rows for unwritten days, and the rerun writes identical files (everything is
 deterministic), so nothing is lost, doubled or renumbered.
@@ -64,7 +65,10 @@ CHECKPOINT_THRESHOLD = "1GB"
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
 
-PLAN_SQL = """
+# The ledger's state of a municipality: per sent event key that is not withdrawn, its last notification's
+# content and the GUID of its original (N) notification; `withdrawn_at` is what a withdrawal (C) notification
+# gives as registration time (the first day to write, at midnight in the ledger's time zone).
+ACTIVE_SQL = """
 WITH state AS (
     SELECT event_key,
            arg_max(status, seq) AS last_status,
@@ -72,31 +76,33 @@ WITH state AS (
            arg_max(guid, seq) FILTER (WHERE status = 'N') AS original_guid,
            arg_max(seq, seq) AS last_seq
     FROM notifications WHERE kommune = $kommune GROUP BY event_key
-), active AS (
-    SELECT s.*, n.event_type, n.reporting_id, n.service_code, n.event_date, n.provider_org, n.stop_id,
-           n.person_key, n.content_hash
-    FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
-    WHERE s.last_status <> 'C'
-), current AS (
-    SELECT * FROM events WHERE kommune = $kommune
 )
-SELECT 'N' AS status, NULL AS ref_guid, greatest(c.day, $first_day::DATE) AS day, c.event_key, c.content_hash,
-       c.event_type, c.reporting_id, c.service_code, c.event_date, c.registered_at, c.provider_org, c.stop_id,
-       c.person_key, c.user_no
-FROM current c LEFT JOIN active a USING (event_key)
-WHERE a.event_key IS NULL AND c.day <= $last_day::DATE
-UNION ALL
-SELECT 'M', a.original_guid, $first_day::DATE, c.event_key, c.content_hash, c.event_type, c.reporting_id,
-       c.service_code, c.event_date, c.registered_at, c.provider_org, c.stop_id, c.person_key, c.user_no
-FROM current c JOIN active a USING (event_key)
-WHERE c.content_hash <> a.last_hash
-UNION ALL
-SELECT 'C', a.original_guid, $first_day::DATE, a.event_key, a.content_hash, a.event_type, a.reporting_id,
-       a.service_code, a.event_date, CAST($first_day::DATE AS TIMESTAMPTZ), a.provider_org, a.stop_id,
-       a.person_key, NULL
-FROM active a LEFT JOIN current c USING (event_key)
-WHERE c.event_key IS NULL
+SELECT s.event_key, s.original_guid, s.last_hash, n.event_type, n.reporting_id, n.service_code, n.event_date,
+       n.provider_org, n.stop_id, n.person_key, n.content_hash, CAST($first_day::DATE AS TIMESTAMPTZ) AS withdrawn_at
+FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
+WHERE s.last_status <> 'C'
 """
+PLAN_COLUMNS = ("status", "ref_guid", "day", "event_key", "content_hash", "event_type", "reporting_id", "service_code",
+                "event_date", "registered_at", "provider_org", "stop_id", "person_key", "user_no")
+
+
+def plan_notifications(active: pl.DataFrame, current: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """What to send (`PLAN_COLUMNS`, unnumbered) given the ledger's state (`ACTIVE_SQL`) and the current events.
+
+    New keys up to `last` are N notifications on their own day, or on `first` when that is later (late
+    registrations); sent keys with other content are M, sent keys gone are C, both on `first`.
+    """
+    c = pl.col
+    sent = active.select("event_key", "original_guid", "last_hash")
+    first_day = pl.lit(first, pl.Date)
+    new = (current.join(sent, on="event_key", how="anti").filter(c("day") <= last)
+           .with_columns(status=pl.lit("N"), ref_guid=pl.lit(None, pl.Utf8), day=pl.max_horizontal("day", first_day)))
+    changed = (current.join(sent, on="event_key", how="inner").filter(c("content_hash") != c("last_hash"))
+               .with_columns(status=pl.lit("M"), ref_guid=c("original_guid"), day=first_day))
+    gone = (active.join(current.select("event_key"), on="event_key", how="anti")
+            .with_columns(status=pl.lit("C"), ref_guid=c("original_guid"), day=first_day, user_no=pl.lit(None, pl.Utf8),
+                          registered_at=c("withdrawn_at").cast(current.schema["registered_at"])))
+    return pl.concat([part.select(PLAN_COLUMNS) for part in (new, changed, gone)])
 
 
 # deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
@@ -144,6 +150,17 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each municipality's events: slices of `events`, not copies, when its rows come grouped by municipality
+    (as `build_events` writes them), else parts copied out of it."""
+    runs = events.select(pl.col("kommune").rle()).unnest("kommune")
+    if runs["value"].is_unique().all():
+        starts = (runs["len"].cum_sum() - runs["len"]).to_list()
+        return {k: events.slice(s, n) for k, s, n in zip(runs["value"].to_list(), starts, runs["len"].to_list(),
+                                                           strict=True)}
+    return {k: part for (k,), part in events.partition_by("kommune", as_dict=True).items()}
+
+
 class _Inline(Executor):
     """Runs a job in this process when it is submitted (small runs: no pool to start)."""
 
@@ -185,7 +202,9 @@ class SubmissionWriter:
         self.municipalities = {m.nr: m for m in load_kommuner(settings.config_dir / "kommuner.toml")}
         vault_path = self.root / "identity" / "vault.bin"
         vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
-        self.identities = {k: (f, t) for k, f, t in vault.select("person_key", "fid", "id_type").iter_rows()}
+        # one row per person (the last, as before), sorted: `_message_frame` finds a person by binary search
+        self.identities = (vault.select("person_key", "fid", "id_type")
+                           .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
         self.pseudonym_key = keys.pseudonym_key
         self.workers = workers
         self._events: pl.DataFrame | None = None
@@ -211,10 +230,13 @@ class SubmissionWriter:
             # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
             # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # one municipality at a time is too little work to share between threads: with the pool's
+            # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
+            con.execute("SET threads = 1")
             # temporary files of a writer that was killed; the rerun writes the same bytes again
             for stale in (self.root / "submissions").glob("**/.*.tmp"):
                 stale.unlink()
-            events = self.events.partition_by("kommune", as_dict=True)
+            events = _by_municipality(self.events)
             no_events = self.events.clear()
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
@@ -236,7 +258,7 @@ class SubmissionWriter:
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
                     if new_first <= last_day:
-                        frame = events.pop((kommune,), no_events)  # let each part go once it is planned
+                        frame = events.pop(kommune, no_events)  # let each part go once it is planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
                         item.first, item.last, item.written = new_first, last_day, self._submit(job)
                     pending.append(item)
@@ -253,6 +275,7 @@ class SubmissionWriter:
                 if self._pool is not None:
                     self._pool.shutdown(wait=True, cancel_futures=True)
                     self._pool = None
+            con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
             write_manifest(con, self.root)
         return report
 
@@ -294,11 +317,8 @@ class SubmissionWriter:
     # --- new days -------------------------------------------------------------------
     def _plan_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
                   events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
-        con.register("events", events.to_arrow())
-        try:
-            plan = con.execute(PLAN_SQL, {"kommune": kommune, "first_day": first, "last_day": last}).pl()
-        finally:
-            con.unregister("events")
+        active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
+        plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
         plan = self._number(con, kommune, plan)
         persons = self._assign_persons(con, kommune, plan)
         job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
@@ -357,53 +377,60 @@ class SubmissionWriter:
             previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
             *plan.columns, "guid", "previous_guid", "event_guid")
 
-    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame
-                        ) -> dict[str, tuple[str, str]]:
-        """brukerNr and pasientGUID per person: one number per person for all years, never reused.
+    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
+        """The municipality's persons, known and new (person_key, bruker_nr, pasient_guid): one brukerNr per
+        person for all years, never reused.
 
         A person keeps the source's user number when no other person has it in the
         municipality; otherwise (two EPJs, or merged municipalities, numbered their users
         independently) the person gets the next number of a reserved range.
         """
-        known = {k: (n, g) for k, n, g in con.execute(
-            "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?", [kommune]).fetchall()}
-        taken = {n for n, _ in known.values()}
-        newcomers = (plan.filter(~pl.col("person_key").is_in(list(known)))
+        known = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                            [kommune]).pl()
+        newcomers = (plan.join(known, on="person_key", how="anti")
                      .sort("seq").unique("person_key", keep="first", maintain_order=True))
+        if newcomers.height == 0:
+            return known
+        taken = set(known["bruker_nr"].to_list())
         allocated = con.execute("SELECT count(*) FROM persons WHERE kommune = ? AND TRY_CAST(bruker_nr AS BIGINT) >= ?",
                                 [kommune, FIRST_ALLOCATED_USER_NO]).fetchone()[0]
-        rows = []
-        for person_key, user_no in newcomers.select("person_key", "user_no").iter_rows():
+        numbers = []
+        for user_no in newcomers["user_no"].to_list():
             number = user_no if user_no and user_no not in taken else None
             while number is None or number in taken:
                 number = str(FIRST_ALLOCATED_USER_NO + allocated)
                 allocated += 1
             taken.add(number)
-            rows.append((kommune, person_key, number))
-        if rows:
-            frame = pl.DataFrame(rows, orient="row", schema={"kommune": pl.Utf8, "person_key": pl.Utf8,
-                                                             "bruker_nr": pl.Utf8})
-            names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
-                                                             separator="|"))["pasient_guid"]
-            frame = frame.with_columns(deterministic_guids(con, names))
-            known.update({k: (n, g) for k, n, g in frame.select("person_key", "bruker_nr", "pasient_guid").iter_rows()})
-            con.register("persons_frame", frame.to_arrow())
-            con.execute("INSERT INTO persons SELECT * FROM persons_frame")
-            con.unregister("persons_frame")
-        return known
+            numbers.append(number)
+        frame = newcomers.select(pl.lit(kommune).alias("kommune"), "person_key",
+                                 pl.Series("bruker_nr", numbers, dtype=pl.Utf8))
+        names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
+                                                         separator="|"))["pasient_guid"]
+        frame = frame.with_columns(deterministic_guids(con, names))
+        con.register("persons_frame", frame.to_arrow())
+        con.execute("INSERT INTO persons SELECT * FROM persons_frame")
+        con.unregister("persons_frame")
+        return pl.concat([known, frame.drop("kommune")])
 
     # --- messages -------------------------------------------------------------------
-    def _message_frame(self, notes: pl.DataFrame, persons: dict[str, tuple[str, str]]) -> pl.DataFrame:
-        """The notifications with what their `Bruker` says (a missing identity fails as it always did)."""
-        keys = notes["person_key"].to_list()
-        bruker_nr, pasient_guid = zip(*map(persons.__getitem__, keys), strict=True) if keys else ((), ())
-        fid, id_type = zip(*map(self.identities.__getitem__, keys), strict=True) if keys else ((), ())
-        return notes.with_columns(
-            pasient_guid=pl.Series(pasient_guid, dtype=pl.Utf8), bruker_nr=pl.Series(bruker_nr, dtype=pl.Utf8),
-            fid=pl.Series(fid, dtype=pl.Utf8), id_type=pl.Series(id_type, dtype=pl.Int32)).select(FRAME_COLUMNS)
+    def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+        """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
 
-    def serialize(self, municipality: Municipality, notes: pl.DataFrame,
-                  persons: dict[str, tuple[str, str]]) -> bytes:
+        The national identity table is searched for each person once, not joined: a join would hash all of it
+        for every municipality.
+        """
+        people = notes.select(pl.col("person_key").unique(maintain_order=True)).join(
+            persons, on="person_key", how="left", maintain_order="left")
+        keys, ids = people["person_key"], self.identities
+        at = ids["person_key"].search_sorted(keys).clip(upper_bound=max(ids.height - 1, 0))
+        found = ids[at] if ids.height else ids.clear(keys.len())
+        missing = keys.ne_missing(found["person_key"]) | people["pasient_guid"].is_null()
+        if missing.any():
+            raise KeyError(keys.filter(missing)[0])
+        people = people.with_columns(fid=found["fid"], id_type=found["id_type"])
+        return notes.join(people, on="person_key", how="left", maintain_order="left").select(FRAME_COLUMNS)
+
+    def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
         """One message of the given notifications (the resend's path); identifiers masked in a failure."""
         try:
             return self.serializer.serialize(message_of(municipality, self._message_frame(notes, persons)))
@@ -421,8 +448,8 @@ class SubmissionWriter:
             return None
         notes = con.execute("SELECT * FROM notifications WHERE kommune = ? AND day BETWEEN ? AND ? ORDER BY seq",
                             [kommune, first, last]).pl()
-        persons = {k: (n, g) for k, n, g in con.execute(
-            "SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?", [kommune]).fetchall()}
+        persons = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                              [kommune]).pl()
         return MessageJob(self.root, self.municipalities[kommune], self._message_frame(notes, persons),
                           self.serializer_name, expected={d: (rel, digest) for d, rel, digest in days})
 

@@ -12,8 +12,9 @@ bytes for a whole frame of notifications at once, without weakening what a messa
   contacts and `Kommune` come from `serialize` itself (`MessageFrame`), so they pass every rule.
 - `BatchValidator` validates many messages per lxml call against a wrapper schema that imports the
   packaged XPR schema: its root holds a sequence of `Melding`, so each message's identity constraints still
-  apply to that message alone. When a batch fails, its messages are validated one by one with
-  `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
+  apply to that message alone. The schema checks the parser's events as they stream by, and no tree is
+  built (building it cost as much as the validation). When a batch fails, its messages are validated one
+  by one with `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
     kind, status, id_type = c("event_type"), c("status"), c("id_type").cast(pl.Utf8)
     stop_kinds = sorted(STOP_KINDS)
     corrections = frame.filter(status.is_in(["M", "C"]))["guid"]
+    # check digits once per number, not per notification (a person has many)
+    birth_numbers = frame.select(c("fid").unique()).filter(_birth_number_ok(c("fid")))["fid"]
     registered = _local_time(c("registered_at"), frame.schema["registered_at"])
     ok = (
         status.is_in(["N", "M", "C"])
@@ -117,7 +120,7 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
         & (c("bruker_nr").str.strip_chars(" ").str.len_bytes() > 0)
         & _text_ok(c("fid"))
         & id_type.is_in(list(PERSON_ID_TYPE_9032))
-        & pl.when(id_type.is_in(["1", "2"])).then(_birth_number_ok(c("fid"))).otherwise(True)
+        & pl.when(id_type.is_in(["1", "2"])).then(c("fid").is_in(birth_numbers.implode())).otherwise(True)
     )
     return frame.select(ok.fill_null(False).not_().alias("suspect"))["suspect"]
 
@@ -130,44 +133,53 @@ def _esc(expr: pl.Expr) -> pl.Expr:
             .str.replace_all(">", "&gt;", literal=True).str.replace_all('"', "&quot;", literal=True))
 
 
-def _attr(name: str, expr: pl.Expr, lead: str = " ") -> pl.Expr:
-    return pl.concat_str([pl.lit(f'{lead}{name}="'), expr, pl.lit('"')])
+# Free text: what the prefilter lets through may hold &, <, > or ". Every other rendered value of a row it
+# admits is a code, a number, a date or a GUID (a row it does not admit is never written from this rendering).
+_FREE_TEXT = ("reporting_id", "stop_id", "bruker_nr", "fid")
+_SPECIAL = '[&<>"]'
 
 
-def _optional(name: str, expr: pl.Expr, lead: str = " ") -> pl.Expr:
-    return pl.when(expr.is_not_null()).then(_attr(name, expr, lead)).otherwise(pl.lit(""))
+def _optional(lead: str, expr: pl.Expr) -> pl.Expr:
+    """`lead` + value + closing quote, or null (left out of the row) when the value is null."""
+    return pl.concat_str([pl.lit(lead), expr, pl.lit('"')])
 
 
 def render_rows(frame: pl.DataFrame) -> pl.Series:
-    """One `Notifikasjon` element per row, in `render`'s layout (every line ends with a newline)."""
+    """One `Notifikasjon` element per row, in `render`'s layout (every line ends with a newline).
+
+    One concatenation of literals and values: a null value (an optional attribute left out) drops its own
+    piece; a required value is never null in a row the prefilter admits.
+    """
     c = pl.col
+    special = frame.select(c(name).str.contains(_SPECIAL).any() for name in _FREE_TEXT).row(0)
+    text = {name: _esc(c(name)) if needs else c(name) for name, needs in zip(_FREE_TEXT, special, strict=True)}
     kind = c("event_type")
     event_align = kind.replace_strict({k: " " * len(f"    <{k} ") for k in EVENT_KINDS}, default="",
                                       return_dtype=pl.Utf8)
     registered = _local_time(c("registered_at"), frame.schema["registered_at"])
-    org = pl.when(kind == "TjenesteutforerEndret").then(_esc(c("provider_org"))).otherwise(None)
+    org = pl.when(kind == "TjenesteutforerEndret").then(c("provider_org"))
+    line = "\n" + _ALIGN_NOTIFICATION
     expr = pl.concat_str([
-        _attr("statusNotifikasjon", _esc(c("status")), "  <Notifikasjon "),
-        _attr("notifikasjonTid", c("day").dt.strftime("%Y-%m-%dT00:00:00")),
-        _attr("notifikasjonGUID", c("guid"), "\n" + _ALIGN_NOTIFICATION),
-        _attr("notifikasjonForrigeGUID", c("previous_guid"), "\n" + _ALIGN_NOTIFICATION),
-        _attr("notifikasjonLopeNr", c("seq").cast(pl.Utf8)),
-        _optional("notifikasjonRef", c("ref_guid"), "\n" + _ALIGN_NOTIFICATION),
+        pl.lit('  <Notifikasjon statusNotifikasjon="'), c("status"),
+        pl.lit('" notifikasjonTid="'), c("day").dt.strftime("%Y-%m-%dT00:00:00"),
+        pl.lit(f'"{line}notifikasjonGUID="'), c("guid"),
+        pl.lit(f'"{line}notifikasjonForrigeGUID="'), c("previous_guid"),
+        pl.lit('" notifikasjonLopeNr="'), c("seq").cast(pl.Utf8), pl.lit('"'),
+        _optional(f'{line}notifikasjonRef="', c("ref_guid")),
         pl.lit(">\n    <"), kind,
-        _attr("tjenesteType", _esc(c("service_code").cast(pl.Utf8))),
-        _attr("hendelseRegTid", registered.dt.strftime("%Y-%m-%dT%H:%M:%S")),
-        _attr("hendelseDato", c("event_date").dt.strftime("%Y-%m-%d")),
-        pl.lit("\n"), event_align,
-        _attr("tjenesteID", _esc(c("reporting_id")), ""),
-        _optional("tjenesteOrgNr", org),
-        _attr("hendelseGUID", c("event_guid")),
-        _optional("midlertidigStoppID", _esc(c("stop_id"))),
-        _attr("pasientGUID", c("pasient_guid"), ">\n      <Bruker "),
-        _attr("brukerNr", _esc(c("bruker_nr"))),
-        _attr("fid", _esc(c("fid"))),
-        _attr("typeID", _esc(c("id_type").cast(pl.Utf8))),
-        pl.lit("/>\n    </"), kind, pl.lit(">\n  </Notifikasjon>\n"),
-    ])
+        pl.lit(' tjenesteType="'), c("service_code").cast(pl.Utf8),
+        pl.lit('" hendelseRegTid="'), registered.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        pl.lit('" hendelseDato="'), c("event_date").dt.strftime("%Y-%m-%d"),
+        pl.lit('"\n'), event_align, pl.lit('tjenesteID="'), text["reporting_id"], pl.lit('"'),
+        _optional(' tjenesteOrgNr="', org),
+        pl.lit(' hendelseGUID="'), c("event_guid"), pl.lit('"'),
+        _optional(' midlertidigStoppID="', text["stop_id"]),
+        pl.lit('>\n      <Bruker pasientGUID="'), c("pasient_guid"),
+        pl.lit('" brukerNr="'), text["bruker_nr"],
+        pl.lit('" fid="'), text["fid"],
+        pl.lit('" typeID="'), c("id_type").cast(pl.Utf8),
+        pl.lit('"/>\n    </'), kind, pl.lit(">\n  </Notifikasjon>\n"),
+    ], ignore_nulls=True)
     return frame.select(expr.alias("xml"))["xml"]
 
 
@@ -214,7 +226,33 @@ def _batch_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(io.BytesIO(_WRAPPER.encode("utf-8")), _parser(), base_url=base))
 
 
-_BATCH_LOCK = threading.Lock()  # a compiled schema keeps its error log on the object
+_BATCH_LOCK = threading.Lock()  # one validation at a time with the compiled schema (lxml promises no more)
+
+
+class _NoTree:
+    """A parser target that keeps nothing: the schema validates the parser's events, no tree is built."""
+
+    def close(self) -> None:
+        return None
+
+
+def _stream_valid(document: bytes) -> bool:
+    """Whether `document` is well-formed and valid against the batch schema (validated while it is parsed).
+
+    Anything the parser or the schema logs, warnings included, counts as not valid: the caller then lets
+    `Xpr56Serializer.validate` judge each message.
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                             schema=_batch_schema(), target=_NoTree())
+    with _BATCH_LOCK:
+        try:
+            etree.fromstring(document, parser)
+        except etree.XMLSyntaxError:
+            return False
+        return len(parser.error_log) == 0
+
+
+_BATCH_OPEN = b'<Batch xmlns="' + BATCH_NAMESPACE.encode() + b'">'
 
 
 class BatchValidator:
@@ -228,16 +266,10 @@ class BatchValidator:
         if not messages:
             return []
         if all(m.startswith(DECLARATION) for m in messages):
-            body = b"".join(m[len(DECLARATION):] for m in messages)
-            try:
-                root = etree.fromstring(b'<Batch xmlns="' + BATCH_NAMESPACE.encode() + b'">' + body + b"</Batch>",
-                                        _parser())
-            except etree.XMLSyntaxError:
-                root = None
-            if root is not None:
-                with _BATCH_LOCK:
-                    if _batch_schema().validate(root):
-                        return [None] * len(messages)
+            skip = len(DECLARATION)
+            parts = [_BATCH_OPEN, *(memoryview(m)[skip:] for m in messages), b"</Batch>"]
+            if _stream_valid(b"".join(parts)):
+                return [None] * len(messages)
         # one by one: the message's own issues, as `serialize` reports them
         results: list[MessageInvalid | None] = []
         for data in messages:
@@ -246,11 +278,13 @@ class BatchValidator:
         return results
 
 
-def day_bodies(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per day (in day order): the rendered notifications, their count and sequence range, and whether
-    any of them is suspect."""
+def day_messages(frame: pl.DataFrame, wrapper: MessageFrame) -> pl.DataFrame:
+    """Per day (in day order): its notifications' count and sequence range, whether any of them is
+    suspect, and `message`, the bytes of its message (what `wrapper.message` makes of the day's rendered
+    notifications, made here for all days at once). A suspect day's `message` is not to be used."""
     ordered = frame.sort("day", "seq")
     rows = ordered.select("day", "seq").with_columns(xml=render_rows(ordered), suspect=suspect_rows(ordered))
+    message = pl.concat_str([pl.lit(wrapper.head), pl.col("xml").str.join(""), pl.lit(wrapper.tail)])
     return (rows.group_by("day", maintain_order=True)
-            .agg(body=pl.col("xml").str.join(""), n=pl.len(), first_seq=pl.col("seq").min(),
+            .agg(message=message.cast(pl.Binary), n=pl.len(), first_seq=pl.col("seq").min(),
                  last_seq=pl.col("seq").max(), suspect=pl.col("suspect").any()))
