@@ -154,7 +154,8 @@ def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFram
     """`written_days` of a range (without the municipality): the written days, then the days without a message."""
     written = pl.DataFrame([(d.day, d.n_notifications, d.first_seq, d.last_seq, d.file, d.sha256) for d in days],
                            schema=DAY_ROW_SCHEMA, orient="row")
-    empty = (pl.date_range(first, last, eager=True).alias("day").to_frame().join(written, on="day", how="anti", maintain_order="left")
+    empty = (pl.date_range(first, last, eager=True).alias("day").to_frame()
+             .join(written, on="day", how="anti", maintain_order="left")
              .with_columns(n_notifications=pl.lit(0, pl.Int64)))
     return pl.concat([written, empty], how="diagonal")
 
