@@ -122,6 +122,20 @@ def test_a_batch_failing_the_schema_names_the_message_and_its_notification():
     assert results[1].notification_guid == guid and results[1].sequence_no == 8
 
 
+def test_the_streamed_batch_keeps_each_message_s_identity_constraints_to_itself():
+    """Validated while parsed (no tree), a duplicate notification GUID within one message still fails the
+    schema's unique constraint, and one message twice in a batch does not."""
+    f = frame()
+    wrapper = MessageFrame(SER, empty_message(MUNICIPALITY))
+    messages = day_messages(f, wrapper)["message"].to_list()
+    first, second = f.filter(pl.col("seq").is_in([7, 8]))["guid"].to_list()
+    duplicated = messages[1].replace(second.encode(), first.encode())
+    results = BatchValidator(SER).check([messages[0], duplicated, messages[0]])
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], MessageInvalid) and results[1].rule == "xsd"
+    assert BatchValidator(SER).check([messages[1], messages[1]]) == [None, None]
+
+
 def test_message_invalid_survives_a_process_boundary():
     import pickle
 

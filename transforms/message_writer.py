@@ -14,6 +14,7 @@ import ctypes
 import datetime as dt
 import gc
 import hashlib
+import io
 import os
 import signal
 from collections.abc import Iterator
@@ -53,6 +54,17 @@ class MessageJob:
     frame: pl.DataFrame  # FRAME_COLUMNS
     serializer: str = "xpr56"
     expected: dict[dt.date, tuple[str, str]] | None = None
+
+    def __reduce__(self) -> tuple:
+        # to a pool process: the frame as Arrow IPC, less than half the planner's CPU of pickling a DataFrame
+        buffer = io.BytesIO()
+        self.frame.write_ipc(buffer, compression="uncompressed")
+        return _job_from_ipc, (self.root, self.municipality, buffer.getvalue(), self.serializer, self.expected)
+
+
+def _job_from_ipc(root: Path, municipality: Municipality, frame: bytes, serializer: str,
+                  expected: dict[dt.date, tuple[str, str]] | None) -> MessageJob:
+    return MessageJob(root, municipality, pl.read_ipc(io.BytesIO(frame)), serializer, expected)
 
 
 def relative_path(kommune: str, day: dt.date) -> str:

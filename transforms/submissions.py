@@ -146,8 +146,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, data)
 
 
-def _days(first: dt.date, last: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+DAY_ROW_SCHEMA = {"day": pl.Date, "n_notifications": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
+                  "file": pl.Utf8, "sha256": pl.Utf8}
+
+
+def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFrame:
+    """`written_days` of a range (without the municipality): the written days, then the days without a message."""
+    written = pl.DataFrame([(d.day, d.n_notifications, d.first_seq, d.last_seq, d.file, d.sha256) for d in days],
+                           schema=DAY_ROW_SCHEMA, orient="row")
+    empty = (pl.date_range(first, last, eager=True).alias("day").to_frame()
+             .join(written, on="day", how="anti", maintain_order="left")
+             .with_columns(n_notifications=pl.lit(0, pl.Int64)))
+    return pl.concat([written, empty], how="diagonal")
 
 
 def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -330,11 +340,8 @@ class SubmissionWriter:
         """One transaction per municipality, after every one of its files is written."""
         kommune, plan = item.kommune, item.plan
         assert plan is not None and item.first is not None and item.last is not None
-        day_rows = [(kommune, d.day, d.n_notifications, d.first_seq, d.last_seq, d.file, d.sha256) for d in days]
         report.files += len(days)
-        written = {d.day for d in days}
-        day_rows += [(kommune, d, 0, None, None, None, None) for d in _days(item.first, item.last)
-                     if d not in written]
+        days_frame = _day_rows(days, item.first, item.last)
         con.execute("BEGIN TRANSACTION")
         try:
             if plan.height:
@@ -344,17 +351,14 @@ class SubmissionWriter:
                         event_key, content_hash, event_guid, event_type, reporting_id, service_code, event_date,
                         registered_at, provider_org, stop_id, person_key FROM plan_frame""", {"kommune": kommune})
                 con.unregister("plan_frame")
-            days_frame = pl.DataFrame(day_rows, orient="row", schema={
-                "kommune": pl.Utf8, "day": pl.Date, "n_notifications": pl.Int64, "first_seq": pl.Int64,
-                "last_seq": pl.Int64, "file": pl.Utf8, "sha256": pl.Utf8})
             con.register("days_frame", days_frame.to_arrow())
-            con.execute("INSERT INTO written_days SELECT * FROM days_frame")
+            con.execute("INSERT INTO written_days SELECT $kommune, * FROM days_frame", {"kommune": kommune})
             con.unregister("days_frame")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        report.days_written += len(day_rows)
+        report.days_written += days_frame.height
         for status, n in plan.group_by("status").len().iter_rows():
             report.notifications[status] += n
 
