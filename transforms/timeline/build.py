@@ -38,6 +38,9 @@ BATCH_SERVICE_ROWS = 1_000_000
 # (KTT_DUCKDB_MEMORY_LIMIT overrides it); batches built side by side share it
 TIMELINE_MEMORY_LIMIT_MB = 3000
 TIMELINE_MEMORY_LIMIT = f"{TIMELINE_MEMORY_LIMIT_MB}MB"
+# finished batches that may wait for the writer while later ones are built: their Arrow outputs, some
+# 50-200 MB each at national scale
+WAITING_RESULTS = 4
 
 EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
                    "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
@@ -245,7 +248,9 @@ def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedI
                     ) -> Iterator[StreamedBatch]:
     """Each batch's result in batch order, built up to `workers` at a time.
 
-    DuckDB and Polars release the GIL while they work, so threads suffice. At most `workers` results
+    DuckDB and Polars release the GIL while they work, so threads suffice. Batches are queued up to
+    WAITING_RESULTS beyond the running ones, so a worker never idles behind a long batch earlier in
+    the order (Oslo alone takes as long as three other batches); at most that many finished results
     wait for the caller, so memory stays bounded when writing is slower than building.
     """
     if workers == 1:
@@ -256,7 +261,7 @@ def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedI
         pending: deque[Future[StreamedBatch]] = deque()
         queued = iter(batches)
         try:
-            for batch in itertools.islice(queued, workers):
+            for batch in itertools.islice(queued, workers + WAITING_RESULTS):
                 pending.append(pool.submit(_build_streamed_batch, settings, batch, inputs, workers))
             while pending:
                 result = pending.popleft().result()
