@@ -287,6 +287,10 @@ class TimelineSummary:
     paths: dict[str, Path]
 
 
+# columns whose values rarely repeat: a dictionary page would be built and then given up for plain encoding
+NEARLY_UNIQUE_COLUMNS = frozenset({"episode_id", "reporting_id", "person_key", "user_no", "records", "lineage"})
+
+
 class _ParquetAppender:
     """Parquet files written batch by batch: row groups appended, renamed into place only when complete."""
 
@@ -300,7 +304,8 @@ class _ParquetAppender:
         if writer is None:
             self.paths[name].parent.mkdir(parents=True, exist_ok=True)
             writer = self._writers[name] = pq.ParquetWriter(
-                self.paths[name].with_suffix(".parquet.tmp"), table.schema, compression="zstd")
+                self.paths[name].with_suffix(".parquet.tmp"), table.schema, compression="zstd",
+                use_dictionary=[f.name for f in table.schema if f.name not in NEARLY_UNIQUE_COLUMNS])
         writer.write_table(table)
         self.rows[name] += table.num_rows
 

@@ -8,7 +8,7 @@ unit without holding the episode, the end is imputed to the last covered day.
 
 from __future__ import annotations
 
-from transforms.timeline.records import EPJ_VERSION_KEY, IPLOS_HAS_RECORD, IPLOS_RECORD_ID
+from transforms.timeline.records import EPJ_VERSION_KEY, IPLOS_HAS_RECORD, IPLOS_RECORD_ID, REF_LINE_BITS
 
 # Each "first record by some order" rule is an arg_min over one integer that spells that order out, most
 # significant part first: NULLs last via an is-null bit, DESC via subtraction from the field's top, and
@@ -136,11 +136,20 @@ SELECT component, kommune, person_key, service_code,
        records
 FROM picked;
 
--- every staged row behind the episode's records, sorted (a view: computed once, by the output's read)
+-- every staged row behind the episode's records, sorted, as "file:line" (a view: computed once, by the
+-- output's read). The refs are integers (`LINEAGE_REF`): sorted as such, then spelled out
 CREATE OR REPLACE VIEW episode_lineage AS
-SELECT f.component, list_sort(flatten(list(x.refs))) AS lineage
-FROM record_refs x JOIN record_facts f USING (record_id)
-GROUP BY f.component;
+WITH refs AS (
+    SELECT f.component, list_sort(flatten(list(x.refs))) AS refs
+    FROM record_refs x JOIN record_facts f USING (record_id)
+    GROUP BY f.component
+), files AS (
+    SELECT list(source_file ORDER BY file_no) AS names FROM lineage_files
+)
+SELECT r.component,
+       [files.names[(x >> {REF_LINE_BITS}) + 1] || ':' || (x & {(1 << REF_LINE_BITS) - 1}) FOR x IN r.refs]
+           AS lineage
+FROM refs r, files;
 
 -- narrow from here on: records and lineage rejoin the episode at the end
 CREATE OR REPLACE TABLE episodes_dated AS
@@ -346,8 +355,9 @@ WITH epj_versions AS (
     SELECT r.record_id, CAST(s.extract_date AS TIMESTAMPTZ) AS registered_at,
            make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
-           s.source_file || ':' || s.line AS lineage
+           lf.source_file || ':' || s.line AS lineage
     FROM iplos_rows s
+    LEFT JOIN lineage_files lf USING (file_no)
     JOIN (SELECT record_id, kommune, person, is37, id37, code36, start36 FROM iplos_current
           WHERE provider_varies) p
       ON p.kommune = s.kommune AND p.person = s.person AND p.is37 = s.is37

@@ -107,7 +107,7 @@ CREATE OR REPLACE TABLE linked_labels AS SELECT DISTINCT a AS rid, a AS label FR
 
 LABELS_STEP = """
 CREATE OR REPLACE TABLE labels_next AS
-SELECT l.rid, least(l.label, min(n.label)) AS label
+SELECT l.rid, least(l.label, min(n.label)) AS label, min(n.label) < l.label AS changed
 FROM linked_labels l
 JOIN undirected u ON u.a = l.rid
 JOIN linked_labels n ON n.rid = u.b
@@ -135,11 +135,12 @@ def link_records(con: duckdb.DuckDBPyConnection, start_tolerance: int, switch_wi
     run_script(con, LABELS_INIT)
     for rounds in range(1, max_rounds + 1):
         run_script(con, LABELS_STEP)
-        changed = con.execute(
-            "SELECT count(*) FROM linked_labels l JOIN labels_next n USING (rid) WHERE l.label <> n.label"
-        ).fetchone()[0]
-        con.execute("CREATE OR REPLACE TABLE linked_labels AS SELECT * FROM labels_next")
-        if changed == 0:
+        # each row says whether its label changed, so the round's outcome needs no join with the last
+        # round; the new labels replace the old by a rename, not a copy
+        changed = con.execute("SELECT bool_or(changed) FROM labels_next").fetchone()[0]
+        con.execute("DROP TABLE linked_labels")
+        con.execute("ALTER TABLE labels_next RENAME TO linked_labels")
+        if not changed:
             run_script(con, LABELS_DONE)
             return rounds
     raise RuntimeError(f"linking did not converge in {max_rounds} rounds")

@@ -17,8 +17,9 @@ EPJ_VERSION_KEY = ("{'rn': registered_at IS NOT NULL, "
                    "'r': coalesce(registered_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
                    "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
                    "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
+# (`file_no` ranks the source files as their names sort, see `lineage_files`)
 IPLOS_VERSION_KEY = ("{'yn': data_year IS NOT NULL, 'y': coalesce(data_year, 0), "
-                     "'fn': source_file IS NOT NULL, 'f': coalesce(source_file, ''), "
+                     "'fn': file_no IS NOT NULL, 'f': coalesce(file_no, 0), "
                      "'ln': line IS NOT NULL, 'l': coalesce(line, 0)}")
 
 PERSONS_SQL = f"""
@@ -62,7 +63,20 @@ IPLOS_RECORD_ID = ("CASE WHEN {p}is37 THEN 'i37:' || {p}kommune || ':' || {p}id3
 IPLOS_HAS_RECORD = ("person IS NOT NULL AND CASE WHEN is37 THEN id37 IS NOT NULL "
                     "ELSE code36 IS NOT NULL AND start36 IS NOT NULL END")
 
+# A record's lineage is kept as integers, one per staged row: the rank of the row's source file among the
+# batch's files (`lineage_files`) in the high bits, its line in the low REF_LINE_BITS. Integers are cheaper
+# to collect, store and sort than "file:line" strings; the names are spelled out once, for the output
+# (`episode_lineage`). Sorted, they follow file name, then line number.
+REF_LINE_BITS = 40
+LINEAGE_REF = f"((file_no << {REF_LINE_BITS}) + line)"
+
 RECORDS_SQL = f"""
+-- the batch's source files, ranked by name (NULL names no file: its rows' lineage is NULL, as before)
+CREATE OR REPLACE TABLE lineage_files AS
+SELECT source_file, CAST(row_number() OVER (ORDER BY source_file) - 1 AS BIGINT) AS file_no
+FROM (SELECT source_file FROM epj_service_versions UNION SELECT source_file FROM iplos_services)
+WHERE source_file IS NOT NULL;
+
 -- a service id names one record per system; one without an id has no history to follow
 CREATE OR REPLACE TABLE epj_current AS
 WITH history AS (
@@ -80,8 +94,8 @@ WITH history AS (
            min(provider_org) <> max(provider_org) AS provider_varies,
            min(registered_at) AS first_registered_at,
            list({{'end_date': end_date, 'at': registered_at}}) AS ends,
-           list(source_file || ':' || line) AS refs
-    FROM epj_service_versions
+           list({LINEAGE_REF}) AS refs
+    FROM epj_service_versions LEFT JOIN lineage_files USING (source_file)
     WHERE service_id IS NOT NULL
     GROUP BY reporting_kommune, system, service_id
 )
@@ -96,7 +110,7 @@ FROM history;
 -- to (3.7: municipality, person, service id; 3.6: municipality, person, code, start); the record id
 -- string is spelled out once per record (`IPLOS_RECORD_ID`), not for every row
 CREATE OR REPLACE TABLE iplos_rows AS
-SELECT s.source_file, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
+SELECT f.file_no, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
        s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
        m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
        {CODE29.format(c="s.service_code")} AS code29,
@@ -106,7 +120,8 @@ SELECT s.source_file, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.u
        CASE WHEN s.layout = '3.7' THEN NULL ELSE s.start_date END AS start36
 FROM iplos_services s
 JOIN municipality_codes m ON m.code = s.unit
-LEFT JOIN person_alias a ON a.alias = s.person_key;
+LEFT JOIN person_alias a ON a.alias = s.person_key
+LEFT JOIN lineage_files f ON f.source_file = s.source_file;
 
 -- rows without a complete key (no person) form no record. The current version is picked as a row
 -- number and joined back: cheaper than carrying every column through the aggregate
@@ -118,7 +133,7 @@ WITH history AS (
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            min(provider_org) <> max(provider_org) AS provider_varies,
            list({{'end_date': end_date, 'at': extract_date}}) AS ends,
-           list(source_file || ':' || line) AS refs
+           list({LINEAGE_REF}) AS refs
     FROM iplos_rows
     WHERE {IPLOS_HAS_RECORD}
     GROUP BY kommune, person, is37, id37, code36, start36
