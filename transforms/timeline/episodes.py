@@ -49,7 +49,7 @@ START_KEY = key(("continuation", 1), ("precedence", 2), ("start_date IS NULL", 1
 # reporting id: ORDER BY precedence, the EPJ system's active_from, first IPLOS year, start_date, record_id
 ID_KEY = key(("precedence", 2), ("system_active_from IS NULL OR kind <> 'epj'", 1),
              (day_field("CASE WHEN kind = 'epj' THEN system_active_from END"), DAY_BITS),
-             ("list_min(years) IS NULL", 1), ("coalesce(list_min(years), 0)", 16),
+             ("first_year IS NULL", 1), ("coalesce(first_year, 0)", 16),
              ("start_date IS NULL", 1), (day_field("start_date"), DAY_BITS))
 
 EPISODES_SQL = f"""
@@ -69,7 +69,7 @@ CREATE OR REPLACE TABLE record_facts AS
 SELECT r.rid, r.record_id, r.kommune, r.kind, r.source, r.unit, l.label AS component,
        c.rid IS NOT NULL AS continuation,
        CASE r.kind WHEN 'epj' THEN 1 WHEN 'i37' THEN 2 ELSE 3 END AS precedence,
-       CASE WHEN r.kind = 'epj' THEN r.source ELSE 'iplos:' || list_max(r.years) END AS last_source,
+       CASE WHEN r.kind = 'epj' THEN r.source ELSE 'iplos:' || r.last_year END AS last_source,
        s.active_from AS system_active_from
 FROM records r
 JOIN labels l USING (rid)
@@ -109,7 +109,7 @@ WITH parts AS (
            arg_min({{'source_id': CASE WHEN kind IN ('epj', 'i37') THEN service_id END, 'user_no': user_no}},
                    {ID_KEY}) AS by_id,
            arg_min({{'start_date': start_date, 'start_registered_at': first_registered_at,
-                    'start_source': CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || list_min(years) END}},
+                    'start_source': CASE WHEN kind = 'epj' THEN source ELSE 'iplos:' || first_year END}},
                    {START_KEY}) AS by_start,
            arg_min({{'end_reported': end_date, 'end_registered_at': end_registered_at, 'last_covered': last_covered,
                     'later_coverage': later_coverage, 'provider_org': provider_org,

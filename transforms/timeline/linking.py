@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
+from transforms.timeline.records import HOLDS_YEAR
 from transforms.timeline.sql import run_script
 
 CHAIN_SQL = """
@@ -40,9 +41,9 @@ FROM covered WHERE next_source IS NOT NULL AND next_source <> source;
 # a record "holds" a source: EPJ records their system, IPLOS records each data year they appear in
 HOLDS = """(({r}.kind = 'epj' AND {r}.source = {s})
           OR ({r}.kind <> 'epj' AND {s} LIKE 'iplos:%'
-              AND list_contains({r}.years, CAST(substr({s}, 7) AS INTEGER))))"""
+              AND """ + HOLDS_YEAR.format(y="CAST(substr({s}, 7) AS INTEGER)", bits="{r}.year_bits") + "))"
 FIRST_HOLDS = """(({r}.kind = 'epj' AND {r}.source = {s})
-          OR ({r}.kind <> 'epj' AND {s} = 'iplos:' || list_min({r}.years)))"""
+          OR ({r}.kind <> 'epj' AND {s} = 'iplos:' || {r}.first_year))"""
 
 EDGES_SQL = f"""
 CREATE OR REPLACE TABLE edge_candidates AS
@@ -60,7 +61,7 @@ FROM records x JOIN records y
   ON x.kind = 'i36' AND y.rid <> x.rid AND y.kommune = x.kommune
  AND y.person_key = x.person_key AND y.service_code = x.service_code
  AND abs(datediff('day', x.start_date, y.start_date)) <= $start_tolerance
- AND (y.kind <> 'i36' OR list_min(y.years) > list_max(x.years))
+ AND (y.kind <> 'i36' OR y.first_year > x.last_year)
  AND (x.end_date IS NULL OR y.start_date <= x.end_date)
 UNION ALL
 -- 4a: an explicit migratedFrom

@@ -54,6 +54,17 @@ SELECT alias, first(person_key ORDER BY priority, person_key) AS person_key,
 FROM alias_candidates GROUP BY alias;
 """
 
+# The data years an IPLOS record appears in, as bits of one integer (bit 0: YEAR_BITS_BASE): a hash
+# aggregate builds and stores it for a fraction of a list's cost, and a record "holds" a year by one test
+YEAR_BITS_BASE = 1970
+YEAR_BITS_LAST = YEAR_BITS_BASE + 126
+YEAR_BIT = (f"CASE WHEN {{y}} BETWEEN {YEAR_BITS_BASE} AND {YEAR_BITS_LAST} "
+            f"THEN CAST(1 AS HUGEINT) << ({{y}} - {YEAR_BITS_BASE}) "
+            f"WHEN {{y}} IS NOT NULL THEN error('IPLOS data year ' || {{y}} || ' is outside "
+            f"{YEAR_BITS_BASE}-{YEAR_BITS_LAST}') END")
+HOLDS_YEAR = (f"({{y}} BETWEEN {YEAR_BITS_BASE} AND {YEAR_BITS_LAST} "
+              f"AND (({{bits}} >> ({{y}} - {YEAR_BITS_BASE})) & 1) = 1)")
+
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
 
@@ -129,7 +140,8 @@ CREATE OR REPLACE TABLE iplos_current AS
 WITH history AS (
     SELECT kommune, person, is37, id37, code36, start36,
            arg_max(rowid, {IPLOS_VERSION_KEY}) AS version,
-           list_sort(list_distinct(list(data_year))) AS years,
+           min(data_year) AS first_year, max(data_year) AS last_year,
+           bit_or({YEAR_BIT.format(y="data_year")}) AS year_bits,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            min(provider_org) <> max(provider_org) AS provider_varies,
            list({{'end_date': end_date, 'at': extract_date}}) AS ends,
@@ -141,7 +153,7 @@ WITH history AS (
 SELECT {IPLOS_RECORD_ID.format(p="h.")} AS record_id,
        c.kommune, c.layout, c.service_id, c.person, c.user_no, c.code29, c.service_code, c.start_date,
        c.end_date, c.provider_org, c.hours_per_week, c.unit,
-       h.years, h.first_registered_at, h.provider_varies, h.refs,
+       h.first_year, h.last_year, h.year_bits, h.first_registered_at, h.provider_varies, h.refs,
        CAST(list_min([x.at FOR x IN h.ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
            AS end_registered_at,
        h.is37, h.id37, h.code36, h.start36
@@ -154,7 +166,7 @@ SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' 
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
        e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit,
-       NULL::INTEGER[] AS years, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
+       NULL::INTEGER AS first_year, NULL::INTEGER AS last_year, NULL::HUGEINT AS year_bits, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
        e.end_registered_at
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
@@ -172,7 +184,7 @@ SELECT * FROM epj_records WHERE person_key IS NOT NULL
 UNION ALL
 SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
-       unit, years, NULL, NULL, first_registered_at, end_registered_at
+       unit, first_year, last_year, year_bits, NULL, NULL, first_registered_at, end_registered_at
 FROM iplos_current
 ORDER BY record_id;
 DROP TABLE epj_records;
