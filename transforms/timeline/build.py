@@ -24,7 +24,14 @@ from transforms.kommuner import municipality_codes, unit_succession
 from transforms.settings import Settings
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
 from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
-from transforms.timeline.episodes import CONFLICTS_SQL, EPISODES_OUT_SQL, EPISODES_SQL, PROVIDERS_SQL, STOPS_SQL
+from transforms.timeline.episodes import (
+    CONFLICTS_SQL,
+    EPISODES_OUT_SQL,
+    EPISODES_SQL,
+    PROVIDERS_SQL,
+    STOPS_SQL,
+    check_record_count,
+)
 from transforms.timeline.linking import link_records
 from transforms.timeline.records import PERSONS_SQL, RECORDS_SQL
 from transforms.timeline.sql import run_script
@@ -124,6 +131,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts)
         run_script(con, PERSONS_SQL)
         run_script(con, RECORDS_SQL)
+        check_record_count(con.execute("SELECT count(*) FROM resolved_records").fetchone()[0])
         rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days)
         for script in (EPISODES_SQL, CONFLICTS_SQL, EPISODES_OUT_SQL, STOPS_SQL, PROVIDERS_SQL):
             run_script(con, script, {"as_of": as_of})

@@ -14,14 +14,30 @@ from transforms.timeline.records import EPJ_VERSION_KEY, IPLOS_HAS_RECORD, IPLOS
 # significant part first: NULLs last via an is-null bit, DESC via subtraction from the field's top, and
 # `rid` as the final tie-break (rids follow record_id order, see RECORDS_SQL). A hash aggregate over
 # integer keys costs about half of one over struct keys, whose comparisons go through sort-key blobs.
-RID_BITS = 35  # rids are row numbers within a batch
+RID_BITS = 24  # rids are row numbers within a batch: at most 16.7 M records (`check_record_count`)
 DAY_BITS = 23  # day numbers offset by DAY_OFFSET: years -8982..9999 fit
 DAY_OFFSET = 4_000_000
+# the reporting-id key needs three dates' worth of fields and fits a BIGINT only with 17-bit days: days
+# since 1900-01-01, up to 2258-11-10; dates outside are taken as those ends (they only order records of
+# one episode that agree on everything before, and then record_id decides among them)
+NARROW_DAY_BITS = 17
 
 
 def day_field(column: str) -> str:
     """A date as a non-negative day number (0 for NULL: NULLs are ordered by their own bit)."""
     return f"(coalesce({column} - DATE '1970-01-01', 0) + {DAY_OFFSET})"
+
+
+def narrow_day_field(column: str) -> str:
+    """A date as days since 1900 in NARROW_DAY_BITS, earlier and later dates clamped (0 for NULL)."""
+    return f"least(greatest(coalesce({column} - DATE '1900-01-01', 0), 0), {(1 << NARROW_DAY_BITS) - 1})"
+
+
+def check_record_count(records: int) -> None:
+    """Refuse a batch whose record numbers (`rid`) would not fit the packed keys' RID_BITS."""
+    if records >= 1 << RID_BITS:
+        raise ValueError(f"a timeline batch of {records:,} source records exceeds the {1 << RID_BITS:,} the "
+                         "episode keys can order; build with fewer staged rows per batch (rows_per_batch)")
 
 
 def key(*fields: tuple[str, int]) -> str:
@@ -46,11 +62,16 @@ LATEST_KEY = key(("last_covered IS NULL", 1), (f"{(1 << DAY_BITS) - 1} - {day_fi
 # start: ORDER BY continuation, precedence, start_date NULLS LAST, record_id
 START_KEY = key(("continuation", 1), ("precedence", 2), ("start_date IS NULL", 1),
                 (day_field("start_date"), DAY_BITS))
-# reporting id: ORDER BY precedence, the EPJ system's active_from, first IPLOS year, start_date, record_id
-ID_KEY = key(("precedence", 2), ("system_active_from IS NULL OR kind <> 'epj'", 1),
-             (day_field("CASE WHEN kind = 'epj' THEN system_active_from END"), DAY_BITS),
-             ("first_year IS NULL", 1), ("coalesce(first_year, 0)", 16),
-             ("start_date IS NULL", 1), (day_field("start_date"), DAY_BITS))
+# reporting id: ORDER BY precedence, the EPJ system's active_from, first IPLOS year, start_date, record_id.
+# Precedence tells EPJ records (which have no year) from IPLOS records (which have no system), so the
+# system's active_from and the first year share one field. A BIGINT: a HUGEINT key costs twice the aggregate
+ID_KEY = key(("precedence", 2),
+             (f"CASE WHEN kind = 'epj' THEN (CAST(system_active_from IS NULL AS INTEGER) << {NARROW_DAY_BITS}) "
+              f"| {narrow_day_field('system_active_from')} "
+              f"ELSE (CAST(first_year IS NULL AS INTEGER) << {NARROW_DAY_BITS}) "
+              f"| least(greatest(coalesce(first_year, 0), 0), {(1 << NARROW_DAY_BITS) - 1}) END",
+              NARROW_DAY_BITS + 1),
+             ("start_date IS NULL", 1), (narrow_day_field("start_date"), NARROW_DAY_BITS))
 
 EPISODES_SQL = f"""
 -- the new side of a switch, and every record that is the same service as it by id, continues an

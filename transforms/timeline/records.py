@@ -166,7 +166,8 @@ SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' 
        coalesce(a.person_key, u.person_key) AS person_key, e.user_no,
        {CODE29.format(c="e.code")} AS service_code, e.code AS original_code,
        e.start_date, e.end_date, e.provider_org, e.hours_per_week, e.unit,
-       NULL::INTEGER AS first_year, NULL::INTEGER AS last_year, NULL::HUGEINT AS year_bits, e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
+       NULL::INTEGER AS first_year, NULL::INTEGER AS last_year, NULL::HUGEINT AS year_bits,
+       e.migrated_from_system, e.migrated_from_id, e.first_registered_at,
        e.end_registered_at
 FROM epj_current e
 LEFT JOIN epj_user u ON u.kommune = e.kommune AND u.system = e.system AND u.user_no = e.user_no
