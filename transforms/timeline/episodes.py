@@ -193,7 +193,7 @@ WITH gaps AS (
     SELECT 'epj:' || system || ':' || service_id AS record_id, unit FROM epj_service_versions
     WHERE service_id IS NOT NULL AND reporting_kommune IN (SELECT kommune FROM gaps)
     UNION
-    SELECT {IPLOS_RECORD_ID.format(p="")}, unit FROM iplos_rows
+    SELECT {IPLOS_RECORD_ID.format(p="")}, unit FROM iplos_keyed
     WHERE {IPLOS_HAS_RECORD} AND kommune IN (SELECT kommune FROM gaps)
 ), bridged AS (
     SELECT DISTINCT e.component
@@ -377,7 +377,7 @@ WITH epj_versions AS (
            make_date(s.data_year, 1, 1) AS change_date, s.provider_org, s.unit, s.kommune,
            lag(s.provider_org) OVER (PARTITION BY r.record_id ORDER BY s.data_year) AS previous_org,
            lf.source_file || ':' || s.line AS lineage
-    FROM iplos_rows s
+    FROM iplos_keyed s
     LEFT JOIN lineage_files lf USING (file_no)
     JOIN (SELECT record_id, kommune, person, is37, id37, code36, start36 FROM iplos_current
           WHERE provider_varies) p
@@ -386,7 +386,7 @@ WITH epj_versions AS (
      AND p.start36 IS NOT DISTINCT FROM s.start36
     -- the record id spells out municipality, person and service id (3.7) or code and start (3.6)
     JOIN records r ON r.record_id = p.record_id AND r.kind <> 'epj' AND r.service_code = s.code29
-     AND s.layout = CASE r.kind WHEN 'i37' THEN '3.7' ELSE '3.6' END
+     AND s.is37 = (r.kind = 'i37')
 ), changes AS (
     SELECT record_id, change_date, provider_org, FALSE AS imputed, registered_at, lineage FROM epj_versions
     WHERE previous_org IS NOT NULL AND provider_org IS NOT NULL AND provider_org <> previous_org

@@ -117,47 +117,51 @@ SELECT reporting_kommune AS kommune, system, service_id, c.user_no, c.code, c.st
        list_min([x.at FOR x IN ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS end_registered_at
 FROM history;
 
--- the columns the records and the provider changes need, with the key of the record each row belongs
--- to (3.7: municipality, person, service id; 3.6: municipality, person, code, start); the record id
--- string is spelled out once per record (`IPLOS_RECORD_ID`), not for every row
+-- the columns the records and the provider changes need; `iplos_keyed` adds the key of the record each
+-- row belongs to (3.7: municipality, person, service id; 3.6: municipality, person, code, start),
+-- computed when read rather than stored for every row. The record id string is spelled out once per
+-- record (`IPLOS_RECORD_ID`), not for every row
 CREATE OR REPLACE TABLE iplos_rows AS
-SELECT f.file_no, s.line, s.layout, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
+SELECT f.file_no, s.line, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
        s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
        m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
-       {CODE29.format(c="s.service_code")} AS code29,
-       coalesce(s.layout = '3.7', FALSE) AS is37,
-       CASE WHEN s.layout = '3.7' THEN s.service_id END AS id37,
-       CASE WHEN s.layout = '3.7' THEN NULL ELSE {CODE29.format(c="s.service_code")} END AS code36,
-       CASE WHEN s.layout = '3.7' THEN NULL ELSE s.start_date END AS start36
+       coalesce(s.layout = '3.7', FALSE) AS is37
 FROM iplos_services s
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key
 LEFT JOIN lineage_files f ON f.source_file = s.source_file;
+
+CREATE OR REPLACE VIEW iplos_keyed AS
+SELECT rowid AS row_no, *, {CODE29.format(c="service_code")} AS code29,
+       CASE WHEN is37 THEN service_id END AS id37,
+       CASE WHEN is37 THEN NULL ELSE {CODE29.format(c="service_code")} END AS code36,
+       CASE WHEN is37 THEN NULL ELSE start_date END AS start36
+FROM iplos_rows;
 
 -- rows without a complete key (no person) form no record. The current version is picked as a row
 -- number and joined back: cheaper than carrying every column through the aggregate
 CREATE OR REPLACE TABLE iplos_current AS
 WITH history AS (
     SELECT kommune, person, is37, id37, code36, start36,
-           arg_max(rowid, {IPLOS_VERSION_KEY}) AS version,
+           arg_max(row_no, {IPLOS_VERSION_KEY}) AS version,
            min(data_year) AS first_year, max(data_year) AS last_year,
            bit_or({YEAR_BIT.format(y="data_year")}) AS year_bits,
            CAST(min(extract_date) AS TIMESTAMPTZ) AS first_registered_at,
            min(provider_org) <> max(provider_org) AS provider_varies,
            list({{'end_date': end_date, 'at': extract_date}}) AS ends,
            list({LINEAGE_REF}) AS refs
-    FROM iplos_rows
+    FROM iplos_keyed
     WHERE {IPLOS_HAS_RECORD}
     GROUP BY kommune, person, is37, id37, code36, start36
 )
 SELECT {IPLOS_RECORD_ID.format(p="h.")} AS record_id,
-       c.kommune, c.layout, c.service_id, c.person, c.user_no, c.code29, c.service_code, c.start_date,
+       c.kommune, c.service_id, c.person, c.user_no, c.code29, c.service_code, c.start_date,
        c.end_date, c.provider_org, c.hours_per_week, c.unit,
        h.first_year, h.last_year, h.year_bits, h.first_registered_at, h.provider_varies, h.refs,
        CAST(list_min([x.at FOR x IN h.ends IF x.end_date IS NOT DISTINCT FROM c.end_date]) AS TIMESTAMPTZ)
            AS end_registered_at,
        h.is37, h.id37, h.code36, h.start36
-FROM history h JOIN (SELECT rowid AS version, * FROM iplos_rows) c USING (version);
+FROM history h JOIN iplos_keyed c ON c.row_no = h.version;
 
 -- EPJ records first: only they can lack a person (an IPLOS record id names its person)
 CREATE OR REPLACE TABLE epj_records AS
@@ -183,7 +187,7 @@ CREATE OR REPLACE TABLE unresolved_records AS SELECT * FROM epj_records WHERE pe
 CREATE OR REPLACE TABLE resolved_records AS
 SELECT * FROM epj_records WHERE person_key IS NOT NULL
 UNION ALL
-SELECT record_id, kommune, CASE layout WHEN '3.7' THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
+SELECT record_id, kommune, CASE WHEN is37 THEN 'i37' ELSE 'i36' END, 'iplos', NULL,
        service_id, person, user_no, code29, service_code, start_date, end_date, provider_org, hours_per_week,
        unit, first_year, last_year, year_bits, NULL, NULL, first_registered_at, end_registered_at
 FROM iplos_current
