@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms import duck
@@ -110,6 +111,22 @@ def _select_sorted(name: str) -> str:
     return f"SELECT {columns} FROM {table} ORDER BY {', '.join(f'{c} NULLS LAST' for c in order)}"
 
 
+def _sorted_output(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
+    """A large output of the batch in its sort order, as Arrow.
+
+    Episodes carry their record and lineage lists, which make a sort of their rows costly: `episodes` is
+    written in episode_id order, and the joins that add the lists keep that order when run on one thread.
+    The order is checked, and the rows are sorted here only when a plan did not keep it.
+    """
+    if name != "episodes":
+        return _arrow_table(con.execute(_select_sorted(name)))
+    table = _arrow_table(con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM {STREAMED[name][0]}"))
+    ids = table.column("episode_id")
+    if len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1)), skip_nulls=False).as_py():
+        table = table.take(pc.sort_indices(table, [("episode_id", "ascending")]))
+    return table
+
+
 @contextlib.contextmanager
 def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs, workers: int
                    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, TimelineResult]]:
@@ -163,7 +180,7 @@ def _build_streamed_batch(settings: Settings, kommuner: set[str], inputs: Staged
                           ) -> StreamedBatch:
     """The batch's large outputs sorted in DuckDB and handed over as Arrow, without a Polars copy."""
     with _reconstructed(settings, kommuner, inputs, workers) as (con, small):
-        return StreamedBatch(small, {name: _arrow_table(con.execute(_select_sorted(name))) for name in STREAMED})
+        return StreamedBatch(small, {name: _sorted_output(con, name) for name in STREAMED})
 
 
 def _arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:

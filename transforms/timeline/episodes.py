@@ -271,9 +271,12 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
        e.stitched, e.end_imputed, e.bridged_gap,
        e.component IN (SELECT component FROM conflicts WHERE component IS NOT NULL) AS conflict,
        e.start_source, e.n_records, e.component
-FROM episodes_flagged e;
+FROM episodes_flagged e
+-- in output order, so the output's read (`episodes_out`) sorts narrow rows here, not those with the lists
+ORDER BY episode_id;
 
--- the output rows: the narrow table above with the record and lineage lists, joined once when read
+-- the output rows: the narrow table above with the record and lineage lists, joined once when read (the
+-- joins probe with `episodes`, so on one thread they keep its order; `build._sorted_output` checks that)
 CREATE OR REPLACE VIEW episodes_out AS
 SELECT e.*, r.records, l.lineage
 FROM episodes e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
