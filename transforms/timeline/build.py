@@ -40,6 +40,9 @@ from transforms.timeline.staged import register_staged, staged_file_index
 
 log = logging.getLogger(__name__)
 
+# the staged tables the reconstruction reads
+TIMELINE_INPUTS = ("iplos_services", "iplos_persons", "iplos_stops", "epj_service_versions", "epj_persons",
+                   "epj_stops")
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
 BATCH_SERVICE_ROWS = 1_000_000
 # DuckDB's share of the process: it spills beyond this instead of growing the process past ~4 GiB
@@ -141,7 +144,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
     with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
         # every statement over the staged views binds their files again; their footers are read once
         con.execute("SET parquet_metadata_cache = true")
-        register_staged(con, settings, kommuner, inputs.files)
+        register_staged(con, settings, kommuner, inputs.files, TIMELINE_INPUTS)
         con.register("municipality_codes", municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())

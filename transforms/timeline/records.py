@@ -32,19 +32,22 @@ FROM epj_persons GROUP BY ALL;
 -- between yearly extracts of the same municipality (the extract's brukerNr is the EPJ's user number),
 -- where the old number is a D-nummer, the new one a fødselsnummer, and birth year and sex agree
 CREATE OR REPLACE TABLE alias_candidates AS
+-- the extract rows of user numbers ever given with a D-nummer: few, and read in one pass over the persons
+WITH same_user AS MATERIALIZED (
+    SELECT p.person_key, p.user_no, p.id_type, p.data_year, p.birth_year, p.sex, m.reporting_kommune
+    FROM iplos_persons p JOIN municipality_codes m ON m.code = p.unit
+    WHERE p.user_no IN (SELECT user_no FROM iplos_persons WHERE id_type = 2)
+)
 SELECT p.person_key AS alias, u.person_key AS person_key, 1 AS priority
 FROM epj_persons p
 JOIN epj_user u ON u.kommune = p.reporting_kommune AND u.system = p.system AND u.user_no = p.user_no
 WHERE p.person_key <> u.person_key
 UNION ALL
 SELECT a.person_key, first(b.person_key ORDER BY b.data_year DESC), 2
-FROM (SELECT p.*, m.reporting_kommune FROM iplos_persons p JOIN municipality_codes m ON m.code = p.unit
-      WHERE p.id_type = 2) a
--- D-numbers are few: only the fødselsnummer rows of their user numbers are joined
-JOIN (SELECT p.*, m.reporting_kommune FROM iplos_persons p JOIN municipality_codes m ON m.code = p.unit
-      WHERE p.id_type = 1 AND p.user_no IN (SELECT user_no FROM iplos_persons WHERE id_type = 2)) b
+FROM same_user a
+JOIN same_user b
   ON b.user_no = a.user_no AND b.data_year > a.data_year AND b.reporting_kommune = a.reporting_kommune
-WHERE a.person_key <> b.person_key
+WHERE a.id_type = 2 AND b.id_type = 1 AND a.person_key <> b.person_key
   AND a.birth_year IS NOT DISTINCT FROM b.birth_year AND a.sex IS NOT DISTINCT FROM b.sex
 GROUP BY a.person_key;
 

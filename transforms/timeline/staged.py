@@ -55,14 +55,19 @@ def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
 
 
 def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner: set[str] | None = None,
-                    index: dict[str, list[Path]] | None = None) -> dict[str, int]:
-    """One view per staged table; a table with no files yet is an empty table of the declared schema.
+                    index: dict[str, list[Path]] | None = None,
+                    tables: tuple[str, ...] | None = None) -> dict[str, int]:
+    """One view per staged table (those named in `tables`, else all); a table with no files yet is an
+    empty table of the declared schema.
 
     `index` is a `staged_file_index` the caller keeps across batches. Returns the number of
-    files behind each view.
+    files behind each view. Each view reads the footers of all its files when created, so a caller
+    registers only the tables it reads.
     """
     counts = {}
     for name, table in STAGED_TABLES.items():
+        if tables is not None and name not in tables:
+            continue
         files = files_of(index[name] if index is not None else staged_files(settings, name), kommuner)
         counts[name] = len(files)
         if files:
