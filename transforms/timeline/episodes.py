@@ -96,6 +96,8 @@ FROM records r
 JOIN labels l USING (rid)
 LEFT JOIN continuations c USING (rid)
 LEFT JOIN epj_systems s ON s.kommune = r.kommune AND s.system = r.system;
+DROP TABLE labels;
+DROP TABLE continuations;
 
 -- the last day the source of a record's latest data covers its unit, and whether any source covers
 -- the unit after that day (the latest start of a covered segment lies beyond it)
@@ -156,6 +158,7 @@ SELECT component, kommune, person_key, service_code,
        by_latest.provider_org, by_latest.hours_per_week, by_start.start_source, stitched, n_records, first_rid,
        records
 FROM picked;
+DROP TABLE record_coverage;
 
 -- every staged row behind the episode's records, sorted, as "file:line" (a view: computed once, by the
 -- output's read). The refs are integers (`LINEAGE_REF`): sorted as such, then spelled out
@@ -213,6 +216,7 @@ WITH gaps AS (
 )
 SELECT e.*, b.component IS NOT NULL AS bridged_gap, coalesce(r.id_rank, 1) AS id_rank
 FROM episodes_dated e LEFT JOIN bridged b USING (component) LEFT JOIN ranked r USING (component);
+DROP TABLE episodes_dated;
 """
 
 CONFLICTS_SQL = """
@@ -274,6 +278,7 @@ SELECT e.kommune || ':' || e.reporting_id || CASE WHEN e.id_rank > 1 THEN '#' ||
 FROM episodes_flagged e
 -- in output order, so the output's read (`episodes_out`) sorts narrow rows here, not those with the lists
 ORDER BY episode_id;
+DROP TABLE episodes_flagged;
 
 -- the output rows: the narrow table above with the record and lineage lists, joined once when read (the
 -- joins probe with `episodes`, so on one thread they keep its order; `build._sorted_output` checks that)
@@ -359,6 +364,10 @@ WITH qualified AS (
 SELECT * EXCLUDE (n) REPLACE (CASE WHEN n > 1 THEN stop_id || '#' || n ELSE stop_id END AS stop_id)
 FROM (SELECT *, row_number() OVER (PARTITION BY episode_id, stop_id ORDER BY from_date, source) AS n
       FROM qualified);
+DROP TABLE epj_stop_current;
+DROP TABLE iplos_stop_current;
+DROP TABLE epj_episode_stops;
+DROP TABLE episode_stops_raw;
 """
 
 # Only services whose provider differs between versions can have a change (`provider_varies`, from the

@@ -87,6 +87,7 @@ CREATE OR REPLACE TABLE edge_ranked AS
 SELECT *, count(*) OVER (PARTITION BY a, link, distance, rank_key) AS tied,
        rank() OVER (PARTITION BY a, link ORDER BY distance, rank_key) AS place
 FROM (SELECT DISTINCT * FROM edge_candidates);
+DROP TABLE edge_candidates;
 
 CREATE OR REPLACE TABLE edges AS
 SELECT a, b, link FROM edge_ranked
@@ -98,6 +99,7 @@ FROM (SELECT a AS rid, b, link, distance FROM edge_ranked
       WHERE link IN ('start_tolerance', 'stitched') AND place = 1 AND tied > 1) x
 JOIN records r ON r.rid = x.b
 GROUP BY x.rid, x.link;
+DROP TABLE edge_ranked;
 """
 
 # only records with an edge can change label: the rest are components of their own
@@ -118,6 +120,8 @@ GROUP BY l.rid, l.label;
 LABELS_DONE = """
 CREATE OR REPLACE TABLE labels AS
 SELECT r.rid, coalesce(l.label, r.rid) AS label FROM records r LEFT JOIN linked_labels l USING (rid);
+DROP TABLE undirected;
+DROP TABLE linked_labels;
 """
 
 

@@ -55,6 +55,7 @@ CREATE OR REPLACE TABLE person_alias AS
 SELECT alias, first(person_key ORDER BY priority, person_key) AS person_key,
        count(DISTINCT person_key) AS n_final
 FROM alias_candidates GROUP BY alias;
+DROP TABLE alias_candidates;
 """
 
 # The data years an IPLOS record appears in, as bits of one integer (bit 0: YEAR_BITS_BASE): a hash
@@ -195,7 +196,10 @@ SELECT record_id, kommune, CASE WHEN is37 THEN 'i37' ELSE 'i36' END, 'iplos', NU
        unit, first_year, last_year, year_bits, NULL, NULL, first_registered_at, end_registered_at
 FROM iplos_current
 ORDER BY record_id;
+-- intermediate tables are dropped once read for the last time: their memory is reused by the next
+-- statements instead of each batch growing fresh pages (page faults are a tenth of the build's CPU)
 DROP TABLE epj_records;
+DROP TABLE epj_user;
 CREATE OR REPLACE VIEW records AS SELECT rowid AS rid, * FROM resolved_records;
 
 -- lineage: the staged rows behind each record, collected by the record aggregates above and joined to
