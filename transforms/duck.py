@@ -24,6 +24,10 @@ def connect(path: str = ":memory:", read_only: bool = False, memory_limit: str |
     """
     con = duckdb.connect(path, read_only=read_only)
     con.execute("SET enable_progress_bar = false")
+    # DuckDB (1.3+) keeps a copy of what it reads from files, for remote storage; the inputs here are local
+    # files already in the page cache, and the copies cost a tenth of a timeline batch's CPU
+    if con.execute("SELECT count(*) FROM duckdb_settings() WHERE name = 'enable_external_file_cache'").fetchone()[0]:
+        con.execute("SET enable_external_file_cache = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     limit = os.environ.get("KTT_DUCKDB_MEMORY_LIMIT") or memory_limit or DEFAULT_MEMORY_LIMIT
