@@ -36,7 +36,7 @@ from transforms.timeline.episodes import (
 from transforms.timeline.linking import link_records
 from transforms.timeline.records import PERSONS_SQL, RECORDS_SQL
 from transforms.timeline.sql import run_script
-from transforms.timeline.staged import register_staged, staged_file_index
+from transforms.timeline.staged import file_owner, register_staged, staged_file_index
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +201,10 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
     order of the municipality numbers. `files` is a `staged_file_index` when the caller has one.
     """
     files = files or staged_file_index(settings)
-    units = dict(municipality_codes().select("code", "reporting_kommune").iter_rows())
     sizes: dict[str, int] = {}
     for table in ("iplos_services", "epj_service_versions"):
         for path in files[table]:
-            part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "=")
-            key, _, value = part.partition("=")
-            kommune = units.get(value) if key == "kommune" else value.split("-", 1)[0]
+            kommune = file_owner(path)
             if kommune:
                 sizes[kommune] = sizes.get(kommune, 0) + pq.read_metadata(path).num_rows
     configured = sorted(m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from transforms.conservation import staged_files
 from transforms.kommuner import municipality_codes
@@ -26,14 +26,25 @@ def files_of(files: list[Path], kommuner: set[str] | None) -> list[Path]:
     """
     if kommuner is None:
         return files
-    units = set(municipality_codes().filter(pl.col("reporting_kommune").is_in(list(kommuner)))["code"].to_list())
-    chosen = []
-    for path in files:
-        part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "")
-        key, _, value = part.partition("=")
-        if (key == "kommune" and value in units) or (key == "system" and value.split("-", 1)[0] in kommuner):
-            chosen.append(path)
-    return chosen
+    return [path for path in files if file_owner(path) in kommuner]
+
+
+@functools.cache
+def file_owner(path: Path) -> str | None:
+    """The reporting municipality a staged file belongs to, by its partition folder (None: neither).
+
+    Cached: every batch of a national build filters the same tens of thousands of paths.
+    """
+    part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "")
+    key, _, value = part.partition("=")
+    if key == "kommune":
+        return _reporting_kommune().get(value)
+    return value.split("-", 1)[0] if key == "system" else None
+
+
+@functools.cache
+def _reporting_kommune() -> dict[str, str]:
+    return dict(municipality_codes().select("code", "reporting_kommune").iter_rows())
 
 
 def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
