@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,20 +69,12 @@ def load_kommuner(path: Path) -> list[Municipality]:
     """
     if not path.exists():
         raise ConfigError(f"{path}: not found; every data root needs config/kommuner.toml (see spec inputs.md §5)")
-    raw = path.read_bytes()
-    return list(_parse_kommuner(str(path), hashlib.sha256(raw).hexdigest(), raw))
+    return list(_parse_kommuner(str(path), path.read_bytes()))
 
 
-_PARSED: dict[tuple[str, str], tuple[Municipality, ...]] = {}
-
-
-def _parse_kommuner(path_name: str, digest: str, raw: bytes) -> tuple[Municipality, ...]:
-    key = (path_name, digest)
-    if key not in _PARSED:
-        if len(_PARSED) > 16:  # a handful of data roots per process; never grow without bound
-            _PARSED.clear()
-        _PARSED[key] = tuple(_read_kommuner(Path(path_name), raw))
-    return _PARSED[key]
+@functools.lru_cache(maxsize=16)  # a handful of data roots per process
+def _parse_kommuner(path_name: str, raw: bytes) -> tuple[Municipality, ...]:
+    return tuple(_read_kommuner(Path(path_name), raw))
 
 
 def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:

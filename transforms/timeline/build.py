@@ -108,10 +108,7 @@ STREAMED = {"episodes": ("episodes_out", ("episode_id",)),
             "provider_changes": ("provider_changes", ("episode_id", "change_date"))}
 
 
-def _select_sorted(name: str) -> str:
-    table, order = STREAMED[name]
-    columns = ", ".join(EPISODE_COLUMNS) if name == "episodes" else "*"
-    return f"SELECT {columns} FROM {table} ORDER BY {', '.join(f'{c} NULLS LAST' for c in order)}"
+EPISODES_SELECT = f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes_out"
 
 
 def _sorted_output(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
@@ -122,8 +119,10 @@ def _sorted_output(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
     The order is checked, and the rows are sorted here only when a plan did not keep it.
     """
     if name != "episodes":
-        return _arrow_table(con.execute(_select_sorted(name)))
-    table = _arrow_table(con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM {STREAMED[name][0]}"))
+        source, order = STREAMED[name]
+        by = ", ".join(f"{column} NULLS LAST" for column in order)
+        return _arrow_table(con.execute(f"SELECT * FROM {source} ORDER BY {by}"))
+    table = _arrow_table(con.execute(EPISODES_SELECT))
     ids = table.column("episode_id")
     if len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1)), skip_nulls=False).as_py():
         table = table.take(pc.sort_indices(table, [("episode_id", "ascending")]))
@@ -167,7 +166,7 @@ def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedIn
     """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
     with _reconstructed(settings, kommuner, inputs or staged_inputs(settings), workers) as (con, small):
         return dataclasses.replace(
-            small, episodes=con.execute(f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes_out").pl(),
+            small, episodes=con.execute(EPISODES_SELECT).pl(),
             stops=con.execute("SELECT * FROM episode_stops").pl(),
             provider_changes=con.execute("SELECT * FROM provider_changes").pl())
 

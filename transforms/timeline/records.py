@@ -72,7 +72,7 @@ HOLDS_YEAR = (f"({{y}} BETWEEN {YEAR_BITS_BASE} AND {YEAR_BITS_LAST} "
 # code 12 and 13 (layout 3.6) are reported as 29 from 2019
 CODE29 = "CASE WHEN {c} IN ('12', '13') THEN '29' ELSE {c} END"
 
-# an IPLOS row's record id from its key columns (`iplos_rows`; NULL where the key is incomplete)
+# an IPLOS row's record id from its key columns (`iplos_keyed`; NULL where the key is incomplete)
 IPLOS_RECORD_ID = ("CASE WHEN {p}is37 THEN 'i37:' || {p}kommune || ':' || {p}id37 || ':' || {p}person "
                    "ELSE 'i36:' || {p}kommune || ':' || {p}person || ':' || {p}code36 || ':' || {p}start36 END")
 IPLOS_HAS_RECORD = ("person IS NOT NULL AND CASE WHEN is37 THEN id37 IS NOT NULL "
