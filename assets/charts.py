@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from transforms.charts import Chart
+from transforms.report.charts import Chart
 
 
 def chart_metadata(context: dg.AssetExecutionContext, key: str, build: Callable[[], Chart]) -> dict:

@@ -15,12 +15,12 @@ from assets.charts import chart_metadata
 from assets.partitions import data_years, single_run
 from assets.pools import STAGING_POOL
 from assets.resources import KttResource
-from transforms import ingest
-from transforms.charts import quarantine_chart
-from transforms.conservation import conservation_table, quarantine_frame
-from transforms.identity import read_vault, write_vault_part
-from transforms.kommuner import municipality_codes
-from transforms.reporting import markdown_table
+from transforms.ingest import staging as ingest
+from transforms.ingest.conservation import conservation_table, quarantine_frame
+from transforms.privacy.identity import read_vault, write_vault_part
+from transforms.reference.municipalities import municipality_codes
+from transforms.report.charts import quarantine_chart
+from transforms.report.markdown import markdown_table
 
 GROUP = "ingestion"
 IPLOS_ASSETS = ("iplos_services", "iplos_persons", "iplos_assessments")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transforms.settings import CUTOFF_DATE, FIRST_DATA_YEAR, LAST_DATA_YEAR
+from transforms.core.settings import CUTOFF_DATE, FIRST_DATA_YEAR, LAST_DATA_YEAR
 
 data_years = dg.StaticPartitionsDefinition([str(y) for y in range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1)])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transforms.keys import Keys, load_keys
-from transforms.settings import Settings, load_settings
+from transforms.core.settings import Settings, load_settings
+from transforms.privacy.keys import Keys, load_keys
 
 
 class KttResource(dg.ConfigurableResource):

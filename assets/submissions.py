@@ -11,13 +11,13 @@ from assets.charts import chart_metadata
 from assets.partitions import days, single_run
 from assets.pools import LEDGER_POOL, TIMELINE_POOL
 from assets.resources import KttResource
-from transforms.charts import notifications_chart
-from transforms.events import build_events
-from transforms.ledger import integrity_problems, open_ledger
-from transforms.replay import repeated_starts, replay_differences
-from transforms.reporting import markdown_table
-from transforms.serializers import get_serializer
-from transforms.submissions import SubmissionWriter
+from transforms.report.charts import notifications_chart
+from transforms.report.markdown import markdown_table
+from transforms.submit.events import build_events
+from transforms.submit.ledger import integrity_problems, open_ledger
+from transforms.submit.replay import repeated_starts, replay_differences
+from transforms.submit.serializers import get_serializer
+from transforms.submit.writer import SubmissionWriter
 from transforms.timeline.build import timeline_dir, write_parquet_atomic
 
 GROUP = "submissions"

@@ -10,13 +10,13 @@ from assets.charts import chart_metadata
 from assets.partitions import days, single_run
 from assets.pools import TIMELINE_POOL, WAREHOUSE_POOL
 from assets.resources import KttResource
-from transforms import duck
-from transforms.charts import active_users_chart, coverage_chart
-from transforms.reporting import markdown_table
+from transforms.core import duck
+from transforms.report.charts import active_users_chart, coverage_chart
+from transforms.report.markdown import markdown_table
+from transforms.report.warehouse import build_warehouse
 from transforms.timeline import checks
 from transforms.timeline.build import build_and_write_timeline, register_timeline_views, timeline_dir
 from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
-from transforms.warehouse import build_warehouse
 
 GROUP = "timeline"
 INGESTED = ["iplos_services", "iplos_persons", "epj_service_versions", "epj_stops", "epj_persons",

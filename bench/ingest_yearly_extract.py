@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 def read_once(path: Path, year: int, unit: str, out: Path) -> dict:
     """Child process body: stage one file, report seconds and records."""
-    from transforms.identity import Pseudonymizer
-    from transforms.ingest import IPLOS_TABLES
-    from transforms.readers.base import ReadContext
-    from transforms.readers.iplos_xml import read_iplos_file
-    from transforms.staging import FileSink
+    from transforms.ingest.readers.base import ReadContext
+    from transforms.ingest.readers.iplos_xml import read_iplos_file
+    from transforms.ingest.sink import FileSink
+    from transforms.ingest.staging import IPLOS_TABLES
+    from transforms.privacy.identity import Pseudonymizer
 
     sink = FileSink(f"raw/iplos/{year}/{unit}.xml", "iplos", dict.fromkeys(IPLOS_TABLES, out / "staged"),
                     out / "staging" / "quarantine" / "q.parquet", out / "staging" / "counts.parquet",

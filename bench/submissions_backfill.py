@@ -42,11 +42,11 @@ def child(data_root: Path, workers: int | None) -> dict:
     import dataclasses
     import datetime as dt
 
-    from transforms.events import build_events
-    from transforms.identity import read_vault, write_vault_part
-    from transforms.keys import load_keys
-    from transforms.settings import load_settings
-    from transforms.submissions import SubmissionWriter
+    from transforms.core.settings import load_settings
+    from transforms.privacy.identity import read_vault, write_vault_part
+    from transforms.privacy.keys import load_keys
+    from transforms.submit.events import build_events
+    from transforms.submit.writer import SubmissionWriter
     from transforms.timeline.build import write_parquet_atomic
 
     settings = dataclasses.replace(load_settings(data_root), as_of_date=dt.date(2025, 12, 31))

@@ -36,15 +36,15 @@ def stage(name: str, data_root: Path) -> dict:
     """Child process body: run one stage, report its seconds and peak RSS."""
     import dataclasses
 
-    from transforms import duck
-    from transforms.settings import load_settings
+    from transforms.core import duck
+    from transforms.core.settings import load_settings
 
     settings = dataclasses.replace(load_settings(data_root), as_of_date=LAST_DAY)
     started = time.perf_counter()
     detail: dict = {}
     if name == "ingest":
-        from transforms.ingest import ingest_epj, ingest_iplos_year
-        from transforms.keys import load_keys
+        from transforms.ingest.staging import ingest_epj, ingest_iplos_year
+        from transforms.privacy.keys import load_keys
 
         keys = load_keys()
         records = 0
@@ -92,7 +92,7 @@ def main() -> None:
         return
     if not os.environ.get("KTT_KEY_FILE"):
         os.environ["KTT_KEY_FILE"] = str(Path(tempfile.gettempdir()) / "ktt-bench-keys.json")
-    from transforms.keys import init_key_file
+    from transforms.privacy.keys import init_key_file
 
     init_key_file()
     results = []

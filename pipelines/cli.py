@@ -15,8 +15,8 @@ from platformdirs import user_config_dir
 from rich.console import Console
 from rich.table import Table
 
-from transforms.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
+from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
 
 console = Console()
 
@@ -62,7 +62,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _print_ingestion_summary(settings, elapsed: float) -> None:
-    from transforms.summary import ingestion_summary
+    from transforms.report.summary import ingestion_summary
 
     s = ingestion_summary(settings)
     console.print(f"\n[bold]Ingestion of {settings.data_root}[/] in {elapsed:.1f} s")
@@ -114,7 +114,7 @@ def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) 
 
 
 def _print_backfill_summary(settings, elapsed: float) -> None:
-    from transforms.summary import backfill_summary
+    from transforms.report.summary import backfill_summary
 
     s = backfill_summary(settings)
     table = Table(title=f"Backfill of {settings.data_root} in {elapsed:.0f} s", show_header=False)
@@ -210,7 +210,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
-    from transforms.resend import Selection, resend
+    from transforms.submit.resend import Selection, resend
 
     settings = load_settings(args.data_root)
     keys = load_keys()
@@ -228,7 +228,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_status(args: argparse.Namespace) -> int:
-    from transforms.ledger import integrity_problems, open_ledger, status_table
+    from transforms.submit.ledger import integrity_problems, open_ledger, status_table
 
     settings = load_settings(args.data_root)
     with open_ledger(settings.data_root, read_only=True) as con:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from assets import ingestion, submissions, timeline
 from assets.resources import KttResource
-from transforms.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
+from transforms.core.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
 
 
 class CheckFailed(RuntimeError):

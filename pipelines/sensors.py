@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets import ingestion
 from assets.resources import KttResource
-from transforms.sources import EPJ_GROUP, changed_groups
+from transforms.ingest.fingerprints import EPJ_GROUP, changed_groups
 
 ingest_yearly_extracts = dg.define_asset_job(
     "ingest_yearly_extracts",

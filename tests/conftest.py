@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.keys import init_key_file
+from transforms.privacy.keys import init_key_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXAMPLE_ROOT = SHARED / "spec" / "examples" / "data-root"

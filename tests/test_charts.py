@@ -18,10 +18,10 @@ import pytest
 
 from assets import ingestion, submissions, timeline
 from assets.resources import KttResource
-from transforms import charts
-from transforms.charts import allocation, coverage, notifications, quarantine
-from transforms.charts.render import DPI_FILE, DPI_METADATA, WIDTH_IN
-from transforms.ledger import SCHEMA_SQL
+from transforms.report import charts
+from transforms.report.charts import allocation, coverage, notifications, quarantine
+from transforms.report.charts.render import DPI_FILE, DPI_METADATA, WIDTH_IN
+from transforms.submit.ledger import SCHEMA_SQL
 
 D = dt.date
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

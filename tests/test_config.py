@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.config import ConfigError, load_kommuner
+from transforms.core.config import ConfigError, load_kommuner
 
 SYSTEM = """
 [[kommune.epj]]

@@ -5,7 +5,7 @@ import datetime as dt
 
 import polars as pl
 
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
 from transforms.timeline.coverage import build_coverage, missing_extracts
 
 

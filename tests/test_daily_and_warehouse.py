@@ -6,10 +6,10 @@ import datetime as dt
 import duckdb
 import pytest
 
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
+from transforms.report.warehouse import build_warehouse
 from transforms.timeline.build import build_timeline, register_timeline_views, write_timeline
 from transforms.timeline.daily import ALLOCATION_VIEW_SQL, daily_aggregates, write_daily_partitions
-from transforms.warehouse import build_warehouse
 
 D = dt.date
 

@@ -6,7 +6,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from tests.idgen import break_check_digit, synthetic_number
-from transforms.identity import (
+from transforms.privacy.identity import (
     TYPE_DNR,
     TYPE_DUF,
     TYPE_FNR,
@@ -17,7 +17,7 @@ from transforms.identity import (
     duf_check_digits,
     encrypt_frame,
 )
-from transforms.keys import MissingKeyError, init_key_file, load_keys
+from transforms.privacy.keys import MissingKeyError, init_key_file, load_keys
 
 EXAMPLE_IDS = ["14894710005", "07834110096"]  # the spec's example persons
 

@@ -9,8 +9,8 @@ import polars as pl
 
 from pipelines.run import run_ingestion
 from tests.privacy import find_identifiers
-from transforms.conservation import conservation_table, quarantine_frame
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
+from transforms.ingest.conservation import conservation_table, quarantine_frame
 
 
 def test_every_recorded_corruption_is_quarantined_and_nothing_else(demo_root):

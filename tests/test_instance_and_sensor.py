@@ -12,8 +12,8 @@ from assets.resources import KttResource
 from pipelines.definitions import defs
 from pipelines.sensors import raw_files_sensor
 from pipelines.ui import UiError, instance_template, port_is_free, prepare_instance
-from transforms import sources
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
+from transforms.ingest import fingerprints as sources
 
 
 def _instance_settings(template: str) -> dict:

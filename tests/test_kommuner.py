@@ -4,7 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from transforms.kommuner import municipality_codes, predecessor_codes, reporting_kommune_of, unit_for
+from transforms.reference.municipalities import municipality_codes, predecessor_codes, reporting_kommune_of, unit_for
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kommuner" / \
     "ssb-kommune-grouping-1994-2024.csv"
@@ -46,7 +46,7 @@ def test_predecessors_and_reporting_number():
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference not beside the checkout")
 def test_packaged_copy_matches_the_official_reference():
-    packaged = Path(__file__).resolve().parents[1] / "transforms" / "data" / REFERENCE.name
+    packaged = Path(__file__).resolve().parents[1] / "transforms" / "reference" / "data" / REFERENCE.name
     assert packaged.read_bytes() == REFERENCE.read_bytes()
     with REFERENCE.open(encoding="utf-8") as handle:
         codes_valid_since_2017 = {

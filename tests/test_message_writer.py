@@ -9,10 +9,10 @@ import uuid
 import polars as pl
 import pytest
 
-from transforms.config import Contact, Municipality
-from transforms.message_writer import MessageJob, empty_message, message_of, write_messages
-from transforms.serializers import NIL_GUID, MessageInvalid, Xpr56Serializer
-from transforms.serializers.xpr56_batch import (
+from transforms.core.config import Contact, Municipality
+from transforms.submit.messages import MessageJob, empty_message, message_of, write_messages
+from transforms.submit.serializers import NIL_GUID, MessageInvalid, Xpr56Serializer
+from transforms.submit.serializers.xpr56_batch import (
     FRAME_COLUMNS,
     BatchValidator,
     MessageFrame,

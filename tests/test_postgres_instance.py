@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from pipelines.ui import prepare_instance
-from transforms.ledger import integrity_problems, open_ledger
+from transforms.submit.ledger import integrity_problems, open_ledger
 
 KTT = str(Path(sys.executable).with_name("ktt"))
 STAGES = 7  # Runner.backfill: yearly extracts, EPJ, timeline, events, daily aggregates, messages, warehouse

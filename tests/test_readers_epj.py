@@ -13,12 +13,12 @@ import pytest
 from stdnum.no.fodselsnummer import calc_check_digit1, calc_check_digit2
 
 from tests.privacy import find_identifiers
-from transforms.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
-from transforms.readers.base import FileRejected, ReadContext
-from transforms.readers.epj_a_csv import LAYOUTS, read_epj_a_file
-from transforms.readers.epj_b_jsonl import read_epj_b_file
-from transforms.schemas import STAGED_TABLES
-from transforms.staging import FileSink, file_slug
+from transforms.ingest.readers.base import FileRejected, ReadContext
+from transforms.ingest.readers.epj_a_csv import LAYOUTS, read_epj_a_file
+from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
+from transforms.ingest.sink import FileSink, file_slug
+from transforms.privacy.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
+from transforms.tables import STAGED_TABLES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root" / "raw" / "epj"
 EPJ_TABLES = ("epj_persons", "epj_service_versions", "epj_stops")

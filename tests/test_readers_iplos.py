@@ -7,10 +7,10 @@ import pytest
 
 from tests.idgen import break_check_digit, synthetic_number
 from tests.privacy import find_identifiers
-from transforms.identity import Pseudonymizer
-from transforms.readers.base import FileRejected, ReadContext
-from transforms.readers.iplos_xml import read_iplos_file
-from transforms.staging import FileSink
+from transforms.ingest.readers.base import FileRejected, ReadContext
+from transforms.ingest.readers.iplos_xml import read_iplos_file
+from transforms.ingest.sink import FileSink
+from transforms.privacy.identity import Pseudonymizer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root"
 TABLES = ["iplos_persons", "iplos_services", "iplos_stops", "iplos_assessments", "iplos_diagnoses"]

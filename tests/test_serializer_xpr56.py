@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from transforms.serializers import (
+from transforms.submit.serializers import (
     EVENT_KINDS,
     NIL_GUID,
     SERIALIZERS,
@@ -26,7 +26,7 @@ from transforms.serializers import (
     Xpr56Serializer,
     get_serializer,
 )
-from transforms.serializers.xpr56 import (
+from transforms.submit.serializers.xpr56 import (
     CONTACT_TYPE_8471,
     NAMESPACE,
     PERSON_ID_TYPE_9032,
@@ -465,7 +465,7 @@ def test_sequence_and_chain_rules(notifications, rule, seq):
 
 def test_bytes_failing_the_schema_are_never_returned(monkeypatch):
     """Should a rule be missing, the schema check of the rendered bytes still refuses them."""
-    from transforms.serializers import xpr56
+    from transforms.submit.serializers import xpr56
 
     monkeypatch.setattr(xpr56._Rules, "_event", lambda self, event: iter(()))
     with pytest.raises(MessageInvalid) as info:
@@ -568,6 +568,6 @@ def test_registry():
 
 
 def test_no_dagster_import():
-    code = ("import sys, transforms.serializers.xpr56; "
+    code = ("import sys, transforms.submit.serializers.xpr56; "
             "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -12,15 +12,15 @@ import polars as pl
 import pytest
 
 from tests.conftest import SHARED
-from transforms.events import build_events
-from transforms.identity import read_vault, write_vault_part
-from transforms.keys import load_keys
-from transforms.ledger import DayOrderError, LedgerBusy, integrity_problems, open_ledger, writer_lock
-from transforms.replay import repeated_starts, replay_differences
-from transforms.resend import Selection, resend
-from transforms.serializers.xpr56 import load_schema, schema_issues
-from transforms.settings import load_settings
-from transforms.submissions import SubmissionWriter
+from transforms.core.settings import load_settings
+from transforms.privacy.identity import read_vault, write_vault_part
+from transforms.privacy.keys import load_keys
+from transforms.submit.events import build_events
+from transforms.submit.ledger import DayOrderError, LedgerBusy, integrity_problems, open_ledger, writer_lock
+from transforms.submit.replay import repeated_starts, replay_differences
+from transforms.submit.resend import Selection, resend
+from transforms.submit.serializers.xpr56 import load_schema, schema_issues
+from transforms.submit.writer import SubmissionWriter
 from transforms.timeline.build import build_timeline, write_parquet_atomic, write_timeline
 
 D = dt.date
@@ -204,9 +204,9 @@ def test_changed_sources_give_exactly_the_expected_corrections(written, tmp_path
 KILLABLE = """
 import dataclasses, datetime as dt, sys
 from pathlib import Path
-from transforms.keys import load_keys
-from transforms.settings import load_settings
-from transforms.submissions import SubmissionWriter
+from transforms.privacy.keys import load_keys
+from transforms.core.settings import load_settings
+from transforms.submit.writer import SubmissionWriter
 root = Path(sys.argv[1])
 settings = dataclasses.replace(load_settings(root), as_of_date=dt.date(2025, 12, 31))
 SubmissionWriter(settings, load_keys(), workers=int(sys.argv[2])).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
@@ -274,7 +274,7 @@ def test_small_backfill_validates_and_replays(small_root, tmp_path):
 
 
 def test_an_invalid_message_is_not_written_and_the_run_fails_loudly(written, tmp_path):
-    from transforms.serializers import MessageInvalid
+    from transforms.submit.serializers import MessageInvalid
 
     root = tmp_path / "data"
     shutil.copytree(written, root)

@@ -6,7 +6,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
 from transforms.timeline.build import build_timeline
 
 D = dt.date

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from tests.truth_compare import compare_with_truth
-from transforms.identity import Pseudonymizer
-from transforms.keys import load_keys
-from transforms.settings import load_settings
+from transforms.core.settings import load_settings
+from transforms.privacy.identity import Pseudonymizer
+from transforms.privacy.keys import load_keys
 from transforms.timeline.build import build_timeline, write_timeline
 
 AS_OF = dt.date(2025, 12, 31)

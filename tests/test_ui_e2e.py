@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.remote import follow_backfill, graphql, launch_backfill
-from transforms.ledger import integrity_problems, open_ledger
+from transforms.submit.ledger import integrity_problems, open_ledger
 
 KTT = str(Path(sys.executable).with_name("ktt"))
 CHROMIUM = os.environ.get("KTT_CHROMIUM", "/usr/bin/chromium")

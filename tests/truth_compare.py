@@ -17,9 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms import duck
-from transforms.identity import Pseudonymizer
-from transforms.keys import load_keys
+from transforms.core import duck
+from transforms.privacy.identity import Pseudonymizer
+from transforms.privacy.keys import load_keys
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,12 @@
+"""All of the pipeline's logic, in plain Python with no Dagster import, one folder per stage.
+
+- `core/`       settings, `config/kommuner.toml`, the data-root layout, atomic writes, DuckDB connections
+- `tables/`     every table the pipeline writes, declared once (columns, types, descriptions, paths)
+- `reference/`  municipality numbers over time and the code lists, each file loaded in one place
+- `privacy/`    the key file, identifier checks, pseudonyms and the encrypted identity vault
+- `ingest/`     sources to staged Parquet: readers, the per-file sink, quarantine rules, conservation
+- `timeline/`   coverage, linking and stitching, episodes, daily aggregates (DuckDB SQL)
+- `submit/`     events, planning against the ledger, message files, the ledger, replay, resend, serializers
+- `report/`     the analyst warehouse, run summaries, Markdown tables and charts
+- `synthetic/`  the synthetic worlds for the demo and the tests (no production module imports it)
+"""

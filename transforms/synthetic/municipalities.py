@@ -135,7 +135,7 @@ def load_municipalities() -> dict[str, Municipality]:
     """All 2024 municipalities (numeric groups that contain their own code), keyed by number."""
     text = (
         resources.files("transforms")
-        .joinpath("data/ssb-kommune-grouping-1994-2024.csv")
+        .joinpath("reference/data/ssb-kommune-grouping-1994-2024.csv")
         .read_text(encoding="utf-8")
     )
     groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms import duck
-from transforms.config import load_kommuner
-from transforms.kommuner import municipality_codes, unit_succession
-from transforms.settings import Settings
+from transforms.core import duck
+from transforms.core.config import load_kommuner
+from transforms.core.settings import Settings
+from transforms.reference.municipalities import municipality_codes, unit_succession
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
 from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
 from transforms.timeline.episodes import (

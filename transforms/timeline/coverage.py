@@ -12,10 +12,10 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from transforms import duck
-from transforms.config import load_kommuner
-from transforms.kommuner import municipality_codes
-from transforms.settings import Settings
+from transforms.core import duck
+from transforms.core.config import load_kommuner
+from transforms.core.settings import Settings
+from transforms.reference.municipalities import municipality_codes
 
 OPEN_END = dt.date(9999, 12, 31)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import duckdb
 
-from transforms.conservation import staged_files
-from transforms.kommuner import municipality_codes
-from transforms.schemas import STAGED_TABLES
-from transforms.settings import Settings
+from transforms.core.settings import Settings
+from transforms.ingest.conservation import staged_files
+from transforms.reference.municipalities import municipality_codes
+from transforms.tables import STAGED_TABLES
 
 
 def sql_list(paths: list[Path]) -> str:

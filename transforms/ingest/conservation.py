@@ -1,0 +1,89 @@
+"""Record conservation: per source file, records in = staged + quarantined.
+
+The staged and quarantined counts are taken from the Parquet actually written,
+not from the readers' own counters, so a reader that drops a record or stages it
+twice is caught.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from transforms.core import duck
+from transforms.core.settings import Settings
+
+# record kind -> (staged table, what counts as one record)
+KIND_TABLES: dict[str, list[tuple[str, str]]] = {
+    "person": [("iplos_persons", "count(*)"), ("epj_persons", "count(*)")],
+    "service": [("iplos_services", "count(*)"), ("epj_service_versions", "count(*)")],
+    "stop": [("iplos_stops", "count(*)"), ("epj_stops", "count(*)")],
+    # one assessment element gives one row per scored variable
+    "assessment": [("iplos_assessments", "count(DISTINCT location)")],
+    "diagnosis": [("iplos_diagnoses", "count(*)")],
+}
+
+
+def staged_files(settings: Settings, table: str) -> list[Path]:
+    source = "iplos" if table.startswith("iplos_") else "epj"
+    return sorted((settings.staging_dir / source).glob(f"**/{table}-*.parquet"))
+
+
+def _files_sql(files: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+def conservation_table(settings: Settings) -> pl.DataFrame:
+    """One row per (source file, record kind) with records_in, staged, quarantined and `balanced`."""
+    counts_files = sorted((settings.staging_dir / "file_counts").glob("*.parquet"))
+    if not counts_files:
+        return pl.DataFrame(schema={"source_file": pl.Utf8, "record_kind": pl.Utf8, "records_in": pl.Int64,
+                                    "staged": pl.Int64, "quarantined": pl.Int64, "balanced": pl.Boolean})
+    parts = []
+    for kind, tables in KIND_TABLES.items():
+        for table, measure in tables:
+            files = staged_files(settings, table)
+            if files:
+                parts.append(f"SELECT source_file, '{kind}' AS record_kind, {measure} AS n "
+                             f"FROM read_parquet({_files_sql(files)}) GROUP BY source_file")
+    staged_sql = " UNION ALL ".join(parts) if parts else \
+        "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
+    quarantine_files = sorted(settings.quarantine_dir.glob("*.parquet"))
+    quarantine_sql = (
+        f"SELECT source_file, record_kind, count(*) AS n FROM read_parquet({_files_sql(quarantine_files)}) "
+        "GROUP BY ALL" if quarantine_files else
+        "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
+    )
+    sql = f"""
+        WITH counted AS (
+            SELECT source_file, record_kind, sum(records_in) AS records_in
+            FROM read_parquet({_files_sql(counts_files)}) GROUP BY ALL
+        ), staged AS (
+            SELECT source_file, record_kind, sum(n) AS n FROM ({staged_sql}) GROUP BY ALL
+        ), quarantined AS ({quarantine_sql})
+        SELECT
+            coalesce(c.source_file, s.source_file, q.source_file) AS source_file,
+            coalesce(c.record_kind, s.record_kind, q.record_kind) AS record_kind,
+            coalesce(c.records_in, 0)::BIGINT AS records_in,
+            coalesce(s.n, 0)::BIGINT AS staged,
+            coalesce(q.n, 0)::BIGINT AS quarantined
+        FROM counted c
+        FULL JOIN staged s ON s.source_file = c.source_file AND s.record_kind = c.record_kind
+        FULL JOIN quarantined q
+            ON q.source_file = coalesce(c.source_file, s.source_file)
+            AND q.record_kind = coalesce(c.record_kind, s.record_kind)
+        ORDER BY 1, 2
+    """
+    with duck.connect() as con:
+        frame = con.sql(sql).pl()
+    return frame.with_columns(balanced=pl.col("records_in") == pl.col("staged") + pl.col("quarantined"))
+
+
+def quarantine_frame(settings: Settings) -> pl.DataFrame:
+    files = sorted(settings.quarantine_dir.glob("*.parquet"))
+    if not files:
+        from transforms.tables import QUARANTINE
+
+        return QUARANTINE.empty()
+    return pl.concat([pl.read_parquet(f) for f in files])

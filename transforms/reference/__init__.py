@@ -1,0 +1,1 @@
+"""Reference data shipped with the package: municipality numbers over time and the code lists."""

@@ -1,0 +1,149 @@
+"""Municipality numbers over time, from SSB's grouping of every code 1994-2024.
+
+The grouping maps each historical code to its 2024 municipality and carries the
+validity years in the name (`Halden (2020-2023)`, `Drammen (-2019)`). It does
+not say since when today's codes are valid; that is inferred: a current code
+takes over from the latest ended code of the same name (Drammen 3301 after
+3005 ended in 2023; Trondheim 5001 after 1601 ended in 2017), otherwise from
+the latest ended code of its group. Codes of the group `Rest` belong to split
+municipalities and have no one-to-one successor.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from functools import cache
+from importlib import resources
+
+import polars as pl
+
+FIRST_YEAR = 2017
+LAST_YEAR = 2025
+REST_GROUP = "Rest"
+
+_VALIDITY = re.compile(r"^(?P<name>.*?)\s*\((?P<from>\d{4})?-(?P<to>\d{4})?\)$")
+
+
+def _base_name(name: str) -> str:
+    """First word of a name: `Trondheim - Tråante` and `Trondheim` are the same place."""
+    return re.split(r"[\s\-(]", name.strip(), maxsplit=1)[0].lower()
+
+
+def _parse_row(group: str, group_name: str, code: str, name_with_validity: str) -> dict:
+    match = _VALIDITY.match(name_with_validity)
+    if match:
+        name = match.group("name")
+        valid_from = int(match.group("from")) if match.group("from") else None
+        valid_to = int(match.group("to")) if match.group("to") else None
+        current = False
+    else:
+        name, valid_from, valid_to, current = name_with_validity, None, None, True
+    return {
+        "group_code": group, "group_name": group_name, "code": code, "name": name,
+        "valid_from": valid_from, "valid_to": valid_to, "current": current,
+    }
+
+
+def _infer_current_from(rows: list[dict]) -> None:
+    """Fill `valid_from` of the group's current code(s) from the codes that ended before them."""
+    ended = [r for r in rows if not r["current"] and r["valid_to"] is not None]
+    for row in rows:
+        if not row["current"]:
+            continue
+        same_name = [r for r in ended if _base_name(r["name"]) == _base_name(row["name"])]
+        candidates = same_name or ended
+        row["valid_from"] = max(r["valid_to"] for r in candidates) + 1 if candidates else None
+
+
+@cache
+def municipality_codes() -> pl.DataFrame:
+    """Every code valid in some year 2017-2025, with today's reporting municipality.
+
+    Columns: code, name, valid_from, valid_to (null = still valid; years inclusive),
+    reporting_kommune (2024 code; null for split municipalities), reporting_name,
+    has_successor (false for group `Rest`).
+    """
+    text = resources.files("transforms.reference.data").joinpath("ssb-kommune-grouping-1994-2024.csv").read_text(
+        encoding="utf-8")
+    raw = pl.read_csv(io.StringIO(text), infer_schema=False)
+    groups: dict[str, list[dict]] = {}
+    for group, group_name, code, name in raw.iter_rows():
+        groups.setdefault(group, []).append(_parse_row(group, group_name, code, name))
+    rows: list[dict] = []
+    for group, members in groups.items():
+        if group != REST_GROUP:
+            _infer_current_from(members)
+        rows.extend(members)
+    frame = pl.DataFrame(rows, schema={
+        "group_code": pl.Utf8, "group_name": pl.Utf8, "code": pl.Utf8, "name": pl.Utf8,
+        "valid_from": pl.Int32, "valid_to": pl.Int32, "current": pl.Boolean,
+    })
+    is_rest = pl.col("group_code") == REST_GROUP
+    in_range = (pl.col("valid_to").is_null() | (pl.col("valid_to") >= FIRST_YEAR)) & (
+        pl.col("valid_from").is_null() | (pl.col("valid_from") <= LAST_YEAR))
+    return (
+        frame.filter(in_range & pl.col("code").str.contains(r"^\d{4}$"))
+        .select(
+            "code", "name", "valid_from", "valid_to",
+            pl.when(is_rest).then(None).otherwise(pl.col("group_code")).alias("reporting_kommune"),
+            pl.when(is_rest).then(None).otherwise(pl.col("group_name")).alias("reporting_name"),
+            (~is_rest).alias("has_successor"),
+        )
+        .sort("code", "valid_from", nulls_last=False)
+    )
+
+
+def codes_valid_in(year: int) -> pl.DataFrame:
+    frame = municipality_codes()
+    return frame.filter(
+        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= year))
+        & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= year))
+    )
+
+
+def predecessor_codes(reporting_kommune: str) -> list[str]:
+    """All codes whose records belong to `reporting_kommune` today (itself included)."""
+    frame = municipality_codes().filter(pl.col("reporting_kommune") == reporting_kommune)
+    return sorted(frame["code"].unique().to_list())
+
+
+def reporting_kommune_of(code: str) -> str | None:
+    frame = municipality_codes().filter(pl.col("code") == code)
+    return frame["reporting_kommune"][0] if frame.height else None
+
+
+def unit_for(reporting_kommune: str, year: int) -> list[str]:
+    """The codes under which `reporting_kommune`'s territory filed its data in `year`."""
+    frame = codes_valid_in(year).filter(pl.col("reporting_kommune") == reporting_kommune)
+    return sorted(frame["code"].to_list())
+
+
+def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) -> pl.DataFrame:
+    """(unit, year, unit_in_year): the code a unit's territory is filed under in a later year.
+
+    Within a reporting municipality the successor is the only code valid that year,
+    else the one of the same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001).
+    """
+    codes = municipality_codes().filter(pl.col("reporting_kommune").is_not_null())
+    years = pl.DataFrame({"year": list(range(first_year, last_year + 1))}, schema={"year": pl.Int32})
+    valid = codes.join(years, how="cross").filter(
+        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("year")))
+        & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.col("year"))))
+    base = pl.col("name").map_elements(_base_name, return_dtype=pl.Utf8)
+    units = codes.select("code", "reporting_kommune", base.alias("base"), "valid_from")
+    candidates = valid.select(pl.col("code").alias("unit_in_year"), "reporting_kommune", "year",
+                              base.alias("candidate_base"))
+    joined = units.join(candidates, on="reporting_kommune").filter(
+        pl.col("valid_from").is_null() | (pl.col("year") >= pl.col("valid_from")))
+    ranked = joined.with_columns(
+        same=pl.col("code") == pl.col("unit_in_year"),
+        same_name=pl.col("base") == pl.col("candidate_base"),
+        n=pl.len().over("code", "year"),
+    ).filter(pl.col("same") | (pl.col("n") == 1) | pl.col("same_name"))
+    return (
+        ranked.sort("same", "same_name", descending=True)
+        .group_by("code", "year", maintain_order=True).first()
+        .select(pl.col("code").alias("unit"), "year", "unit_in_year", "reporting_kommune")
+        .sort("unit", "year")
+    )

@@ -1,0 +1,1 @@
+"""What people read: the analyst warehouse, run summaries, Markdown tables and charts."""

@@ -1,0 +1,103 @@
+"""Pictures of the pipeline's outputs for people: PNG charts for Dagster metadata and report files.
+
+Every chart shows aggregates only (counts per day, rule, service code or source),
+never a person. Each builder returns a `Chart`: a modest PNG for embedding in the
+asset catalog and the path of a full-size PNG written under `<data root>/reports/`
+(or another folder), so the same picture can be opened outside Dagster.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+# matplotlib is imported by the builders when a chart is drawn, not when the code location loads (~1 s)
+
+__all__ = ["Chart", "active_users_chart", "coverage_chart", "notifications_chart", "quarantine_chart",
+           "reports_dir"]
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    alt: str
+    png: bytes                 # for embedding (DPI_METADATA, capped rows)
+    path: Path                 # the full-size PNG file
+    note: str = ""
+
+    def markdown(self) -> str:
+        """Markdown that shows the picture inline (a data: URI), as Dagster's asset catalog renders it."""
+        alt = self.alt.replace("[", "(").replace("]", ")")
+        image = f"![{alt}](data:image/png;base64,{base64.b64encode(self.png).decode('ascii')})"
+        return f"{image}\n\n{self.note}" if self.note else image
+
+
+def reports_dir(data_root: Path) -> Path:
+    return Path(data_root) / "reports"
+
+
+def _both(figure_of, name: str, out_dir: Path) -> tuple[bytes, Path]:
+    """Render one figure at the metadata and the file resolution; write the file."""
+    from transforms.report.charts.render import DPI_FILE, DPI_METADATA, chart_style, png_bytes, write_png
+
+    with chart_style():
+        figure = figure_of()
+        small = png_bytes(figure, DPI_METADATA)
+        large = png_bytes(figure, DPI_FILE)
+    return small, write_png(large, out_dir / f"{name}.png")
+
+
+def coverage_chart(data_root: Path, segments: pl.DataFrame | None = None, out_dir: Path | None = None) -> Chart:
+    """Source of each day per municipality; `segments` defaults to timeline/coverage_segments.parquet."""
+    from transforms.report.charts import coverage
+    from transforms.report.charts.render import write_png
+
+    if segments is None:
+        segments = coverage.read_segments(Path(data_root) / "timeline")
+    charts = coverage.coverage_charts(segments)
+    path = write_png(charts.file_png, (out_dir or reports_dir(data_root)) / "coverage.png")
+    alt = f"Source of each day for {charts.shown} of {charts.municipalities} municipalities; gaps in red"
+    return Chart("coverage", alt, charts.metadata_png, path, charts.note)
+
+
+def active_users_chart(data_root: Path, out_dir: Path | None = None, kommuner: list[str] | None = None) -> Chart:
+    """Active users per service code over time, from timeline/daily/."""
+    from transforms.report.charts import allocation
+
+    frame, unit = allocation.active_per_period(Path(data_root) / "timeline" / "daily", kommuner)
+    scope = "municipalities " + ", ".join(kommuner) if kommuner else "all municipalities"
+    png, path = _both(lambda: allocation.active_users_figure(frame, unit, scope), "active_users",
+                      out_dir or reports_dir(data_root))
+    return Chart("active_users", f"Active users per service code per {unit}, {scope}", png, path)
+
+
+def quarantine_chart(data_root: Path, source: str = "", out_dir: Path | None = None) -> Chart:
+    """Quarantined records by rule; `source` 'iplos' or 'epj' keeps that input's files (split by year/format)."""
+    from transforms.report.charts import quarantine
+
+    by = "year" if source == "iplos" else "format"
+    prefix = f"raw/{source}/" if source else ""
+    counts = quarantine.quarantine_counts(Path(data_root) / "staging" / "quarantine", prefix, by)
+    scope = {"iplos": "yearly IPLOS extracts", "epj": "EPJ histories"}.get(source, "")
+    name = f"quarantine_{source}" if source else "quarantine"
+    png, path = _both(lambda: quarantine.quarantine_figure(counts, scope, by), name,
+                      out_dir or reports_dir(data_root))
+    return Chart(name, f"Quarantined records by rule{f', {scope}' if scope else ''}", png, path)
+
+
+def notifications_chart(data_root: Path, con: duckdb.DuckDBPyConnection | None = None,
+                        out_dir: Path | None = None) -> Chart:
+    """Notifications per day by status (N/M/C) from the ledger (an open connection, else opened read-only)."""
+    from transforms.report.charts import notifications
+
+    counts = notifications.notification_counts(con) if con is not None else notifications.ledger_counts(
+        Path(data_root))
+    png, path = _both(lambda: notifications.notifications_figure(counts), "notifications",
+                      out_dir or reports_dir(data_root))
+    return Chart("notifications", "Notifications per day by status N, M, C", png, path)

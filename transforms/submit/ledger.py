@@ -1,0 +1,152 @@
+"""The ledger: the system of record for every notification written, and its single writer.
+
+It numbers notifications 1..N per municipality without holes, chains them by GUID,
+remembers which persons got which brukerNr, and which days were written with which
+file and checksum. One process writes at a time per data root (an exclusive lock on
+`ledger/writer.lock`); a second writer waits for it up to a timeout, then stops with
+a message naming the lock and its holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from transforms.core import duck
+
+NAMESPACE = uuid.UUID("5b0f6f0e-6a3c-5d8e-9c1b-4b7470626b74")  # ktt-backfill's own UUID5 namespace
+
+# A notification GUID is the UUID5 of (municipality, event key, sequence number), so the primary key makes it
+# unique; `integrity_problems` checks that it is. (A UNIQUE index on it tripled the cost of every insert and
+# made the ledger, not the messages, the bottleneck of a national backfill; ledgers created with it keep it.)
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS notifications (
+    kommune VARCHAR NOT NULL, seq BIGINT NOT NULL, guid VARCHAR NOT NULL, previous_guid VARCHAR NOT NULL,
+    day DATE NOT NULL, status VARCHAR NOT NULL, ref_guid VARCHAR, event_key VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL, event_guid VARCHAR NOT NULL, event_type VARCHAR NOT NULL,
+    reporting_id VARCHAR NOT NULL, service_code VARCHAR NOT NULL, event_date DATE NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL, provider_org VARCHAR, stop_id VARCHAR, person_key VARCHAR NOT NULL,
+    PRIMARY KEY (kommune, seq)
+);
+CREATE TABLE IF NOT EXISTS written_days (
+    kommune VARCHAR NOT NULL, day DATE NOT NULL, n_notifications BIGINT NOT NULL, first_seq BIGINT,
+    last_seq BIGINT, file VARCHAR, sha256 VARCHAR, PRIMARY KEY (kommune, day)
+);
+CREATE TABLE IF NOT EXISTS persons (
+    kommune VARCHAR NOT NULL, person_key VARCHAR NOT NULL, bruker_nr VARCHAR NOT NULL,
+    pasient_guid VARCHAR NOT NULL, PRIMARY KEY (kommune, person_key), UNIQUE (kommune, bruker_nr)
+);
+"""
+
+
+class LedgerBusy(RuntimeError):
+    """Another process holds the writer lock."""
+
+
+class DayOrderError(RuntimeError):
+    """A day was asked for before an earlier day was written."""
+
+
+def deterministic_guid(*parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def ledger_dir(data_root: Path) -> Path:
+    return data_root / "ledger"
+
+
+@contextlib.contextmanager
+def writer_lock(data_root: Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold the exclusive writer lock; wait up to `timeout` seconds for another writer to finish."""
+    folder = ledger_dir(data_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "writer.lock"
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise LedgerBusy(f"the ledger of {data_root} is being written by another process "
+                                     f"({holder}); lock {path} not released within {timeout:.0f} s") from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = ledger_dir(data_root) / "ledger.duckdb"
+    if read_only and not path.exists():
+        con = duck.connect()
+        con.execute(SCHEMA_SQL)
+        return con
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duck.connect(str(path), read_only=read_only)
+    if not read_only:
+        con.execute(SCHEMA_SQL)
+    return con
+
+
+def last_written_days(con: duckdb.DuckDBPyConnection) -> dict[str, dt.date]:
+    return dict(con.execute("SELECT kommune, max(day) FROM written_days GROUP BY kommune").fetchall())
+
+
+def status_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per municipality: last written day, last sequence number, notifications by status, files."""
+    return con.execute("""
+        SELECT d.kommune, max(d.day) AS last_written_day, count(d.file) AS message_files,
+               coalesce(max(n.last_seq), 0) AS last_seq,
+               coalesce(max(n.new), 0) AS new_n, coalesce(max(n.replaced), 0) AS replaced_m,
+               coalesce(max(n.withdrawn), 0) AS withdrawn_c
+        FROM written_days d
+        LEFT JOIN (SELECT kommune, max(seq) AS last_seq, count(*) FILTER (WHERE status = 'N') AS new,
+                          count(*) FILTER (WHERE status = 'M') AS replaced,
+                          count(*) FILTER (WHERE status = 'C') AS withdrawn
+                   FROM notifications GROUP BY kommune) n USING (kommune)
+        GROUP BY d.kommune ORDER BY d.kommune""").pl()
+
+
+def integrity_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, repeated (key, content) notifications."""
+    return con.execute("""
+        WITH ordered AS (
+            SELECT kommune, seq, guid, previous_guid,
+                   lag(seq) OVER w AS prev_seq, lag(guid) OVER w AS prev_guid
+            FROM notifications WINDOW w AS (PARTITION BY kommune ORDER BY seq)
+        )
+        SELECT kommune, seq, 'numbering' AS problem,
+               'expected ' || coalesce(prev_seq + 1, 1) || ', found ' || seq AS detail
+        FROM ordered WHERE seq <> coalesce(prev_seq + 1, 1)
+        UNION ALL
+        SELECT kommune, seq, 'chain', 'previous GUID ' || previous_guid || ' is not ' ||
+               coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        FROM ordered WHERE previous_guid <> coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        UNION ALL
+        SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
+        FROM notifications GROUP BY guid HAVING count(*) > 1
+        UNION ALL
+        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key || ' with one content'
+        FROM notifications WHERE status = 'N'
+        GROUP BY kommune, event_key, content_hash HAVING count(*) > 1
+        ORDER BY 1, 2""").pl()

@@ -1,0 +1,469 @@
+"""Daily submissions: plan each day's notifications against the ledger, write the messages.
+
+For a municipality and a range of days, days already in the ledger are reproduced
+from it byte for byte; the days after are planned set-based, the ledger's state of every
+sent key (one query) against the current events: new events (N), changed content of sent
+keys (M) and keys that disappeared (C), the last two and any late registrations going to
+the first day not yet written. Files are written
+atomically before the ledger commits them: a run killed half-way leaves no ledger
+rows for unwritten days, and the rerun writes identical files (everything is
+deterministic), so nothing is lost, doubled or renumbered.
+
+Throughput: the parent process plans, numbers and commits one municipality at a time
+(one transaction each, in municipality order) while up to two pool processes render,
+validate and write the files of the municipalities planned next (`transforms.submit.messages`).
+A municipality is committed only after all of its files are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from transforms.core.config import Municipality, load_kommuner
+from transforms.core.settings import Settings
+from transforms.ingest.quarantine import mask_identifiers
+from transforms.privacy.identity import Pseudonymizer, read_vault
+from transforms.privacy.keys import Keys
+from transforms.submit.events import EVENT_ORDER
+from transforms.submit.ledger import (
+    NAMESPACE,
+    DayOrderError,
+    last_written_days,
+    open_ledger,
+    writer_lock,
+)
+from transforms.submit.messages import (
+    VERSION_OUT,
+    DayFile,
+    MessageJob,
+    message_of,
+    no_gc,
+    relative_path,
+    worker_init,
+    write_atomic,
+    write_messages,
+)
+from transforms.submit.serializers import MessageInvalid, get_serializer
+from transforms.submit.serializers.model import NIL_GUID
+from transforms.submit.serializers.xpr56_batch import FRAME_COLUMNS
+
+__all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "message_path", "write_manifest"]
+
+STATUS_RANK = {"M": 1, "C": 2, "N": 3}
+FIRST_ALLOCATED_USER_NO = 900_000_001
+CHECKPOINT_THRESHOLD = "1GB"
+POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
+
+
+# The ledger's state of a municipality: per sent event key that is not withdrawn, its last notification's
+# content and the GUID of its original (N) notification; `withdrawn_at` is what a withdrawal (C) notification
+# gives as registration time (the first day to write, at midnight in the ledger's time zone).
+ACTIVE_SQL = """
+WITH state AS (
+    SELECT event_key,
+           arg_max(status, seq) AS last_status,
+           arg_max(content_hash, seq) AS last_hash,
+           arg_max(guid, seq) FILTER (WHERE status = 'N') AS original_guid,
+           arg_max(seq, seq) AS last_seq
+    FROM notifications WHERE kommune = $kommune GROUP BY event_key
+)
+SELECT s.event_key, s.original_guid, s.last_hash, n.event_type, n.reporting_id, n.service_code, n.event_date,
+       n.provider_org, n.stop_id, n.person_key, n.content_hash, CAST($first_day::DATE AS TIMESTAMPTZ) AS withdrawn_at
+FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
+WHERE s.last_status <> 'C'
+"""
+PLAN_COLUMNS = ("status", "ref_guid", "day", "event_key", "content_hash", "event_type", "reporting_id", "service_code",
+                "event_date", "registered_at", "provider_org", "stop_id", "person_key", "user_no")
+
+
+def plan_notifications(active: pl.DataFrame, current: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """What to send (`PLAN_COLUMNS`, unnumbered) given the ledger's state (`ACTIVE_SQL`) and the current events.
+
+    New keys up to `last` are N notifications on their own day, or on `first` when that is later (late
+    registrations); sent keys with other content are M, sent keys gone are C, both on `first`.
+    """
+    c = pl.col
+    sent = active.select("event_key", "original_guid", "last_hash")
+    first_day = pl.lit(first, pl.Date)
+    new = (current.join(sent, on="event_key", how="anti").filter(c("day") <= last)
+           .with_columns(status=pl.lit("N"), ref_guid=pl.lit(None, pl.Utf8), day=pl.max_horizontal("day", first_day)))
+    changed = (current.join(sent, on="event_key", how="inner").filter(c("content_hash") != c("last_hash"))
+               .with_columns(status=pl.lit("M"), ref_guid=c("original_guid"), day=first_day))
+    gone = (active.join(current.select("event_key"), on="event_key", how="anti")
+            .with_columns(status=pl.lit("C"), ref_guid=c("original_guid"), day=first_day, user_no=pl.lit(None, pl.Utf8),
+                          registered_at=c("withdrawn_at").cast(current.schema["registered_at"])))
+    return pl.concat([part.select(PLAN_COLUMNS) for part in (new, changed, gone)])
+
+
+# deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
+# (version and variant bits set, as str(uuid.uuid5(...))) in Polars; the column's order is kept
+HASH_SQL = "SELECT sha1(unhex($namespace) || encode(name)) AS h FROM guid_names"
+_VARIANT = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
+
+
+def deterministic_guids(con: duckdb.DuckDBPyConnection, names: pl.Series) -> pl.Series:
+    """`deterministic_guid` of many names at once (each name the '|'-joined parts)."""
+    con.register("guid_names", pl.DataFrame({"name": names}).to_arrow())
+    try:
+        hashes = con.execute(HASH_SQL, {"namespace": NAMESPACE.hex}).pl()
+    finally:
+        con.unregister("guid_names")
+    return hashes.select(_uuid5_text(pl.col("h")).alias(names.name))[names.name]
+
+
+def _uuid5_text(sha1_hex: pl.Expr) -> pl.Expr:
+    """The 8-4-4-4-12 text of a UUID5 from the 40 hex digits of its SHA-1."""
+    h = sha1_hex.str
+    return pl.concat_str([h.slice(0, 8), pl.lit("-"), h.slice(8, 4), pl.lit("-5"), h.slice(13, 3), pl.lit("-"),
+                          h.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.Utf8), h.slice(17, 3),
+                          pl.lit("-"), h.slice(20, 12)])
+
+
+@dataclass
+class SubmissionReport:
+    days_written: int = 0
+    days_reproduced: int = 0
+    files: int = 0
+    notifications: dict[str, int] = field(default_factory=lambda: {"N": 0, "M": 0, "C": 0})
+    municipalities: int = 0
+
+
+def message_path(data_root: Path, kommune: str, day: dt.date) -> Path:
+    return data_root / relative_path(kommune, day)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, data)
+
+
+DAY_ROW_SCHEMA = {"day": pl.Date, "n_notifications": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
+                  "file": pl.Utf8, "sha256": pl.Utf8}
+
+
+def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFrame:
+    """`written_days` of a range (without the municipality): the written days, then the days without a message."""
+    written = pl.DataFrame([(d.day, d.n_notifications, d.first_seq, d.last_seq, d.file, d.sha256) for d in days],
+                           schema=DAY_ROW_SCHEMA, orient="row")
+    empty = (pl.date_range(first, last, eager=True).alias("day").to_frame()
+             .join(written, on="day", how="anti", maintain_order="left")
+             .with_columns(n_notifications=pl.lit(0, pl.Int64)))
+    return pl.concat([written, empty], how="diagonal")
+
+
+def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each municipality's events: slices of `events`, not copies, when its rows come grouped by municipality
+    (as `build_events` writes them), else parts copied out of it."""
+    runs = events.select(pl.col("kommune").rle()).unnest("kommune")
+    if runs["value"].is_unique().all():
+        starts = (runs["len"].cum_sum() - runs["len"]).to_list()
+        return {k: events.slice(s, n) for k, s, n in zip(runs["value"].to_list(), starts, runs["len"].to_list(),
+                                                           strict=True)}
+    return {k: part for (k,), part in events.partition_by("kommune", as_dict=True).items()}
+
+
+class _Inline(Executor):
+    """Runs a job in this process when it is submitted (small runs: no pool to start)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to whoever takes the result, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _Pending:
+    """A municipality handed to jobs: days to reproduce, and new days to commit once their files exist."""
+
+    kommune: str
+    reproduced: Future | None = None
+    written: Future | None = None
+    first: dt.date | None = None  # of the new days, with their plan
+    last: dt.date | None = None
+    plan: pl.DataFrame | None = None
+
+
+class SubmissionWriter:
+    """Writes one data root's daily messages; holds the ledger lock while it lives.
+
+    `workers`: processes that render, validate and write files beside the planning process; None
+    starts up to two (as many as there are CPUs) once a municipality is large enough to repay it, 0
+    or 1 keeps everything in this process. The pool is spawned, so like any multiprocessing pool it
+    imports the caller's main module: a script that runs the writer needs the `__main__` guard.
+    """
+
+    def __init__(self, settings: Settings, keys: Keys, serializer: str = "xpr56", workers: int | None = None):
+        self.settings = settings
+        self.root = settings.data_root
+        self.serializer_name = serializer
+        self.serializer = get_serializer(serializer)
+        self.municipalities = {m.nr: m for m in load_kommuner(settings.config_dir / "kommuner.toml")}
+        vault_path = self.root / "identity" / "vault.bin"
+        vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
+        # one row per person (the last, as before), sorted: `_message_frame` finds a person by binary search
+        self.identities = (vault.select("person_key", "fid", "id_type")
+                           .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
+        self.pseudonym_key = keys.pseudonym_key
+        self.workers = workers
+        self._events: pl.DataFrame | None = None
+        self._pool: Executor | None = None
+
+    @property
+    def events(self) -> pl.DataFrame:
+        if self._events is None:
+            path = self.root / "timeline" / "events.parquet"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
+            self._events = pl.read_parquet(path)
+        return self._events
+
+    def run(self, first_day: dt.date, last_day: dt.date, kommuner: list[str] | None = None,
+            progress: Callable[[str, int], None] | None = None, lock_timeout: float = 60.0) -> SubmissionReport:
+        report = SubmissionReport()
+        targets = sorted(kommuner or self.municipalities)
+        unknown = [k for k in targets if k not in self.municipalities]
+        if unknown:
+            raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
+        with writer_lock(self.root, lock_timeout), open_ledger(self.root) as con, no_gc():
+            # a checkpoint also writes the tables' indexes out: one per 16 MB of log (the default) doubled the
+            # cost of the commits of a backfill; the log stays durable, the checkpoint comes when this closes
+            con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # one municipality at a time is too little work to share between threads: with the pool's
+            # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
+            con.execute("SET threads = 1")
+            # temporary files of a writer that was killed; the rerun writes the same bytes again
+            for stale in (self.root / "submissions").glob("**/.*.tmp"):
+                stale.unlink()
+            events = _by_municipality(self.events)
+            no_events = self.events.clear()
+            last = last_written_days(con)
+            first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
+                             for k in targets}
+            late = [k for k in targets if first_day > first_missing[k]]
+            if late:
+                k = late[0]
+                raise DayOrderError(
+                    f"municipality {k}: cannot write {first_day} before {first_missing[k]} is written "
+                    f"(first missing day {first_missing[k]}; start the range there)")
+            pending: deque[_Pending] = deque()
+            try:
+                for kommune in targets:
+                    report.municipalities += 1
+                    item = _Pending(kommune)
+                    reproduce_to = min(last_day, first_missing[kommune] - dt.timedelta(days=1))
+                    if first_day <= reproduce_to:
+                        job = self._reproduce_job(con, kommune, first_day, reproduce_to)
+                        item.reproduced = self._submit(job) if job is not None else None
+                    new_first = max(first_day, first_missing[kommune])
+                    if new_first <= last_day:
+                        frame = events.pop(kommune, no_events)  # let each part go once it is planned
+                        item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
+                        item.first, item.last, item.written = new_first, last_day, self._submit(job)
+                    pending.append(item)
+                    # keep the pool busy with the next municipality while this one is committed
+                    while len(pending) > self._depth():
+                        self._finish(con, pending.popleft(), report, progress)
+                while pending:
+                    self._finish(con, pending.popleft(), report, progress)
+            finally:
+                for p in pending:
+                    for future in (p.reproduced, p.written):
+                        if future is not None:
+                            future.cancel()
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True, cancel_futures=True)
+                    self._pool = None
+            con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
+            write_manifest(con, self.root)
+        return report
+
+    # --- jobs -------------------------------------------------------------------------
+    def _depth(self) -> int:
+        return 3 if isinstance(self._pool, ProcessPoolExecutor) else 0
+
+    def _submit(self, job: MessageJob) -> Future:
+        if self._pool is None:
+            size = self.workers if self.workers is not None else min(2, len(os.sched_getaffinity(0)))
+            if multiprocessing.current_process().daemon:  # a daemonic process may not start a pool
+                size = 0
+            if size > 1 and (self.workers is not None or job.frame.height >= POOL_MIN_ROWS):
+                context = multiprocessing.get_context("spawn")  # no fork of a process running DuckDB/Polars threads
+                self._pool = ProcessPoolExecutor(size, mp_context=context, initializer=worker_init,
+                                                 initargs=(os.getpid(),))
+            elif self.workers is not None or job.frame.height >= POOL_MIN_ROWS:
+                self._pool = _Inline()
+        return (self._pool or _Inline()).submit(write_messages, job)
+
+    def _finish(self, con: duckdb.DuckDBPyConnection, item: _Pending, report: SubmissionReport,
+                progress: Callable[[str, int], None] | None) -> None:
+        if item.reproduced is not None:
+            report.days_reproduced += len(self._result(item.reproduced))
+        if item.written is not None:
+            self._commit(con, item, self._result(item.written), report)
+        if progress:
+            progress(item.kommune, 1)
+
+    def _result(self, future: Future) -> list[DayFile]:
+        try:
+            return future.result()
+        except MessageInvalid as exc:
+            # a schema message may quote an attribute value; the failure is logged, identifiers must not be
+            tag = Pseudonymizer(self.pseudonym_key).tag
+            raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
+                                 exc.sequence_no) from None
+
+    # --- new days -------------------------------------------------------------------
+    def _plan_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
+                  events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
+        active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
+        plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
+        plan = self._number(con, kommune, plan)
+        persons = self._assign_persons(con, kommune, plan)
+        job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
+                         self.serializer_name)
+        return plan, job
+
+    def _commit(self, con: duckdb.DuckDBPyConnection, item: _Pending, days: list[DayFile],
+                report: SubmissionReport) -> None:
+        """One transaction per municipality, after every one of its files is written."""
+        kommune, plan = item.kommune, item.plan
+        assert plan is not None and item.first is not None and item.last is not None
+        report.files += len(days)
+        days_frame = _day_rows(days, item.first, item.last)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if plan.height:
+                con.register("plan_frame", plan.to_arrow())
+                con.execute("""
+                    INSERT INTO notifications SELECT $kommune, seq, guid, previous_guid, day, status, ref_guid,
+                        event_key, content_hash, event_guid, event_type, reporting_id, service_code, event_date,
+                        registered_at, provider_org, stop_id, person_key FROM plan_frame""", {"kommune": kommune})
+                con.unregister("plan_frame")
+            con.register("days_frame", days_frame.to_arrow())
+            con.execute("INSERT INTO written_days SELECT $kommune, * FROM days_frame", {"kommune": kommune})
+            con.unregister("days_frame")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        report.days_written += days_frame.height
+        for status, n in plan.group_by("status").len().iter_rows():
+            report.notifications[status] += n
+
+    def _number(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
+        """Sequence numbers, GUIDs and the chain, continuing the municipality's ledger."""
+        last_seq, last_guid = con.execute(
+            "SELECT coalesce(max(seq), 0), coalesce(arg_max(guid, seq), ?) FROM notifications WHERE kommune = ?",
+            [NIL_GUID, kommune]).fetchone()
+        plan = plan.with_columns(
+            pl.col("status").replace_strict(STATUS_RANK, return_dtype=pl.Int8).alias("_status"),
+            pl.col("event_type").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_type"),
+        ).sort("day", "_status", "event_date", "_type", "event_key").drop("_status", "_type")
+        plan = plan.with_columns(seq=pl.int_range(last_seq + 1, last_seq + 1 + plan.height, dtype=pl.Int64))
+        names = pl.concat([
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|")),
+            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
+                                            pl.col("seq").cast(pl.Utf8)], separator="|"))])["name"]
+        guids = deterministic_guids(con, names)  # both kinds in one query: the notification's, then the event's
+        return plan.with_columns(guid=guids.head(plan.height), event_guid=guids.tail(plan.height)).with_columns(
+            previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
+            *plan.columns, "guid", "previous_guid", "event_guid")
+
+    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
+        """The municipality's persons, known and new (person_key, bruker_nr, pasient_guid): one brukerNr per
+        person for all years, never reused.
+
+        A person keeps the source's user number when no other person has it in the
+        municipality; otherwise (two EPJs, or merged municipalities, numbered their users
+        independently) the person gets the next number of a reserved range.
+        """
+        known = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                            [kommune]).pl()
+        newcomers = (plan.join(known, on="person_key", how="anti")
+                     .sort("seq").unique("person_key", keep="first", maintain_order=True))
+        if newcomers.height == 0:
+            return known
+        taken = set(known["bruker_nr"].to_list())
+        allocated = con.execute("SELECT count(*) FROM persons WHERE kommune = ? AND TRY_CAST(bruker_nr AS BIGINT) >= ?",
+                                [kommune, FIRST_ALLOCATED_USER_NO]).fetchone()[0]
+        numbers = []
+        for user_no in newcomers["user_no"].to_list():
+            number = user_no if user_no and user_no not in taken else None
+            while number is None or number in taken:
+                number = str(FIRST_ALLOCATED_USER_NO + allocated)
+                allocated += 1
+            taken.add(number)
+            numbers.append(number)
+        frame = newcomers.select(pl.lit(kommune).alias("kommune"), "person_key",
+                                 pl.Series("bruker_nr", numbers, dtype=pl.Utf8))
+        names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
+                                                         separator="|"))["pasient_guid"]
+        frame = frame.with_columns(deterministic_guids(con, names))
+        con.register("persons_frame", frame.to_arrow())
+        con.execute("INSERT INTO persons SELECT * FROM persons_frame")
+        con.unregister("persons_frame")
+        return pl.concat([known, frame.drop("kommune")])
+
+    # --- messages -------------------------------------------------------------------
+    def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+        """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
+
+        The national identity table is searched for each person once, not joined: a join would hash all of it
+        for every municipality.
+        """
+        people = notes.select(pl.col("person_key").unique(maintain_order=True)).join(
+            persons, on="person_key", how="left", maintain_order="left")
+        keys, ids = people["person_key"], self.identities
+        at = ids["person_key"].search_sorted(keys).clip(upper_bound=max(ids.height - 1, 0))
+        found = ids[at] if ids.height else ids.clear(keys.len())
+        missing = keys.ne_missing(found["person_key"]) | people["pasient_guid"].is_null()
+        if missing.any():
+            raise KeyError(keys.filter(missing)[0])
+        people = people.with_columns(fid=found["fid"], id_type=found["id_type"])
+        return notes.join(people, on="person_key", how="left", maintain_order="left").select(FRAME_COLUMNS)
+
+    def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
+        """One message of the given notifications (the resend's path); identifiers masked in a failure."""
+        try:
+            return self.serializer.serialize(message_of(municipality, self._message_frame(notes, persons)))
+        except MessageInvalid as exc:
+            tag = Pseudonymizer(self.pseudonym_key).tag
+            raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
+                                 exc.sequence_no) from None
+
+    def _reproduce_job(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date
+                       ) -> MessageJob | None:
+        """Already-written days from the ledger; the job checks the bytes against the recorded checksum."""
+        days = con.execute("SELECT day, file, sha256 FROM written_days WHERE kommune = ? AND day BETWEEN ? AND ? "
+                           "AND file IS NOT NULL ORDER BY day", [kommune, first, last]).fetchall()
+        if not days:
+            return None
+        notes = con.execute("SELECT * FROM notifications WHERE kommune = ? AND day BETWEEN ? AND ? ORDER BY seq",
+                            [kommune, first, last]).pl()
+        persons = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
+                              [kommune]).pl()
+        return MessageJob(self.root, self.municipalities[kommune], self._message_frame(notes, persons),
+                          self.serializer_name, expected={d: (rel, digest) for d, rel, digest in days})
+
+
+def write_manifest(con: duckdb.DuckDBPyConnection, data_root: Path) -> Path:
+    frame = con.execute("""SELECT kommune, day, n_notifications, first_seq, last_seq, file, sha256
+                           FROM written_days WHERE file IS NOT NULL ORDER BY kommune, day""").pl()
+    path = data_root / "submissions" / "manifest.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,188 @@
+"""The timeline's tables: coverage and gaps, episodes with their stops, provider changes and
+conflicts, and the daily aggregates (timeline.md)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.tables.model import Column, Table
+
+UTC = pl.Datetime("us", "UTC")
+# what the reconstruction reads of staging (iplos_stops included: 3.7 stops count where IPLOS covers)
+RECONSTRUCTION_INPUTS = ("iplos_services", "iplos_persons", "iplos_stops", "epj_service_versions", "epj_persons",
+                         "epj_stops", "municipality_codes")
+
+_KOMMUNE = Column("kommune", pl.Utf8, "reporting municipality (kommunenummer today)")
+_UNIT = Column("unit", pl.Utf8, "the kommunenummer valid on the day for this part of the municipality's territory")
+_EPISODE = Column("episode_id", pl.Utf8, "the episode: municipality and reporting id")
+_LINEAGE = Column("lineage", pl.List(pl.Utf8), "the staged rows behind it, as source_file:line")
+
+COVERAGE = Table(
+    "coverage",
+    "Which source is authoritative for each reporting municipality, unit and day since 2017-01-01.",
+    (
+        _KOMMUNE, _UNIT,
+        Column("day", pl.Date, "the day"),
+        Column("source", pl.Utf8, "epj:<system>, iplos:<year> (that year's yearly extract) or gap"),
+    ),
+    path="timeline/coverage.parquet",
+    asset="coverage",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("kommune", "unit", "day"),
+)
+
+COVERAGE_SEGMENTS = Table(
+    "coverage_segments",
+    "Runs of consecutive days of one unit with the same authoritative source.",
+    (
+        _KOMMUNE, _UNIT,
+        Column("source", pl.Utf8, "epj:<system>, iplos:<year> or gap"),
+        Column("first_day", pl.Date, "first day of the run"),
+        Column("last_day", pl.Date, "last day of the run"),
+        Column("days", pl.Int64, "days in the run"),
+    ),
+    path="timeline/coverage_segments.parquet",
+    asset="coverage_segments",
+    reads=("coverage",),
+    sort=("kommune", "unit", "first_day"),
+)
+
+GAPS = Table(
+    "gaps",
+    "Runs of days no source covers: reported, bridged where the rules allow, never an error.",
+    (
+        _KOMMUNE, _UNIT,
+        Column("first_day", pl.Date, "first day without a source"),
+        Column("last_day", pl.Date, "last day without a source"),
+        Column("days", pl.Int64, "days in the gap"),
+    ),
+    path="timeline/gaps.parquet",
+    asset="gaps",
+    reads=("coverage_segments",),
+    sort=("kommune", "unit", "first_day"),
+)
+
+MISSING_EXTRACTS = Table(
+    "missing_extracts",
+    "Yearly extracts a unit should have for a data year but that do not exist (or were quarantined whole).",
+    (
+        _KOMMUNE, _UNIT,
+        Column("year", pl.Int32, "data year"),
+        Column("days_covered_by_epj", pl.UInt32, "days of that year an EPJ export covers anyway"),
+        Column("gap_days", pl.UInt32, "days of that year no source covers"),
+    ),
+    path="timeline/missing_extracts.parquet",
+    asset="missing_extracts",
+    reads=("coverage",),
+    sort=("kommune", "unit", "year"),
+)
+
+EPISODES = Table(
+    "episodes",
+    "One canonical episode per real service allocation, whichever sources held it (timeline.md).",
+    (
+        _EPISODE, _KOMMUNE,
+        Column("reporting_id", pl.Utf8, "tjenesteID reported for it: its earliest EPJ record's service id, else "
+                                        "its earliest 3.7 record's, else derived; '#n' when several share one"),
+        Column("reporting_id_derived", pl.Boolean, "the id was derived (IPLOS 3.6 only)"),
+        Column("person_key", pl.Utf8, "pseudonym of the person"),
+        Column("user_no", pl.Utf8, "the source's local user number (brukerNr)"),
+        Column("service_code", pl.Utf8, "service type, code list 9151 (12 and 13 reported as 29)"),
+        Column("start_date", pl.Date, "start, by the most detailed source (pre-switch part when stitched)"),
+        Column("end_date", pl.Date, "end, by the source of the latest part; null while open"),
+        Column("provider_org", pl.Utf8, "provider organisation number, latest"),
+        Column("hours_per_week", pl.Float64, "hours per week, latest"),
+        Column("start_registered_at", UTC, "when the start was registered (EPJ registration or extract date)"),
+        Column("end_registered_at", UTC, "when the end was registered"),
+        Column("stitched", pl.Boolean, "continued across an EPJ switch or merger by stitching or migratedFrom"),
+        Column("end_imputed", pl.Boolean, "the end is the last day its source covered (the next source "
+                                          "does not hold it)"),
+        Column("bridged_gap", pl.Boolean, "it runs across a coverage gap"),
+        Column("conflict", pl.Boolean, "listed in conflicts"),
+        Column("start_source", pl.Utf8, "the source that gave the start: epj:<system> or iplos:<year>"),
+        Column("n_records", pl.Int64, "source records linked into it"),
+        Column("records", pl.List(pl.Utf8), "its source records (epj:<system>:<id>, i37:..., i36:...)"),
+        _LINEAGE,
+    ),
+    path="timeline/episodes.parquet",
+    asset="service_episodes",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("episode_id",),
+)
+
+EPISODE_STOPS = Table(
+    "stops",
+    "Temporary stops of the episodes (EPJ stops; IPLOS 3.7 stops on days IPLOS is authoritative).",
+    (
+        _EPISODE,
+        Column("stop_id", pl.Utf8, "the stop's id (prefixed by its system where two sources use one id)"),
+        Column("from_date", pl.Date, "first day of the stop"),
+        Column("to_date", pl.Date, "last day of the stop; null while stopped"),
+        Column("source", pl.Utf8, "epj:<system> or iplos:<year>"),
+        Column("registered_at", UTC, "when the stop was registered"),
+        Column("end_registered_at", UTC, "when its end was registered"),
+        _LINEAGE,
+    ),
+    path="timeline/stops.parquet",
+    asset="episode_stops",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("episode_id", "from_date", "stop_id", "source"),
+)
+
+PROVIDER_CHANGES = Table(
+    "provider_changes",
+    "Changes of an episode's provider: between EPJ versions on the registration's date, between yearly "
+    "extracts on 1 January of the later year (imputed).",
+    (
+        _EPISODE,
+        Column("change_date", pl.Date, "the day the new provider took over"),
+        Column("provider_org", pl.Utf8, "the new provider's organisation number"),
+        Column("imputed", pl.Boolean, "dated 1 January because only yearly extracts show it"),
+        Column("registered_at", UTC, "when the change was registered"),
+        _LINEAGE,
+    ),
+    path="timeline/provider_changes.parquet",
+    asset="provider_changes",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("episode_id", "change_date"),
+)
+
+CONFLICTS = Table(
+    "conflicts",
+    "Doubtful cases the reconstruction met: ambiguous links, start disagreements, several persons or codes "
+    "in one episode, the same source twice, id/person mismatches, unresolved persons, shared reporting ids.",
+    (
+        _KOMMUNE,
+        Column("episode_id", pl.Utf8, "the episode concerned, where there is one"),
+        Column("conflict", pl.Utf8, "kind of conflict"),
+        Column("record_id", pl.Utf8, "the source record concerned, where there is one"),
+        Column("detail", pl.Utf8, "what was found, for a person to read"),
+    ),
+    path="timeline/conflicts.parquet",
+    asset="conflicts",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("kommune", "conflict", "episode_id", "record_id", "detail"),
+)
+
+DAILY_ALLOCATION = Table(
+    "daily_allocation",
+    "Per day, municipality and service code: persons active, stopped, started and ended that day.",
+    (
+        _KOMMUNE,
+        Column("service_code", pl.Utf8, "service type, code list 9151"),
+        Column("active", pl.Int64, "episodes active (not stopped) on the day"),
+        Column("stopped", pl.Int64, "episodes inside a temporary stop on the day"),
+        Column("started", pl.Int64, "episodes starting on the day"),
+        Column("ended", pl.Int64, "episodes ending on the day"),
+    ),
+    path="timeline/daily/day={day}/{part}.parquet",
+    asset="daily_allocation",
+    reads=("episodes", "stops"),
+    sort=("kommune", "service_code"),
+    hive_partitioning=True,
+)
+
+# the large outputs, written batch by batch as the reconstruction goes
+STREAMED_TABLES = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)
+# the small ones, combined from every batch at the end
+COMBINED_TABLES = (COVERAGE, COVERAGE_SEGMENTS, GAPS, MISSING_EXTRACTS, CONFLICTS)
