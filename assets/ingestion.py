@@ -15,16 +15,25 @@ from assets.charts import chart_metadata
 from assets.partitions import data_years, single_run
 from assets.pools import STAGING_POOL
 from assets.resources import KttResource
+from assets.specs import asset_spec
 from transforms.ingest import staging as ingest
 from transforms.ingest.conservation import conservation_table, quarantine_frame
-from transforms.privacy.identity import read_vault, write_vault_part
-from transforms.reference.municipalities import municipality_codes
+from transforms.privacy.identity import merge_vault
+from transforms.reference.municipalities import write_municipality_codes
 from transforms.report.charts import quarantine_chart
 from transforms.report.markdown import markdown_table
+from transforms.tables import (
+    EPJ_SERVICE_VERSIONS,
+    EPJ_TABLES,
+    IDENTITY_VAULT,
+    IPLOS_SERVICES,
+    IPLOS_TABLES,
+    MUNICIPALITY_CODES,
+)
 
 GROUP = "ingestion"
-IPLOS_ASSETS = ("iplos_services", "iplos_persons", "iplos_assessments")
-EPJ_ASSETS = ("epj_service_versions", "epj_stops", "epj_persons")
+IPLOS_ASSETS = tuple(t.asset for t in IPLOS_TABLES)
+EPJ_ASSETS = tuple(t.asset for t in EPJ_TABLES)
 
 
 def _conservation_check(asset_key: str, settings, source: str) -> dg.AssetCheckResult:
@@ -58,10 +67,8 @@ def _report_metadata(context: AssetExecutionContext, report: ingest.IngestReport
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"parquet"},
-                        description=f"Staged `{name}` of the yearly IPLOS extracts "
-                                    "(staging/iplos/year=YYYY/kommune=NNNN/).") for name in IPLOS_ASSETS],
-    check_specs=[dg.AssetCheckSpec("records_conserved", asset="iplos_services",
+    specs=[asset_spec(name, GROUP, {"parquet"}) for name in IPLOS_ASSETS],
+    check_specs=[dg.AssetCheckSpec("records_conserved", asset=IPLOS_SERVICES.asset,
                                    description="per file: records in = staged + quarantined")],
     partitions_def=data_years,
     backfill_policy=single_run,
@@ -77,14 +84,12 @@ def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     metadata = _report_metadata(context, report, settings, "iplos")
     for name in IPLOS_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
-    yield _conservation_check("iplos_services", settings, "iplos")
+    yield _conservation_check(IPLOS_SERVICES.asset, settings, "iplos")
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"parquet"},
-                        description=f"Staged `{name}` of every configured EPJ history export "
-                                    "(staging/epj/system=S/).") for name in EPJ_ASSETS],
-    check_specs=[dg.AssetCheckSpec("records_conserved", asset="epj_service_versions",
+    specs=[asset_spec(name, GROUP, {"parquet"}) for name in EPJ_ASSETS],
+    check_specs=[dg.AssetCheckSpec("records_conserved", asset=EPJ_SERVICE_VERSIONS.asset,
                                    description="per file: records in = staged + quarantined")],
     pool=STAGING_POOL,
 )
@@ -96,19 +101,16 @@ def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     metadata = _report_metadata(context, report, settings, "epj")
     for name in EPJ_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
-    yield _conservation_check("epj_service_versions", settings, "epj")
+    yield _conservation_check(EPJ_SERVICE_VERSIONS.asset, settings, "epj")
 
 
-@dg.asset(group_name=GROUP, deps=["iplos_persons", "epj_persons"], kinds={"parquet"}, pool=STAGING_POOL)
+@dg.multi_asset(specs=[asset_spec(IDENTITY_VAULT.asset, GROUP, {"parquet"})], pool=STAGING_POOL)
 def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
     """Merge the per-file identity parts into one encrypted identity table.
 
     Only the message writer reads it; every other table carries pseudonyms.
     """
-    settings, keys = ktt.run_settings(), ktt.secret_keys()
-    parts = sorted((settings.data_root / "identity" / "parts").glob("*.bin"))
-    vault = read_vault(parts, keys.vault_key)
-    write_vault_part(settings.data_root / "identity" / "vault.bin", vault, keys.vault_key)
+    vault = merge_vault(ktt.run_settings(), ktt.secret_keys())
     return dg.MaterializeResult(metadata={
         "persons": vault["person_key"].n_unique(),
         "identifiers": vault.height,
@@ -117,14 +119,10 @@ def identity_vault(ktt: KttResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, pool=STAGING_POOL)
+@dg.multi_asset(specs=[asset_spec(MUNICIPALITY_CODES.asset, GROUP, {"parquet"})], pool=STAGING_POOL)
 def municipality_numbers(ktt: KttResource) -> dg.MaterializeResult:
     """Every kommunenummer valid 2017-2025 mapped to today's reporting municipality."""
-    settings = ktt.run_settings()
-    frame = municipality_codes()
-    target = settings.data_root / "reference" / "municipality_codes.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(target)
+    frame, target = write_municipality_codes(ktt.run_settings().data_root)
     return dg.MaterializeResult(metadata={
         "codes": frame.height,
         "reporting_municipalities": frame["reporting_kommune"].drop_nulls().n_unique(),

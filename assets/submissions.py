@@ -11,24 +11,24 @@ from assets.charts import chart_metadata
 from assets.partitions import days, single_run
 from assets.pools import LEDGER_POOL, TIMELINE_POOL
 from assets.resources import KttResource
+from assets.specs import asset_spec
 from transforms.report.charts import notifications_chart
 from transforms.report.markdown import markdown_table
-from transforms.submit.events import build_events
+from transforms.submit.events import write_events
 from transforms.submit.ledger import integrity_problems, open_ledger
 from transforms.submit.replay import repeated_starts, replay_differences
 from transforms.submit.serializers import get_serializer
 from transforms.submit.writer import SubmissionWriter
-from transforms.timeline.build import timeline_dir, write_parquet_atomic
+from transforms.tables import EVENTS, NOTIFICATIONS
 
 GROUP = "submissions"
 
 
-@dg.asset(group_name=GROUP, deps=["service_episodes"], kinds={"parquet", "duckdb"}, pool=TIMELINE_POOL)
+@dg.multi_asset(specs=[asset_spec(EVENTS.asset, GROUP, {"parquet", "duckdb"})], pool=TIMELINE_POOL)
 def service_events(ktt: KttResource) -> dg.MaterializeResult:
     """Every event a message reports (timeline/events.parquet), pseudonymous, with key, day and content hash."""
     settings = ktt.run_settings()
-    events = build_events(timeline_dir(settings), settings.cutoff_date)
-    write_parquet_atomic(events, timeline_dir(settings) / "events.parquet")
+    events = write_events(settings.data_root, settings.cutoff_date)
     return dg.MaterializeResult(metadata={
         "events": events.height,
         "by_type": dg.MetadataValue.json(dict(events.group_by("event_type").len().sort("event_type").iter_rows())),
@@ -53,10 +53,7 @@ CHECKS = [
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec("daily_submissions", group_name=GROUP, deps=["service_events", "identity_vault"],
-                        kinds={"xml", "duckdb"},
-                        description="One XPR 56 message per municipality and day under submissions/, "
-                                    "numbered and chained by the ledger.")],
+    specs=[asset_spec(NOTIFICATIONS.asset, GROUP, {"xml", "duckdb"})],
     check_specs=CHECKS,
     partitions_def=days,
     backfill_policy=single_run,

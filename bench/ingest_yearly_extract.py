@@ -26,15 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 def read_once(path: Path, year: int, unit: str, out: Path) -> dict:
     """Child process body: stage one file, report seconds and records."""
+    from transforms.core.layout import DataRoot
     from transforms.ingest.readers.base import ReadContext
     from transforms.ingest.readers.iplos_xml import read_iplos_file
     from transforms.ingest.sink import FileSink
-    from transforms.ingest.staging import IPLOS_TABLES
     from transforms.privacy.identity import Pseudonymizer
 
-    sink = FileSink(f"raw/iplos/{year}/{unit}.xml", "iplos", dict.fromkeys(IPLOS_TABLES, out / "staged"),
-                    out / "staging" / "quarantine" / "q.parquet", out / "staging" / "counts.parquet",
-                    out / "identity", Pseudonymizer(os.urandom(32)), os.urandom(32))
+    sink = FileSink(DataRoot(out), f"raw/iplos/{year}/{unit}.xml", "iplos", {"year": str(year), "unit": unit},
+                    Pseudonymizer(os.urandom(32)), os.urandom(32))
     started = time.perf_counter()
     read_iplos_file(path, sink, ReadContext(True, year=year, unit=unit))
     sink.commit()

@@ -43,19 +43,16 @@ def child(data_root: Path, workers: int | None) -> dict:
     import datetime as dt
 
     from transforms.core.settings import load_settings
-    from transforms.privacy.identity import read_vault, write_vault_part
+    from transforms.privacy.identity import merge_vault
     from transforms.privacy.keys import load_keys
-    from transforms.submit.events import build_events
+    from transforms.submit.events import write_events
     from transforms.submit.writer import SubmissionWriter
-    from transforms.timeline.build import write_parquet_atomic
 
     settings = dataclasses.replace(load_settings(data_root), as_of_date=dt.date(2025, 12, 31))
     keys = load_keys()
     started = time.perf_counter()
-    events = build_events(data_root / "timeline", settings.cutoff_date)
-    write_parquet_atomic(events, data_root / "timeline" / "events.parquet")
-    vault = read_vault(sorted((data_root / "identity" / "parts").glob("*.bin")), keys.vault_key)
-    write_vault_part(data_root / "identity" / "vault.bin", vault, keys.vault_key)
+    events = write_events(data_root, settings.cutoff_date)
+    merge_vault(settings, keys)
     prepared = time.perf_counter()
     cpu_before = _cpu_seconds()
     report = SubmissionWriter(settings, keys, workers=workers).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))

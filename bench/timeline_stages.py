@@ -36,7 +36,6 @@ def stage(name: str, data_root: Path) -> dict:
     """Child process body: run one stage, report its seconds and peak RSS."""
     import dataclasses
 
-    from transforms.core import duck
     from transforms.core.settings import load_settings
 
     settings = dataclasses.replace(load_settings(data_root), as_of_date=LAST_DAY)
@@ -53,19 +52,15 @@ def stage(name: str, data_root: Path) -> dict:
         records += ingest_epj(settings, keys).records_in
         detail["records"] = records
     elif name == "episodes":
-        from transforms.timeline.build import build_and_write_timeline
+        from transforms.timeline.build import build_timeline
 
-        summary = build_and_write_timeline(settings)
+        summary = build_timeline(settings)
         detail = {"episodes": summary.rows["episodes"], "stops": summary.rows["stops"],
                   "conflicts": summary.rows["conflicts"], "linking_rounds": summary.linking_rounds}
     elif name == "daily":
-        from transforms.timeline.build import register_timeline_views
-        from transforms.timeline.daily import DAILY_MEMORY_LIMIT, write_daily_partitions
+        from transforms.timeline.daily import write_daily_allocation
 
-        out = settings.data_root / "timeline"
-        with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
-            register_timeline_views(con, out)
-            detail["rows"] = write_daily_partitions(con, out / "daily", dt.date(2017, 1, 1), LAST_DAY)
+        detail["rows"] = write_daily_allocation(settings.data_root, dt.date(2017, 1, 1), LAST_DAY)
     seconds = time.perf_counter() - started
     return {"stage": name, "seconds": round(seconds, 1),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **detail}

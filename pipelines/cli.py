@@ -15,6 +15,7 @@ from platformdirs import user_config_dir
 from rich.console import Console
 from rich.table import Table
 
+from transforms.core.layout import DataRoot
 from transforms.core.settings import load_settings
 from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
 
@@ -164,7 +165,7 @@ def _backfill_via_daemon(url: str, settings, first: dt.date, last: dt.date, komm
                       + (f"; failed runs: {', '.join(final.failed_runs)}" if final.failed_runs else "")
                       + (f"; {final.error}" if final.error else ""))
         return 1
-    if (settings.data_root / "ledger").exists():
+    if settings.root.ledger_db.exists():
         _print_backfill_summary(settings, time.perf_counter() - started)
     return 0
 
@@ -181,17 +182,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if created:
         console.print(f"demo: created its own key file {key_path} (synthetic data only)")
     settings = load_settings(args.data_root)
-    if args.regenerate or not (settings.raw_dir.exists() and (settings.config_dir / "kommuner.toml").exists()):
+    if args.regenerate or not (settings.root.raw.exists() and settings.root.kommuner_toml.exists()):
         console.print(f"generating the {args.scale} world into {settings.data_root} ...")
         console.print(str(generate(settings.data_root, args.scale, args.seed)))
-        for stale in ("staging", "identity", "timeline", "ledger", "submissions", "outbox"):
+        for stale in DataRoot.OUTPUT_FOLDERS:
             shutil.rmtree(settings.data_root / stale, ignore_errors=True)
     else:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
     elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
     _print_backfill_summary(settings, elapsed)
     console.print("Next: `make demo-ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
-                  f"{settings.data_root / 'warehouse.duckdb'} read-only with DuckDB.")
+                  f"{settings.root.warehouse} read-only with DuckDB.")
     return 0
 
 

@@ -28,6 +28,7 @@ import psutil
 INSTANCE_TEMPLATES = {"sqlite": "dagster.yaml", "postgres": "dagster-postgres.yaml"}
 CODE_LOCATION_MODULE = "pipelines.definitions"
 STOP_GRACE_SECONDS = 30
+KILL_WAIT_SECONDS = 5
 
 
 class UiError(RuntimeError):
@@ -144,6 +145,11 @@ def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> int:
             time.sleep(0.2)
         if _group_alive(pgid):
             _signal_group(pgid, signal.SIGKILL)
+            # SIGKILL is delivered at once but a process takes a moment to die; wait so that no member
+            # of the group is left running when this returns
+            killed_by = time.monotonic() + KILL_WAIT_SECONDS
+            while _group_alive(pgid) and time.monotonic() < killed_by:
+                time.sleep(0.05)
         return process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

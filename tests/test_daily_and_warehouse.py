@@ -6,9 +6,11 @@ import datetime as dt
 import duckdb
 import pytest
 
+from transforms.core.duck import register_views
 from transforms.core.settings import load_settings
 from transforms.report.warehouse import build_warehouse
-from transforms.timeline.build import build_timeline, register_timeline_views, write_timeline
+from transforms.tables import DAILY_ALLOCATION, EPISODE_STOPS, EPISODES
+from transforms.timeline.build import build_timeline
 from transforms.timeline.daily import ALLOCATION_VIEW_SQL, daily_aggregates, write_daily_partitions
 
 D = dt.date
@@ -17,16 +19,15 @@ D = dt.date
 @pytest.fixture(scope="module")
 def built(example_root):
     settings = dataclasses.replace(load_settings(example_root), as_of_date=D(2026, 11, 25))
-    write_timeline(settings, build_timeline(settings))
+    build_timeline(settings)
     with _con(settings) as con:
-        write_daily_partitions(con, settings.data_root / "timeline" / "daily", D(2017, 1, 1), D(2026, 11, 25))
+        write_daily_partitions(con, settings.data_root, D(2017, 1, 1), D(2026, 11, 25))
     return settings
 
 
 def _con(settings):
     con = duckdb.connect()
-    out = settings.data_root / "timeline"
-    register_timeline_views(con, out)
+    register_views(con, settings.data_root, (EPISODES, EPISODE_STOPS))
     return con
 
 
@@ -54,8 +55,8 @@ def test_one_day_partition_matches_the_full_range(built, tmp_path):
     full = daily_aggregates(con, D(2017, 1, 1), D(2026, 11, 25))
     one = daily_aggregates(con, D(2021, 3, 15), D(2021, 3, 15))
     assert one.rows() == full.filter(full["day"] == D(2021, 3, 15)).rows()
-    rows = write_daily_partitions(con, tmp_path / "daily", D(2021, 3, 15), D(2021, 3, 16))
-    assert rows == 4 and sorted(p.name for p in (tmp_path / "daily").iterdir()) == [
+    rows = write_daily_partitions(con, tmp_path, D(2021, 3, 15), D(2021, 3, 16))
+    assert rows == 4 and sorted(p.name for p in DAILY_ALLOCATION.folder(tmp_path).iterdir()) == [
         "day=2021-03-15", "day=2021-03-16"]
 
 

@@ -13,15 +13,16 @@ import pytest
 from stdnum.no.fodselsnummer import calc_check_digit1, calc_check_digit2
 
 from tests.privacy import find_identifiers
+from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.epj_a_csv import LAYOUTS, read_epj_a_file
 from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
-from transforms.ingest.sink import FileSink, file_slug
+from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
-from transforms.tables import STAGED_TABLES
+from transforms.tables import EPJ_TABLES, IDENTITY_PARTS, QUARANTINE
+from transforms.tables.model import source_slug
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root" / "raw" / "epj"
-EPJ_TABLES = ("epj_persons", "epj_service_versions", "epj_stops")
 PSEUDO = Pseudonymizer(b"k" * 32)
 VAULT_KEY = b"v" * 32
 UTC = dt.UTC
@@ -89,23 +90,12 @@ class Run:
         return dict(zip(self.quarantine["line"].to_list(), self.quarantine["rule_id"].to_list(), strict=True))
 
     def vault(self) -> pl.DataFrame:
-        return read_vault(list((self.root / "staging" / "identity").glob("*.bin")), VAULT_KEY)
+        return read_vault(IDENTITY_PARTS.files(self.root), VAULT_KEY)
 
 
 def make_sink(root: Path, rel: str, fmt: str, batch_rows: int = 50_000) -> FileSink:
-    staging = root / "staging"
-    slug = file_slug(rel)
-    return FileSink(
-        rel_path=rel,
-        fmt=fmt,
-        staged_dirs={t: staging / "epj" / "system=test" for t in EPJ_TABLES},
-        quarantine_path=staging / "quarantine" / f"{slug}.parquet",
-        counts_path=staging / "counts" / f"{slug}.parquet",
-        identity_path=staging / "identity",
-        pseudonymizer=PSEUDO,
-        vault_key=VAULT_KEY,
-        batch_rows=batch_rows,
-    )
+    return FileSink(root=DataRoot(root), rel_path=rel, fmt=fmt, partition={"system": "test"},
+                    pseudonymizer=PSEUDO, vault_key=VAULT_KEY, batch_rows=batch_rows)
 
 
 def ctx(allow_synthetic: bool = True, system: str = "epj_a") -> ReadContext:
@@ -120,14 +110,14 @@ def run(root: Path, path: Path, *, allow_synthetic: bool = True, batch_rows: int
     reader(path, sink, ctx(allow_synthetic, "epj_a" if is_csv else "epj_b"))
     sink.commit()
     assert_conserved(sink)
-    slug = file_slug(rel)
+    slug = source_slug(rel)
     staged = {}
     for table in EPJ_TABLES:
-        parts = sorted((root / "staging" / "epj" / "system=test").glob(f"{table}-{slug}-*.parquet"))
-        frames = [pl.read_parquet(p) for p in parts]
-        staged[table] = pl.concat(frames) if frames else STAGED_TABLES[table].empty()
-        assert list(staged[table].columns) == list(STAGED_TABLES[table].schema)
-    quarantine = pl.read_parquet(root / "staging" / "quarantine" / f"{slug}.parquet")
+        parts = sorted(table.files(root))
+        frames = [pl.read_parquet(p) for p in parts if f"-{slug}-" in p.name]
+        staged[table.name] = pl.concat(frames) if frames else table.empty()
+        assert staged[table.name].columns == list(table.column_names)
+    quarantine = pl.read_parquet(QUARANTINE.location(root, source=slug))
     return Run(sink, root, staged, quarantine)
 
 

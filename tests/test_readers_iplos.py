@@ -7,29 +7,30 @@ import pytest
 
 from tests.idgen import break_check_digit, synthetic_number
 from tests.privacy import find_identifiers
+from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer
+from transforms.tables import QUARANTINE, TABLES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root"
-TABLES = ["iplos_persons", "iplos_services", "iplos_stops", "iplos_assessments", "iplos_diagnoses"]
 FID = "14894710005"
 
 
 def make_sink(tmp_path: Path, rel: str = "raw/iplos/2019/0602.xml") -> FileSink:
-    return FileSink(rel, "iplos", dict.fromkeys(TABLES, tmp_path / "staged"),
-                    tmp_path / "staging" / "quarantine" / "q.parquet", tmp_path / "staging" / "counts.parquet",
-                    tmp_path / "identity", Pseudonymizer(b"k" * 32), b"v" * 32)
+    year, unit = rel.split("/")[2], rel.split("/")[3].removesuffix(".xml")
+    return FileSink(DataRoot(tmp_path), rel, "iplos", {"year": year, "unit": unit}, Pseudonymizer(b"k" * 32),
+                    b"v" * 32)
 
 
 def staged(tmp_path: Path, table: str) -> pl.DataFrame:
-    files = sorted((tmp_path / "staged").glob(f"{table}-*.parquet"))
+    files = TABLES[table].files(tmp_path)
     return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
 
 
 def quarantine(tmp_path: Path) -> pl.DataFrame:
-    return pl.read_parquet(tmp_path / "staging" / "quarantine" / "q.parquet")
+    return pl.concat([pl.read_parquet(f) for f in QUARANTINE.files(tmp_path)])
 
 
 def read(tmp_path: Path, xml: str | bytes, year: int = 2019, unit: str = "0602") -> FileSink:

@@ -13,15 +13,15 @@ import pytest
 
 from tests.conftest import SHARED
 from transforms.core.settings import load_settings
-from transforms.privacy.identity import read_vault, write_vault_part
+from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
-from transforms.submit.events import build_events
+from transforms.submit.events import write_events
 from transforms.submit.ledger import DayOrderError, LedgerBusy, integrity_problems, open_ledger, writer_lock
 from transforms.submit.replay import repeated_starts, replay_differences
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 from transforms.submit.writer import SubmissionWriter
-from transforms.timeline.build import build_timeline, write_parquet_atomic, write_timeline
+from transforms.timeline.build import build_timeline
 
 D = dt.date
 AS_OF = D(2025, 12, 31)
@@ -31,11 +31,9 @@ OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
 def prepare(root: Path) -> None:
     """Timeline, events and the identity vault of an ingested root (what the assets do)."""
     settings = dataclasses.replace(load_settings(root), as_of_date=AS_OF)
-    write_timeline(settings, build_timeline(settings))
-    write_parquet_atomic(build_events(root / "timeline", settings.cutoff_date), root / "timeline" / "events.parquet")
-    keys = load_keys()
-    vault = read_vault(sorted((root / "identity" / "parts").glob("*.bin")), keys.vault_key)
-    write_vault_part(root / "identity" / "vault.bin", vault, keys.vault_key)
+    build_timeline(settings)
+    write_events(root, settings.cutoff_date)
+    merge_vault(settings, load_keys())
 
 
 CUTOFF = D(2017, 1, 1)

@@ -13,16 +13,14 @@ from tests.truth_compare import compare_with_truth
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import Pseudonymizer
 from transforms.privacy.keys import load_keys
-from transforms.timeline.build import build_timeline, write_timeline
+from transforms.timeline.build import build_timeline, plan_batches
 
 AS_OF = dt.date(2025, 12, 31)
 
 
 def _build(root):
     settings = dataclasses.replace(load_settings(root), as_of_date=AS_OF)
-    result = build_timeline(settings)
-    write_timeline(settings, result)
-    return settings, result
+    return settings, build_timeline(settings)
 
 
 @pytest.fixture(scope="module")
@@ -90,34 +88,22 @@ def test_rebuilding_gives_identical_parquet(demo):
                 for p in sorted((settings.data_root / "timeline").glob("*.parquet"))}
 
     first = digest()
-    write_timeline(settings, build_timeline(settings))
+    build_timeline(settings)
     assert digest() == first and len(first) == 8
 
 
-def test_batches_of_municipalities_give_the_same_timeline(small):
-    settings, whole = small
-    from transforms.timeline.build import plan_batches
-
-    assert len(plan_batches(settings, rows_per_batch=1)) == whole.episodes["kommune"].n_unique() > 3
-    batched = build_timeline(settings, rows_per_batch=1)
-    for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
-        assert getattr(batched, name).equals(getattr(whole, name)), name
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small, tmp_path, workers):
-    """The asset builds batches `workers` at a time and appends each batch's large tables to their files
-    (`build_and_write_timeline`); the tables must be the ones `write_timeline` writes from one in-memory
-    result. One municipality per batch, so every batch boundary and the ordering across threads count."""
+def test_one_municipality_per_batch_gives_the_same_timeline(small, tmp_path, workers):
+    """Batches are built `workers` at a time and each batch's large tables are appended to their files;
+    with one municipality per batch every batch boundary and the ordering across threads count, and the
+    tables must equal those of the default batching."""
     import shutil
 
-    from transforms.timeline.build import build_and_write_timeline
-
-    settings, _ = small
+    settings, whole = small
+    assert len(plan_batches(settings, rows_per_batch=1)) == whole.episodes["kommune"].n_unique() > 3
     root = tmp_path / "data"
     shutil.copytree(settings.data_root, root, ignore=shutil.ignore_patterns("timeline", "ledger", "submissions"))
-    summary = build_and_write_timeline(dataclasses.replace(settings, data_root=root), rows_per_batch=1,
-                                       workers=workers)
+    summary = build_timeline(dataclasses.replace(settings, data_root=root), rows_per_batch=1, workers=workers)
     for name in ("episodes", "stops", "provider_changes", "conflicts", "coverage", "gaps"):
         ours = pl.read_parquet(root / "timeline" / f"{name}.parquet")
         theirs = pl.read_parquet(settings.data_root / "timeline" / f"{name}.parquet")
@@ -126,4 +112,4 @@ def test_the_batched_writer_of_the_asset_writes_what_write_timeline_writes(small
     assert summary.rows["episodes"] == episodes.height
     assert summary.episode_flags["total"] == episodes.height
     assert summary.episode_flags["stitched"] == episodes["stitched"].sum()
-    assert not list((root / "timeline").glob("*.tmp")), "no temporary file is left behind"
+    assert not list((root / "timeline").glob(".*.tmp")), "no temporary file is left behind"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+
+from transforms.tables import Table
 
 _SERIAL = itertools.count()
 
@@ -38,3 +41,22 @@ def connect(path: str = ":memory:", read_only: bool = False, memory_limit: str |
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill / f'{os.getpid()}-{next(_SERIAL)}'}'")
     return con
+
+
+def sql_literal(text: str | Path) -> str:
+    """A string (a path) as a DuckDB string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def sql_list(paths: list[Path]) -> str:
+    """A list of file paths as a DuckDB list literal (`read_parquet([...])`)."""
+    return "[" + ", ".join(sql_literal(p) for p in paths) + "]"
+
+
+def register_views(con: duckdb.DuckDBPyConnection, root: Path, tables: Iterable[Table]) -> None:
+    """One view per written table, named as the table, over its files under the data root `root`."""
+    for table in tables:
+        hive = "true" if table.hive_partitioning else "false"
+        files = table.glob(root) if table.partitioned else str(table.location(root))
+        con.execute(f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
+                    f"{sql_literal(files)}, hive_partitioning = {hive})")

@@ -12,6 +12,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from transforms.core.layout import DataRoot
+
 CUTOFF_DATE = dt.date(2017, 1, 1)
 FIRST_DATA_YEAR = 2017
 LAST_DATA_YEAR = 2025
@@ -38,20 +40,9 @@ class Settings:
     tolerances: Tolerances = field(default_factory=Tolerances)
 
     @property
-    def staging_dir(self) -> Path:
-        return self.data_root / "staging"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.staging_dir / "quarantine"
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.data_root / "raw"
-
-    @property
-    def config_dir(self) -> Path:
-        return self.data_root / "config"
+    def root(self) -> DataRoot:
+        """Every folder and file under the data root (`transforms.core.layout`)."""
+        return DataRoot(self.data_root)
 
     def with_root(self, data_root: Path) -> Settings:
         return replace(self, data_root=Path(data_root))
@@ -66,7 +57,7 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     """
     root = Path(data_root or os.environ.get("KTT_DATA_ROOT") or "data").resolve()
     file_values: dict = {}
-    settings_file = root / "config" / "settings.toml"
+    settings_file = DataRoot(root).settings_toml
     if settings_file.exists():
         file_values = tomllib.loads(settings_file.read_text(encoding="utf-8"))
     allow = bool(file_values.get("allow_synthetic_ids", False)) or _env_flag("KTT_ALLOW_SYNTHETIC_IDS")

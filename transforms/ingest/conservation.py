@@ -7,58 +7,61 @@ twice is caught.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from transforms.core import duck
+from transforms.core.duck import sql_list
 from transforms.core.settings import Settings
+from transforms.tables import (
+    EPJ_PERSONS,
+    EPJ_SERVICE_VERSIONS,
+    EPJ_STOPS,
+    FILE_COUNTS,
+    IPLOS_ASSESSMENTS,
+    IPLOS_DIAGNOSES,
+    IPLOS_PERSONS,
+    IPLOS_SERVICES,
+    IPLOS_STOPS,
+    QUARANTINE,
+    Table,
+)
 
 # record kind -> (staged table, what counts as one record)
-KIND_TABLES: dict[str, list[tuple[str, str]]] = {
-    "person": [("iplos_persons", "count(*)"), ("epj_persons", "count(*)")],
-    "service": [("iplos_services", "count(*)"), ("epj_service_versions", "count(*)")],
-    "stop": [("iplos_stops", "count(*)"), ("epj_stops", "count(*)")],
+KIND_TABLES: dict[str, list[tuple[Table, str]]] = {
+    "person": [(IPLOS_PERSONS, "count(*)"), (EPJ_PERSONS, "count(*)")],
+    "service": [(IPLOS_SERVICES, "count(*)"), (EPJ_SERVICE_VERSIONS, "count(*)")],
+    "stop": [(IPLOS_STOPS, "count(*)"), (EPJ_STOPS, "count(*)")],
     # one assessment element gives one row per scored variable
-    "assessment": [("iplos_assessments", "count(DISTINCT location)")],
-    "diagnosis": [("iplos_diagnoses", "count(*)")],
+    "assessment": [(IPLOS_ASSESSMENTS, "count(DISTINCT location)")],
+    "diagnosis": [(IPLOS_DIAGNOSES, "count(*)")],
 }
-
-
-def staged_files(settings: Settings, table: str) -> list[Path]:
-    source = "iplos" if table.startswith("iplos_") else "epj"
-    return sorted((settings.staging_dir / source).glob(f"**/{table}-*.parquet"))
-
-
-def _files_sql(files: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
 
 
 def conservation_table(settings: Settings) -> pl.DataFrame:
     """One row per (source file, record kind) with records_in, staged, quarantined and `balanced`."""
-    counts_files = sorted((settings.staging_dir / "file_counts").glob("*.parquet"))
+    counts_files = settings.root.files(FILE_COUNTS)
     if not counts_files:
         return pl.DataFrame(schema={"source_file": pl.Utf8, "record_kind": pl.Utf8, "records_in": pl.Int64,
                                     "staged": pl.Int64, "quarantined": pl.Int64, "balanced": pl.Boolean})
     parts = []
     for kind, tables in KIND_TABLES.items():
         for table, measure in tables:
-            files = staged_files(settings, table)
+            files = settings.root.files(table)
             if files:
                 parts.append(f"SELECT source_file, '{kind}' AS record_kind, {measure} AS n "
-                             f"FROM read_parquet({_files_sql(files)}) GROUP BY source_file")
+                             f"FROM read_parquet({sql_list(files)}) GROUP BY source_file")
     staged_sql = " UNION ALL ".join(parts) if parts else \
         "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
-    quarantine_files = sorted(settings.quarantine_dir.glob("*.parquet"))
+    quarantine_files = settings.root.files(QUARANTINE)
     quarantine_sql = (
-        f"SELECT source_file, record_kind, count(*) AS n FROM read_parquet({_files_sql(quarantine_files)}) "
+        f"SELECT source_file, record_kind, count(*) AS n FROM read_parquet({sql_list(quarantine_files)}) "
         "GROUP BY ALL" if quarantine_files else
         "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
     )
     sql = f"""
         WITH counted AS (
             SELECT source_file, record_kind, sum(records_in) AS records_in
-            FROM read_parquet({_files_sql(counts_files)}) GROUP BY ALL
+            FROM read_parquet({sql_list(counts_files)}) GROUP BY ALL
         ), staged AS (
             SELECT source_file, record_kind, sum(n) AS n FROM ({staged_sql}) GROUP BY ALL
         ), quarantined AS ({quarantine_sql})
@@ -81,9 +84,7 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
 
 
 def quarantine_frame(settings: Settings) -> pl.DataFrame:
-    files = sorted(settings.quarantine_dir.glob("*.parquet"))
+    files = settings.root.files(QUARANTINE)
     if not files:
-        from transforms.tables import QUARANTINE
-
         return QUARANTINE.empty()
     return pl.concat([pl.read_parquet(f) for f in files])

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from transforms.core.atomic import write_text
 from transforms.core.config import load_kommuner
 from transforms.core.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR, Settings
 
@@ -30,12 +30,12 @@ def _files(folder: Path) -> list[Path]:
 
 
 def iplos_files(settings: Settings, year: int) -> list[Path]:
-    return _files(settings.raw_dir / "iplos" / str(year))
+    return _files(settings.root.iplos_year(year))
 
 
 def epj_files(settings: Settings) -> list[Path]:
-    config = settings.config_dir / "kommuner.toml"
-    folders = [settings.data_root / s.path for m in load_kommuner(config) for s in m.epj] if config.exists() else []
+    config = settings.root.kommuner_toml
+    folders = [settings.root.path / s.path for m in load_kommuner(config) for s in m.epj] if config.exists() else []
     return sorted(f for folder in folders for f in _files(folder))
 
 
@@ -58,23 +58,15 @@ def current_fingerprints(settings: Settings) -> dict[str, str]:
     return {group: fingerprint(settings, files) for group, files in group_files(settings).items()}
 
 
-def _record_path(settings: Settings) -> Path:
-    return settings.staging_dir / "sources.json"
-
-
 def staged_fingerprints(settings: Settings) -> dict[str, str]:
-    path = _record_path(settings)
+    path = settings.root.staged_sources
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def record_staged(settings: Settings, fingerprints: dict[str, str]) -> None:
     """Remember what the groups just staged looked like (atomic replace of staging/sources.json)."""
-    path = _record_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**staged_fingerprints(settings), **fingerprints}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_text(settings.root.staged_sources, json.dumps(merged, indent=1, sort_keys=True))
 
 
 def changed_groups(settings: Settings) -> dict[str, str]:

@@ -17,30 +17,26 @@ from typing import Any
 
 import polars as pl
 
+from transforms.core.atomic import write_parquet
+from transforms.core.layout import DataRoot
 from transforms.ingest.quarantine import Rejection, mask_identifiers
-from transforms.privacy.identity import VAULT_SCHEMA, Pseudonymizer, write_vault_part
-from transforms.tables import FILE_COUNTS, QUARANTINE, STAGED_TABLES
+from transforms.privacy.identity import Pseudonymizer, write_vault_part
+from transforms.tables import FILE_COUNTS, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
+from transforms.tables.model import source_slug
 
 BATCH_ROWS = 20_000
 # Free-text and local-id fields where an EPJ might have put a birth number (some use it as user number).
 MASKED_FIELDS = ("user_no", "district", "service_id", "stop_id", "location")
 
 
-def file_slug(rel_path: str) -> str:
-    """A file name that identifies one source file: per-file outputs replace, never pile up."""
-    return rel_path.replace("/", "__").replace("\\", "__")
-
-
 @dataclass
 class FileSink:
     """Collects one source file's output; `commit` publishes it, `discard` forgets it."""
 
+    root: DataRoot
     rel_path: str
     fmt: str
-    staged_dirs: dict[str, Path]
-    quarantine_path: Path
-    counts_path: Path
-    identity_path: Path
+    partition: dict[str, str]  # the staged tables' partition of this file: year and unit, or system
     pseudonymizer: Pseudonymizer
     vault_key: bytes
     batch_rows: int = BATCH_ROWS
@@ -54,7 +50,7 @@ class FileSink:
     quarantined: Counter = field(init=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self._tmp = self.quarantine_path.parent.parent / ".tmp" / f"{file_slug(self.rel_path)}.{uuid.uuid4().hex}"
+        self._tmp = self.root.staging_scratch / f"{source_slug(self.rel_path)}.{uuid.uuid4().hex}"
         self._tmp.mkdir(parents=True)
 
     # --- what readers call -------------------------------------------------
@@ -115,24 +111,32 @@ class FileSink:
     def commit(self) -> None:
         for table in list(self._rows):
             self._flush(table)
-        slug = file_slug(self.rel_path)
-        for target_dir in set(self.staged_dirs.values()):
-            for stale in target_dir.glob(f"*-{slug}-*.parquet"):
+        slug = source_slug(self.rel_path)
+        for table in self._own_tables():
+            pattern = self._staged_part(table, slug, "*")
+            for stale in pattern.parent.glob(pattern.name):
                 stale.unlink()
         for part in sorted(self._tmp.glob("*.parquet")):
-            table, number = part.stem.rsplit("-", 1)
-            target_dir = self.staged_dirs[table]
-            target_dir.mkdir(parents=True, exist_ok=True)
-            part.replace(target_dir / f"{table}-{slug}-{number}.parquet")
+            name, number = part.stem.rsplit("-", 1)
+            target = self._staged_part(STAGED_TABLES[name], slug, number)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part.replace(target)
         self._write_quarantine(slug)
         self._write_counts(slug)
         if self._identities:
             ids = pl.DataFrame(
                 [(k, v[0], v[1]) for k, v in self._identities.items()],
-                schema=VAULT_SCHEMA, orient="row",
+                schema=IDENTITY_PARTS.schema, orient="row",
             )
-            write_vault_part(self.identity_path / f"{slug}.bin", ids, self.vault_key)
+            write_vault_part(self.root.table(IDENTITY_PARTS, source=slug), ids, self.vault_key)
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _own_tables(self) -> list[Table]:
+        """The staged tables partitioned like this file (the yearly extracts' or the EPJ exports')."""
+        return [t for t in STAGED_TABLES.values() if set(t.partition_keys) == {*self.partition, "source", "part"}]
+
+    def _staged_part(self, table: Table, slug: str, number: str) -> Path:
+        return self.root.table(table, **self.partition, source=slug, part=number)
 
     def discard(self) -> None:
         """Forget every row of this file (it is about to be quarantined whole)."""
@@ -147,9 +151,8 @@ class FileSink:
         self.quarantined.clear()
 
     def _write_quarantine(self, slug: str) -> None:
-        self.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
         frame = QUARANTINE.conform(pl.DataFrame(self._quarantine, schema=QUARANTINE.schema))
-        frame.write_parquet(self.quarantine_path)
+        write_parquet(frame, self.root.table(QUARANTINE, source=slug))
 
     def _write_counts(self, slug: str) -> None:
         kinds = sorted(set(self.records_in) | set(self.staged) | set(self.quarantined))
@@ -164,5 +167,4 @@ class FileSink:
             },
             schema=FILE_COUNTS.schema,
         )
-        self.counts_path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(self.counts_path)
+        write_parquet(frame, self.root.table(FILE_COUNTS, source=slug))

@@ -24,16 +24,16 @@ from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.epj_a_csv import read_epj_a_file
 from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
 from transforms.ingest.readers.iplos_xml import read_iplos_file
-from transforms.ingest.sink import FileSink, file_slug
+from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer
 from transforms.privacy.keys import Keys
+from transforms.tables import EPJ_SERVICE_VERSIONS, FILE_COUNTS, IDENTITY_PARTS, IPLOS_SERVICES, QUARANTINE
+from transforms.tables.model import source_slug
 
 log = logging.getLogger(__name__)
 
 Reader = Callable[[Path, FileSink, ReadContext], None]
 
-IPLOS_TABLES = ("iplos_persons", "iplos_services", "iplos_stops", "iplos_assessments", "iplos_diagnoses")
-EPJ_TABLES = ("epj_persons", "epj_service_versions", "epj_stops")
 _IPLOS_NAME = re.compile(r"^(\d{4})\.xml$")
 _EPJ_B_NAME = re.compile(r"^events(-.+)?\.jsonl$")
 
@@ -72,20 +72,9 @@ class IngestReport:
         self.files.extend(other.files)
 
 
-def _relative(settings: Settings, path: Path) -> str:
-    return path.resolve().relative_to(settings.data_root).as_posix()
-
-
-def _sink(settings: Settings, keys: Keys, rel: str, fmt: str, staged_dir: Path, tables: tuple[str, ...]
-          ) -> FileSink:
-    slug = file_slug(rel)
-    return FileSink(
-        rel_path=rel, fmt=fmt, staged_dirs=dict.fromkeys(tables, staged_dir),
-        quarantine_path=settings.quarantine_dir / f"{slug}.parquet",
-        counts_path=settings.staging_dir / "file_counts" / f"{slug}.parquet",
-        identity_path=settings.data_root / "identity" / "parts",
-        pseudonymizer=Pseudonymizer(keys.pseudonym_key), vault_key=keys.vault_key,
-    )
+def _sink(settings: Settings, keys: Keys, rel: str, fmt: str, partition: dict[str, str]) -> FileSink:
+    return FileSink(root=settings.root, rel_path=rel, fmt=fmt, partition=partition,
+                    pseudonymizer=Pseudonymizer(keys.pseudonym_key), vault_key=keys.vault_key)
 
 
 def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContext,
@@ -113,11 +102,11 @@ def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContex
 
 
 def _forget_outputs(settings: Settings, slug_prefix: str) -> None:
-    for folder in (settings.quarantine_dir, settings.staging_dir / "file_counts"):
-        for stale in folder.glob(f"{slug_prefix}*.parquet"):
+    """The per-file outputs (quarantine, counts, identity parts) of every file whose slug starts so."""
+    for table in (QUARANTINE, FILE_COUNTS, IDENTITY_PARTS):
+        pattern = settings.root.table(table, source=f"{slug_prefix}*")
+        for stale in pattern.parent.glob(pattern.name):
             stale.unlink()
-    for stale in (settings.data_root / "identity" / "parts").glob(f"{slug_prefix}*.bin"):
-        stale.unlink()
 
 
 
@@ -132,9 +121,9 @@ def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> Inge
             for year in years}
     tasks = []
     for year in years:
-        year_dir = settings.raw_dir / "iplos" / str(year)
-        shutil.rmtree(settings.staging_dir / "iplos" / f"year={year}", ignore_errors=True)
-        _forget_outputs(settings, file_slug(f"raw/iplos/{year}/"))
+        year_dir = settings.root.iplos_year(year)
+        shutil.rmtree(IPLOS_SERVICES.partition_folder(settings.data_root, year=year), ignore_errors=True)
+        _forget_outputs(settings, source_slug(f"raw/iplos/{year}/"))
         if year_dir.exists():
             tasks += [(settings, keys, year, path) for path in sorted(p for p in year_dir.iterdir() if p.is_file())]
     report = IngestReport(_run_tasks(_iplos_task, tasks))
@@ -143,11 +132,10 @@ def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> Inge
 
 
 def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path) -> FileOutcome:
-    rel = _relative(settings, path)
+    rel = settings.root.relative(path)
     match = _IPLOS_NAME.match(path.name)
     unit = match.group(1) if match else "unknown"
-    staged_root = settings.staging_dir / "iplos" / f"year={year}"
-    sink = _sink(settings, keys, rel, "iplos", staged_root / f"kommune={unit}", IPLOS_TABLES)
+    sink = _sink(settings, keys, rel, "iplos", {"year": str(year), "unit": unit})
     ctx = ReadContext(settings.allow_synthetic_ids, year=year, unit=unit)
     rejection = None if match else FileRejected("file.misfiled", "yearly extracts must be named <kommunenummer>.xml")
     return _read_one(sink, path, read_iplos_file, ctx, rejection)
@@ -169,7 +157,7 @@ def _run_tasks(function: Callable[..., FileOutcome], tasks: list[tuple]) -> list
 
 
 def epj_systems(settings: Settings) -> list[tuple[Municipality, EpjSystem]]:
-    municipalities = load_kommuner(settings.config_dir / "kommuner.toml")
+    municipalities = load_kommuner(settings.root.kommuner_toml)
     return [(m, s) for m in municipalities for s in m.epj]
 
 
@@ -181,23 +169,22 @@ def epj_system_key(municipality: Municipality, system: EpjSystem) -> str:
 def _prepare_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
                         ) -> list[tuple]:
     """Forget what was staged for the system; return one task per file of its export."""
-    folder = (settings.data_root / system.path).resolve()
-    shutil.rmtree(settings.staging_dir / "epj" / f"system={epj_system_key(municipality, system)}",
-                  ignore_errors=True)
+    folder = settings.root.resolve(system.path)
+    staged = EPJ_SERVICE_VERSIONS.partition_folder(settings.data_root, system=epj_system_key(municipality, system))
+    shutil.rmtree(staged, ignore_errors=True)
     if not folder.exists():
         log.warning("EPJ system %s of %s: export folder %s not found", system.system, municipality.nr,
                     system.path)
         return []
-    _forget_outputs(settings, file_slug(_relative(settings, folder) + "/"))
+    _forget_outputs(settings, source_slug(settings.root.relative(folder) + "/"))
     return [(settings, keys, municipality.nr, system, path)
             for path in sorted(p for p in folder.iterdir() if p.is_file())]
 
 
 
 def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path) -> FileOutcome:
-    rel = _relative(settings, path)
-    staged_dir = settings.staging_dir / "epj" / f"system={kommune}-{system.system}"
-    sink = _sink(settings, keys, rel, system.format, staged_dir, EPJ_TABLES)
+    rel = settings.root.relative(path)
+    sink = _sink(settings, keys, rel, system.format, {"system": f"{kommune}-{system.system}"})
     ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=kommune)
     rejection = None
     if system.format == "epj-a-csv":

@@ -20,6 +20,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stdnum.exceptions import ValidationError
 from stdnum.no import fodselsnummer
 
+from transforms.core.atomic import write_bytes
+from transforms.core.settings import Settings
+from transforms.privacy.keys import Keys
+from transforms.tables import IDENTITY_PARTS, IDENTITY_VAULT
+
 # Code list 9032.
 TYPE_FNR = 1
 TYPE_DNR = 2
@@ -135,20 +140,22 @@ def decrypt_frame(blob: bytes, key: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(AESGCM(key).decrypt(nonce, sealed, _VAULT_AAD)))
 
 
-VAULT_SCHEMA = {"person_key": pl.Utf8, "fid": pl.Utf8, "id_type": pl.Int32}
-
-
 def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes) -> None:
-    """Write one encrypted identity part atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(encrypt_frame(frame.select(list(VAULT_SCHEMA)).unique().sort("person_key"), key))
-    os.replace(tmp, path)
+    """Write one encrypted identity part (or the merged vault) atomically."""
+    columns = list(IDENTITY_VAULT.column_names)
+    write_bytes(path, encrypt_frame(frame.select(columns).unique().sort(*IDENTITY_VAULT.sort), key))
 
 
 def read_vault(paths: list[Path], key: bytes) -> pl.DataFrame:
     """The identity table: only the code that writes messages should call this."""
     frames = [decrypt_frame(p.read_bytes(), key) for p in sorted(paths)]
     if not frames:
-        return pl.DataFrame(schema=VAULT_SCHEMA)
-    return pl.concat(frames).unique().sort("person_key")
+        return IDENTITY_VAULT.empty()
+    return pl.concat(frames).unique().sort(*IDENTITY_VAULT.sort)
+
+
+def merge_vault(settings: Settings, keys: Keys) -> pl.DataFrame:
+    """Merge every source file's identity part into the vault (`IDENTITY_VAULT`); returns the merged table."""
+    vault = read_vault(settings.root.files(IDENTITY_PARTS), keys.vault_key)
+    write_vault_part(settings.root.table(IDENTITY_VAULT), vault, keys.vault_key)
+    return vault

@@ -15,8 +15,12 @@ import io
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import polars as pl
+
+from transforms.core.atomic import write_parquet
+from transforms.tables import MUNICIPALITY_CODES
 
 FIRST_YEAR = 2017
 LAST_YEAR = 2025
@@ -147,3 +151,11 @@ def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) ->
         .select(pl.col("code").alias("unit"), "year", "unit_in_year", "reporting_kommune")
         .sort("unit", "year")
     )
+
+
+def write_municipality_codes(root: Path) -> tuple[pl.DataFrame, Path]:
+    """Write `municipality_codes()` for analysts (`MUNICIPALITY_CODES`); returns it and its path."""
+    frame = MUNICIPALITY_CODES.conform(municipality_codes())
+    target = MUNICIPALITY_CODES.location(root)
+    write_parquet(frame, target)
+    return frame, target

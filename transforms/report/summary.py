@@ -9,6 +9,7 @@ import polars as pl
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest.conservation import conservation_table, quarantine_frame
+from transforms.tables import EPISODES, GAPS
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class IngestionSummary:
 
 
 def ingestion_summary(settings: Settings) -> IngestionSummary:
-    config = settings.config_dir / "kommuner.toml"
+    config = settings.root.kommuner_toml
     municipalities = len(load_kommuner(config)) if config.exists() else 0
     table = conservation_table(settings)
     quarantine = quarantine_frame(settings)
@@ -50,9 +51,9 @@ def backfill_summary(settings: Settings) -> dict[str, int | str]:
     from transforms.submit.ledger import open_ledger
 
     ingestion = ingestion_summary(settings)
-    out = settings.data_root / "timeline"
-    episodes = pl.read_parquet(out / "episodes.parquet") if (out / "episodes.parquet").exists() else None
-    gaps = pl.read_parquet(out / "gaps.parquet") if (out / "gaps.parquet").exists() else None
+    root = settings.data_root
+    episodes = pl.read_parquet(EPISODES.location(root)) if EPISODES.files(root) else None
+    gaps = pl.read_parquet(GAPS.location(root)) if GAPS.files(root) else None
     with open_ledger(settings.data_root, read_only=True) as con:
         messages = con.execute("SELECT count(*) FROM written_days WHERE file IS NOT NULL").fetchone()[0]
         by_status = dict(con.execute("SELECT status, count(*) FROM notifications GROUP BY status").fetchall())

@@ -1,71 +1,60 @@
 """`warehouse.duckdb`: a catalog of views over every Parquet output, for analysts.
 
-The catalog holds only views, so it is small and rebuilt in a second; it is
-written to a temporary file and renamed into place, so a reader (the webserver,
-an analyst's session) never sees a half-written catalog and the writer never
-holds the published file open.
+The views, their descriptions and their columns' descriptions come from the table registry
+(`transforms.tables`), so `duckdb_views()` and `duckdb_columns()` in the catalog document every
+table as it is declared. The catalog holds only views, so it is small and rebuilt in a second; it
+is written to a temporary file and renamed into place, so a reader (the webserver, an analyst's
+session) never sees a half-written catalog and the writer never holds the published file open.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import duckdb
+
 from transforms.core import duck
+from transforms.core.atomic import replacing
+from transforms.core.duck import sql_literal
 from transforms.core.settings import Settings
-from transforms.tables import STAGED_TABLES
+from transforms.tables import EPISODE_STOPS, EPISODES, TABLES, Table
 from transforms.timeline.coverage import as_of_date
 from transforms.timeline.daily import ALLOCATION_VIEW_SQL
 
+ALLOCATION_DESCRIPTION = ("Episodes expanded to one row per day and person (computed on demand): "
+                          "day, kommune, person_key, service_code, episode_id, state (active or stopped).")
 
-def _q(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+
+def published_tables(settings: Settings) -> list[Table]:
+    """The Parquet tables that have files under the data root (only they get a view)."""
+    return [t for t in TABLES.values() if t.storage == "parquet" and t.files(settings.data_root)]
 
 
-def view_sources(settings: Settings) -> dict[str, str]:
-    """View name -> the Parquet glob it reads (only outputs that exist get a view)."""
-    root = settings.data_root
-    sources: dict[str, str] = {}
-    for name in STAGED_TABLES:
-        folder = "iplos" if name.startswith("iplos_") else "epj"
-        if any((root / "staging" / folder).glob(f"**/{name}-*.parquet")):
-            sources[name] = str(root / "staging" / folder / "**" / f"{name}-*.parquet")
-    if any(settings.quarantine_dir.glob("*.parquet")):
-        sources["quarantine"] = str(settings.quarantine_dir / "*.parquet")
-    if any((settings.staging_dir / "file_counts").glob("*.parquet")):
-        sources["file_counts"] = str(settings.staging_dir / "file_counts" / "*.parquet")
-    for name in ("coverage", "coverage_segments", "gaps", "missing_extracts", "episodes", "stops",
-                 "provider_changes", "conflicts"):
-        path = root / "timeline" / f"{name}.parquet"
-        if path.exists():
-            sources[name] = str(path)
-    if any((root / "timeline" / "daily").glob("day=*/*.parquet")):
-        sources["daily_allocation"] = str(root / "timeline" / "daily" / "day=*" / "*.parquet")
-    codes = root / "reference" / "municipality_codes.parquet"
-    if codes.exists():
-        sources["municipality_codes"] = str(codes)
-    return sources
+def _create_view(con: duckdb.DuckDBPyConnection, root: Path, table: Table) -> None:
+    source = sql_literal(table.glob(root) if table.partitioned else table.location(root))
+    if table.hive_partitioning:
+        keys = ", ".join(f"CAST({k} AS DATE) AS {k}" for k in table.partition_keys if k == "day")
+        select = f"SELECT * REPLACE ({keys}) FROM read_parquet({source}, hive_partitioning = true)"
+    else:
+        select = f"SELECT * FROM read_parquet({source}, hive_partitioning = false, union_by_name = true)"
+    con.execute(f"CREATE VIEW {table.name} AS {select}")
+    con.execute(f"COMMENT ON VIEW {table.name} IS {sql_literal(table.description)}")
+    for column in table.columns:
+        con.execute(f"COMMENT ON COLUMN {table.name}.{column.name} IS {sql_literal(column.description)}")
 
 
 def build_warehouse(settings: Settings) -> tuple[Path, list[str]]:
     """Write `warehouse.duckdb` atomically; return its path and the views it holds."""
-    target = settings.data_root / "warehouse.duckdb"
-    tmp = target.with_name(f".warehouse.{os.getpid()}.duckdb")
-    tmp.unlink(missing_ok=True)
-    sources = view_sources(settings)
-    with duck.connect(str(tmp)) as con:
-        for name, glob in sorted(sources.items()):
-            if name == "daily_allocation":
-                con.execute(f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(day AS DATE) AS day) "
-                            f"FROM read_parquet({_q(glob)}, hive_partitioning = true)")
-            else:
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(glob)}, "
-                            "hive_partitioning = false, union_by_name = true)")
-        views = sorted(sources)
-        if {"episodes", "stops"} <= set(sources):
+    target = settings.root.warehouse
+    tables = published_tables(settings)
+    with replacing(target) as tmp, duck.connect(str(tmp)) as con:
+        for table in sorted(tables, key=lambda t: t.name):
+            _create_view(con, settings.data_root, table)
+        views = [t.name for t in tables]
+        if {EPISODES, EPISODE_STOPS} <= set(tables):
             con.execute(ALLOCATION_VIEW_SQL.format(first_day=settings.cutoff_date.isoformat(),
                                                    last_day=as_of_date(settings).isoformat()))
+            con.execute(f"COMMENT ON VIEW allocation IS {sql_literal(ALLOCATION_DESCRIPTION)}")
             views.append("allocation")
         con.execute("CHECKPOINT")
-    os.replace(tmp, target)
     return target, sorted(views)

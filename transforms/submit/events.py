@@ -14,7 +14,9 @@ from pathlib import Path
 import polars as pl
 
 from transforms.core import duck
-from transforms.timeline.build import register_timeline_views
+from transforms.core.atomic import write_parquet
+from transforms.core.duck import register_views
+from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
@@ -63,11 +65,19 @@ ORDER BY e.kommune, day, event_key
 """
 
 
-def build_events(timeline_dir: Path, cutoff: dt.date) -> pl.DataFrame:
+def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
+    """The events of the episodes written under the data root `root` (`EVENTS`, in its order)."""
     with duck.connect() as con:
-        register_timeline_views(con, timeline_dir, ("episodes", "stops", "provider_changes"))
-        events = con.execute(EVENTS_SQL, {"cutoff": cutoff}).pl()
+        register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
+        events = EVENTS.conform(con.execute(EVENTS_SQL, {"cutoff": cutoff}).pl())
     duplicated = events.filter(pl.col("event_key").is_duplicated())
     if duplicated.height:
         raise ValueError(f"{duplicated.height} events share a key, e.g. {duplicated['event_key'][0]!r}")
+    return events
+
+
+def write_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
+    """Build the events and write them (`timeline/events.parquet`); returns them."""
+    events = build_events(root, cutoff)
+    write_parquet(events, EVENTS.location(root))
     return events

@@ -209,7 +209,7 @@ class SubmissionWriter:
         self.root = settings.data_root
         self.serializer_name = serializer
         self.serializer = get_serializer(serializer)
-        self.municipalities = {m.nr: m for m in load_kommuner(settings.config_dir / "kommuner.toml")}
+        self.municipalities = {m.nr: m for m in load_kommuner(settings.root.kommuner_toml)}
         vault_path = self.root / "identity" / "vault.bin"
         vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
         # one row per person (the last, as before), sorted: `_message_frame` finds a person by binary search

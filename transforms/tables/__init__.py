@@ -68,20 +68,28 @@ def tables_of_asset(asset: str) -> list[Table]:
     return [t for t in TABLES.values() if t.asset == asset]
 
 
+def _assets_of(name: str) -> list[str]:
+    """The asset(s) that write a table: its own, or those of the tables it is written with."""
+    table = TABLES[name]
+    if table.asset:
+        return [table.asset]
+    return [a for other in table.written_with for a in _assets_of(other)]
+
+
 def assets_read_by(asset: str) -> list[str]:
-    """The assets an asset depends on: those of the tables its tables are made from."""
+    """The assets an asset depends on: those that write the tables its tables are made from."""
     found: list[str] = []
     for table in tables_of_asset(asset):
         for name in table.reads:
-            upstream = TABLES[name].asset
-            if upstream and upstream != asset and upstream not in found:
-                found.append(upstream)
+            for upstream in _assets_of(name):
+                if upstream != asset and upstream not in found:
+                    found.append(upstream)
     return found
 
 
 def _check_registry() -> None:
     for table in TABLES.values():
-        unknown = [name for name in table.reads if name not in TABLES]
+        unknown = [name for name in (*table.reads, *table.written_with) if name not in TABLES]
         if unknown:
             raise ValueError(f"table {table.name} reads undeclared tables {unknown}")
 

@@ -187,6 +187,9 @@ EPJ_STOPS = Table(
     sort=("source_file", "line", "location"),
 )
 
+STAGED_NAMES = ("iplos_persons", "iplos_services", "iplos_stops", "iplos_assessments", "iplos_diagnoses",
+                "epj_persons", "epj_service_versions", "epj_stops")
+
 QUARANTINE = Table(
     "quarantine",
     "Every input record (or whole file) that could not be staged, with the rule it broke.",
@@ -200,6 +203,7 @@ QUARANTINE = Table(
     ),
     path="staging/quarantine/{source}.parquet",
     asset=None,  # written beside the staged tables by each ingestion asset
+    written_with=STAGED_NAMES,
     sort=("source_file", "line", "location"),
 )
 
@@ -216,6 +220,7 @@ FILE_COUNTS = Table(
     ),
     path="staging/file_counts/{source}.parquet",
     asset=None,
+    written_with=STAGED_NAMES,
     sort=("source_file", "record_kind"),
 )
 
@@ -229,6 +234,7 @@ IDENTITY_PARTS = Table(
     ),
     path="identity/parts/{source}.bin",
     asset=None,
+    written_with=("iplos_persons", "epj_persons"),
     sort=("person_key",),
     storage="vault",
 )

@@ -29,7 +29,7 @@ class Column:
     nullable: bool = True  # declared NOT NULL in the ledger's DDL when False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each declaration is one object: compared and hashed by identity
 class Table:
     """One table the pipeline writes.
 
@@ -45,6 +45,7 @@ class Table:
     path: str
     asset: str | None  # the Dagster asset it belongs to (None: written beside other tables, no asset of its own)
     reads: tuple[str, ...] = ()  # the tables it is made from (the asset graph's edges)
+    written_with: tuple[str, ...] = ()  # a table without an asset: the tables whose writer writes it too
     sort: tuple[str, ...] = ()  # row order of what is written ( unique where the writer relies on it)
     storage: Storage = "parquet"
     primary_key: tuple[str, ...] = ()
@@ -115,6 +116,15 @@ class Table:
             raise ValueError(f"table {self.name}: {self.path} needs {sorted(missing)}")
         return root / self.path.format(**{k: str(v) for k, v in parts.items()})
 
+    def partition_folder(self, root: Path, **keys: object) -> Path:
+        """The folder of one partition (`year=2021` of a staged IPLOS table): the path up to the last
+        folder named by `keys`, which a stage replaces as a whole."""
+        segments = self.path.split("/")[:-1]
+        last = max((i for i, s in enumerate(segments) if set(_PLACEHOLDER.findall(s)) & set(keys)), default=None)
+        if last is None:
+            raise ValueError(f"table {self.name}: no folder of {self.path} is named by {sorted(keys)}")
+        return root.joinpath(*(s.format(**{k: str(v) for k, v in keys.items()}) for s in segments[:last + 1]))
+
     def folder(self, root: Path) -> Path:
         """The folder that holds every part: the path up to its first placeholder."""
         static = self.path.split("{", 1)[0]
@@ -129,6 +139,12 @@ class Table:
         lines += [f"UNIQUE ({', '.join(u)})" for u in self.unique]
         statements = [f"CREATE TABLE IF NOT EXISTS {self.name} (\n    " + ",\n    ".join(lines) + "\n)"]
         return ";\n".join([*statements, *self.extra_ddl]) + ";\n"
+
+
+def source_slug(rel_path: str) -> str:
+    """The `{source}` of a per-source-file part: the file's path relative to the data root with `/` as `__`,
+    so re-reading a file replaces its parts instead of piling up new ones."""
+    return rel_path.replace("/", "__").replace("\\", "__")
 
 
 _DUCKDB_TYPES: dict[type[pl.DataType], str] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import logging
 import os
@@ -20,9 +19,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.core import duck
+from transforms.core.atomic import replacing, write_parquet
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.reference.municipalities import municipality_codes, unit_succession
+from transforms.tables import (
+    COMBINED_TABLES,
+    CONFLICTS,
+    COVERAGE,
+    COVERAGE_SEGMENTS,
+    EPISODE_STOPS,
+    EPISODES,
+    GAPS,
+    MISSING_EXTRACTS,
+    PROVIDER_CHANGES,
+    STREAMED_TABLES,
+    Table,
+)
+from transforms.tables.timeline import RECONSTRUCTION_INPUTS
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
 from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
 from transforms.timeline.episodes import (
@@ -40,9 +54,8 @@ from transforms.timeline.staged import file_owner, register_staged, staged_file_
 
 log = logging.getLogger(__name__)
 
-# the staged tables the reconstruction reads
-TIMELINE_INPUTS = ("iplos_services", "iplos_persons", "iplos_stops", "epj_service_versions", "epj_persons",
-                   "epj_stops")
+# the staged tables the reconstruction reads (the municipality numbers are registered from the package)
+TIMELINE_INPUTS = tuple(name for name in RECONSTRUCTION_INPUTS if name != "municipality_codes")
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
 BATCH_SERVICE_ROWS = 1_000_000
 # DuckDB's share of the process: it spills beyond this instead of growing the process past ~4 GiB
@@ -53,41 +66,12 @@ TIMELINE_MEMORY_LIMIT = f"{TIMELINE_MEMORY_LIMIT_MB}MB"
 # 50-200 MB each at national scale
 WAITING_RESULTS = 4
 
-EPISODE_COLUMNS = ("episode_id", "kommune", "reporting_id", "reporting_id_derived", "person_key", "user_no",
-                   "service_code", "start_date", "end_date", "provider_org", "hours_per_week", "start_registered_at",
-                   "end_registered_at", "stitched", "end_imputed",
-                   "bridged_gap", "conflict", "start_source", "n_records", "records", "lineage")
-
 
 @dataclass(frozen=True)
-class TimelineResult:
-    coverage: pl.DataFrame
-    segments: pl.DataFrame
-    gaps: pl.DataFrame
-    missing: pl.DataFrame
-    episodes: pl.DataFrame
-    stops: pl.DataFrame
-    provider_changes: pl.DataFrame
-    conflicts: pl.DataFrame
+class BatchResult:
+    """The small outputs of one batch (the large ones stay on its connection until written)."""
+    tables: dict[Table, pl.DataFrame]  # COMBINED_TABLES
     linking_rounds: int
-
-
-def timeline_dir(settings: Settings) -> Path:
-    return settings.data_root / "timeline"
-
-
-def register_timeline_views(con: duckdb.DuckDBPyConnection, folder: Path,
-                            names: tuple[str, ...] = ("episodes", "stops")) -> None:
-    """Views over written timeline outputs (`timeline/<name>.parquet`) on a DuckDB connection."""
-    for name in names:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{folder / f'{name}.parquet'}')")
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp, compression="zstd", statistics=True)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -101,27 +85,22 @@ def staged_inputs(settings: Settings) -> StagedInputs:
     return StagedInputs(staged_file_index(settings), staged_extracts(settings))
 
 
-# the large outputs, written batch by batch; (name, table, sort order within a batch). Each order is unique
-# (no ties), so a sort in DuckDB and one in Polars give the same rows in the same order
-STREAMED = {"episodes": ("episodes_out", ("episode_id",)),
-            "stops": ("episode_stops", ("episode_id", "from_date", "stop_id", "source")),
-            "provider_changes": ("provider_changes", ("episode_id", "change_date"))}
+# the large outputs, written batch by batch, and the batch's table that holds each. Each table's sort order is
+# unique (no ties), so a sort in DuckDB and one in Polars give the same rows in the same order
+STREAMED_SOURCES = {EPISODES: "episodes_out", EPISODE_STOPS: "episode_stops", PROVIDER_CHANGES: "provider_changes"}
+EPISODES_SELECT = f"SELECT {', '.join(EPISODES.column_names)} FROM episodes_out"
 
 
-EPISODES_SELECT = f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes_out"
-
-
-def _sorted_output(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
+def _sorted_output(con: duckdb.DuckDBPyConnection, table: Table) -> pa.Table:
     """A large output of the batch in its sort order, as Arrow.
 
     Episodes carry their record and lineage lists, which make a sort of their rows costly: `episodes` is
     written in episode_id order, and the joins that add the lists keep that order when run on one thread.
     The order is checked, and the rows are sorted here only when a plan did not keep it.
     """
-    if name != "episodes":
-        source, order = STREAMED[name]
-        by = ", ".join(f"{column} NULLS LAST" for column in order)
-        return _arrow_table(con.execute(f"SELECT * FROM {source} ORDER BY {by}"))
+    if table is not EPISODES:
+        by = ", ".join(f"{column} NULLS LAST" for column in table.sort)
+        return _arrow_table(con.execute(f"SELECT * FROM {STREAMED_SOURCES[table]} ORDER BY {by}"))
     table = _arrow_table(con.execute(EPISODES_SELECT))
     ids = table.column("episode_id")
     if len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1)), skip_nulls=False).as_py():
@@ -131,12 +110,11 @@ def _sorted_output(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
 
 @contextlib.contextmanager
 def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs, workers: int
-                   ) -> Iterator[tuple[duckdb.DuckDBPyConnection, TimelineResult]]:
+                   ) -> Iterator[tuple[duckdb.DuckDBPyConnection, BatchResult]]:
     """A connection holding every timeline table of `kommuner` (all when None), and the small outputs.
 
     With `workers` batches built side by side, each connection gets one thread and its share of the
-    memory limit. The result's episodes, stops and provider changes are left empty: the caller reads
-    them from the connection in the form it needs.
+    memory limit. Episodes, stops and provider changes stay on the connection for the caller to read.
     """
     as_of = as_of_date(settings)
     memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
@@ -154,35 +132,27 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days)
         for script in (EPISODES_SQL, CONFLICTS_SQL, EPISODES_OUT_SQL, STOPS_SQL, PROVIDERS_SQL):
             run_script(con, script, {"as_of": as_of})
-        conflicts = con.execute("SELECT * FROM conflicts_out").pl()
-        gaps = segments.filter(pl.col("source") == "gap").drop("source")
-        missing = missing_extracts(settings, coverage, kommuner, inputs.extracts)
-        empty = pl.DataFrame()
-        yield con, TimelineResult(coverage, segments, gaps, missing, empty, empty, empty, conflicts, rounds)
-
-
-def _build_batch(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs | None = None,
-                 workers: int = 1) -> TimelineResult:
-    """Reconstruct the episodes of `kommuner` (all when None) on one DuckDB connection."""
-    with _reconstructed(settings, kommuner, inputs or staged_inputs(settings), workers) as (con, small):
-        return dataclasses.replace(
-            small, episodes=con.execute(EPISODES_SELECT).pl(),
-            stops=con.execute("SELECT * FROM episode_stops").pl(),
-            provider_changes=con.execute("SELECT * FROM provider_changes").pl())
+        small = {
+            COVERAGE: coverage, COVERAGE_SEGMENTS: segments,
+            GAPS: segments.filter(pl.col("source") == "gap").drop("source"),
+            MISSING_EXTRACTS: missing_extracts(settings, coverage, kommuner, inputs.extracts),
+            CONFLICTS: con.execute("SELECT * FROM conflicts_out").pl(),
+        }
+        yield con, BatchResult(small, rounds)
 
 
 @dataclass(frozen=True)
 class StreamedBatch:
-    """One batch for `build_and_write_timeline`: the small outputs, and the large ones sorted, as Arrow."""
-    small: TimelineResult
-    tables: dict[str, pa.Table]
+    """One batch: the small outputs, and the large ones sorted, as Arrow."""
+    small: BatchResult
+    tables: dict[Table, pa.Table]
 
 
 def _build_streamed_batch(settings: Settings, kommuner: set[str], inputs: StagedInputs, workers: int
                           ) -> StreamedBatch:
     """The batch's large outputs sorted in DuckDB and handed over as Arrow, without a Polars copy."""
     with _reconstructed(settings, kommuner, inputs, workers) as (con, small):
-        return StreamedBatch(small, {name: _sorted_output(con, name) for name in STREAMED})
+        return StreamedBatch(small, {table: _sorted_output(con, table) for table in STREAMED_TABLES})
 
 
 def _arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -206,7 +176,7 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
             kommune = file_owner(path)
             if kommune:
                 sizes[kommune] = sizes.get(kommune, 0) + pq.read_metadata(path).num_rows
-    configured = sorted(m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml"))
+    configured = sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml))
     batches: list[set[str]] = []
     current: set[str] = set()
     filled = 0
@@ -219,53 +189,6 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
     if current:
         batches.append(current)
     return batches
-
-
-def build_timeline(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS) -> TimelineResult:
-    """Reconstruct every reporting municipality's episodes, batch by batch; nothing is written here."""
-    inputs = staged_inputs(settings)
-    batches = plan_batches(settings, rows_per_batch, inputs.files)
-    log.info("timeline: %d municipalities in %d batches", sum(len(b) for b in batches), len(batches))
-    parts = [_build_batch(settings, batch, inputs) for batch in batches] or [_build_batch(settings, set(), inputs)]
-
-    def combined(name: str, *order: str) -> pl.DataFrame:
-        return pl.concat([getattr(p, name) for p in parts], how="vertical_relaxed").sort(*order, nulls_last=True)
-
-    return TimelineResult(
-        coverage=combined("coverage", "kommune", "unit", "day"),
-        segments=combined("segments", "kommune", "unit", "first_day"),
-        gaps=combined("gaps", "kommune", "unit", "first_day"),
-        missing=combined("missing", "kommune", "unit", "year"),
-        episodes=combined("episodes", "episode_id"),
-        stops=combined("stops", "episode_id", "from_date", "stop_id", "source"),
-        provider_changes=combined("provider_changes", "episode_id", "change_date"),
-        conflicts=combined("conflicts", "kommune", "conflict", "episode_id", "record_id", "detail"),
-        linking_rounds=max(p.linking_rounds for p in parts),
-    )
-
-
-def write_timeline(settings: Settings, result: TimelineResult, skip: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Write every output of `result` (except those named in `skip`); return all their paths."""
-    out = timeline_dir(settings)
-    paths = {
-        "coverage": out / "coverage.parquet",
-        "coverage_segments": out / "coverage_segments.parquet",
-        "gaps": out / "gaps.parquet",
-        "missing_extracts": out / "missing_extracts.parquet",
-        "episodes": out / "episodes.parquet",
-        "stops": out / "stops.parquet",
-        "provider_changes": out / "provider_changes.parquet",
-        "conflicts": out / "conflicts.parquet",
-    }
-    frames = {
-        "coverage": result.coverage, "coverage_segments": result.segments, "gaps": result.gaps,
-        "missing_extracts": result.missing, "episodes": result.episodes, "stops": result.stops,
-        "provider_changes": result.provider_changes, "conflicts": result.conflicts,
-    }
-    for name, path in paths.items():
-        if name not in skip:
-            write_parquet_atomic(frames[name], path)
-    return paths
 
 
 def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedInputs, workers: int
@@ -299,16 +222,48 @@ def _built_in_order(settings: Settings, batches: list[set[str]], inputs: StagedI
 
 @dataclass(frozen=True)
 class TimelineSummary:
-    """What `build_and_write_timeline` keeps in memory: the small outputs and counts of the large ones."""
-    coverage: pl.DataFrame
-    segments: pl.DataFrame
-    gaps: pl.DataFrame
-    missing: pl.DataFrame
-    conflicts: pl.DataFrame
+    """What a build keeps in memory: the small outputs, and counts of the large ones (read on request)."""
+    root: Path
+    tables: dict[Table, pl.DataFrame]  # COMBINED_TABLES
     episode_flags: dict[str, int]
-    rows: dict[str, int]
+    rows: dict[str, int]  # by table name
     linking_rounds: int
-    paths: dict[str, Path]
+
+    @property
+    def coverage(self) -> pl.DataFrame:
+        return self.tables[COVERAGE]
+
+    @property
+    def segments(self) -> pl.DataFrame:
+        return self.tables[COVERAGE_SEGMENTS]
+
+    @property
+    def gaps(self) -> pl.DataFrame:
+        return self.tables[GAPS]
+
+    @property
+    def missing(self) -> pl.DataFrame:
+        return self.tables[MISSING_EXTRACTS]
+
+    @property
+    def conflicts(self) -> pl.DataFrame:
+        return self.tables[CONFLICTS]
+
+    def read(self, table: Table) -> pl.DataFrame:
+        """A written output (the large ones are not kept in memory)."""
+        return self.tables[table] if table in self.tables else pl.read_parquet(table.location(self.root))
+
+    @property
+    def episodes(self) -> pl.DataFrame:
+        return self.read(EPISODES)
+
+    @property
+    def stops(self) -> pl.DataFrame:
+        return self.read(EPISODE_STOPS)
+
+    @property
+    def provider_changes(self) -> pl.DataFrame:
+        return self.read(PROVIDER_CHANGES)
 
 
 # columns whose values rarely repeat: a dictionary page would be built and then given up for plain encoding
@@ -316,35 +271,34 @@ NEARLY_UNIQUE_COLUMNS = frozenset({"episode_id", "reporting_id", "person_key", "
 
 
 class _ParquetAppender:
-    """Parquet files written batch by batch: row groups appended, renamed into place only when complete."""
+    """Parquet files written batch by batch: row groups appended, each file renamed into place only when
+    every batch was written (`core.atomic.replacing`)."""
 
-    def __init__(self, paths: dict[str, Path]) -> None:
-        self.paths = paths
-        self.rows = dict.fromkeys(paths, 0)
-        self._writers: dict[str, pq.ParquetWriter] = {}
+    def __init__(self, root: Path, tables: tuple[Table, ...]) -> None:
+        self._stack = contextlib.ExitStack()
+        self._temporaries = {t: self._stack.enter_context(replacing(t.location(root))) for t in tables}
+        self.rows = {t.name: 0 for t in tables}
+        self._writers: dict[Table, pq.ParquetWriter] = {}
 
-    def write(self, name: str, table: pa.Table) -> None:
-        writer = self._writers.get(name)
+    def write(self, declared: Table, table: pa.Table) -> None:
+        if tuple(table.schema.names) != declared.column_names:
+            raise ValueError(f"table {declared.name}: the batch has columns {table.schema.names}, "
+                             f"declared {list(declared.column_names)}")
+        writer = self._writers.get(declared)
         if writer is None:
-            self.paths[name].parent.mkdir(parents=True, exist_ok=True)
-            writer = self._writers[name] = pq.ParquetWriter(
-                self.paths[name].with_suffix(".parquet.tmp"), table.schema, compression="zstd",
+            writer = self._writers[declared] = pq.ParquetWriter(
+                self._temporaries[declared], table.schema, compression="zstd",
                 use_dictionary=[f.name for f in table.schema if f.name not in NEARLY_UNIQUE_COLUMNS])
         writer.write_table(table)
-        self.rows[name] += table.num_rows
+        self.rows[declared.name] += table.num_rows
 
     def __enter__(self) -> _ParquetAppender:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         for writer in self._writers.values():
             writer.close()
-        for name, path in self.paths.items():
-            tmp = path.with_suffix(".parquet.tmp")
-            if exc_type is None and name in self._writers:
-                os.replace(tmp, path)
-            else:
-                tmp.unlink(missing_ok=True)
+        self._stack.__exit__(*exc)
 
 
 def timeline_workers() -> int:
@@ -353,9 +307,10 @@ def timeline_workers() -> int:
     return max(1, int(configured)) if configured else max(1, min(2, os.cpu_count() or 1))
 
 
-def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = None,
-                             workers: int | None = None) -> TimelineSummary:
-    """`write_timeline(settings, build_timeline(settings))` with memory bounded by the batches in flight.
+def build_timeline(settings: Settings, rows_per_batch: int | None = None,
+                   workers: int | None = None) -> TimelineSummary:
+    """Reconstruct every configured municipality's timeline and write its outputs (`COVERAGE` ...
+    `PROVIDER_CHANGES`), with memory bounded by the batches in flight.
 
     Batches are built `workers` at a time, each on a single-threaded DuckDB connection with its share
     of the memory limit: one DuckDB query on two threads keeps both cores busy only part of the time
@@ -366,10 +321,9 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = No
 
     Each batch's episodes, stops and provider changes are appended to their Parquet files (as row
     groups) as soon as the batch is done, so the country's episodes (with their record and lineage
-    lists) are never held in memory at once, and no pass over part files is left for the end.
-    Batches follow municipality order and every sort order of these tables starts with the episode
-    id (municipality first), so the batches, each sorted, append the same rows in the same order as
-    `write_timeline` writes.
+    lists) are never held in memory at once. Batches follow municipality order and every sort order of
+    these tables starts with the episode id (municipality first), so the batches, each sorted, append
+    the rows in the table's order whatever the batching; the small outputs are combined at the end.
     """
     workers = workers or timeline_workers()
     rows_per_batch = rows_per_batch or BATCH_SERVICE_ROWS // workers
@@ -377,33 +331,25 @@ def build_and_write_timeline(settings: Settings, rows_per_batch: int | None = No
     batches = plan_batches(settings, rows_per_batch, inputs.files) or [set()]
     log.info("timeline: %d municipalities in %d batches, %d at a time",
              sum(len(b) for b in batches), len(batches), workers)
-    small: list[TimelineResult] = []
+    small: list[BatchResult] = []
     flags: dict[str, int] = {}
-    with _ParquetAppender({name: timeline_dir(settings) / f"{name}.parquet" for name in STREAMED}) as appender:
+    with _ParquetAppender(settings.data_root, STREAMED_TABLES) as appender:
         for part in _built_in_order(settings, batches, inputs, workers):
-            for name, table in part.tables.items():
-                appender.write(name, table)
-            flag_columns = pl.from_arrow(part.tables["episodes"].select(list(EPISODE_FLAG_COLUMNS)))
+            for declared, table in part.tables.items():
+                appender.write(declared, table)
+            flag_columns = pl.from_arrow(part.tables[EPISODES].select(list(EPISODE_FLAG_COLUMNS)))
             for flag, count in episode_flag_counts(flag_columns).items():
                 flags[flag] = flags.get(flag, 0) + count
             small.append(part.small)
             del part
         rows = appender.rows
-    combined = TimelineResult(
-        coverage=pl.concat([p.coverage for p in small], how="vertical_relaxed").sort(
-            "kommune", "unit", "day", nulls_last=True),
-        segments=pl.concat([p.segments for p in small], how="vertical_relaxed").sort(
-            "kommune", "unit", "first_day", nulls_last=True),
-        gaps=pl.concat([p.gaps for p in small], how="vertical_relaxed").sort(
-            "kommune", "unit", "first_day", nulls_last=True),
-        missing=pl.concat([p.missing for p in small], how="vertical_relaxed").sort(
-            "kommune", "unit", "year", nulls_last=True),
-        episodes=pl.DataFrame(), stops=pl.DataFrame(), provider_changes=pl.DataFrame(),
-        conflicts=pl.concat([p.conflicts for p in small], how="vertical_relaxed").sort(
-            "kommune", "conflict", "episode_id", "record_id", "detail", nulls_last=True),
-        linking_rounds=max(p.linking_rounds for p in small),
-    )
-    paths = write_timeline(settings, combined, skip=tuple(STREAMED))
-    rows["conflicts"] = combined.conflicts.height
-    return TimelineSummary(combined.coverage, combined.segments, combined.gaps, combined.missing,
-                           combined.conflicts, flags, rows, combined.linking_rounds, paths)
+    combined = {table: _combined(table, [p.tables[table] for p in small]) for table in COMBINED_TABLES}
+    for table, frame in combined.items():
+        write_parquet(frame, table.location(settings.data_root))
+        rows[table.name] = frame.height
+    return TimelineSummary(settings.data_root, combined, flags, rows, max(p.linking_rounds for p in small))
+
+
+def _combined(table: Table, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The batches' parts of a small output as one frame of the declared schema, in the table's order."""
+    return table.sorted(table.conform(pl.concat(parts, how="vertical_relaxed")))

@@ -16,6 +16,8 @@ from transforms.core import duck
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.reference.municipalities import municipality_codes
+from transforms.tables import FILE_COUNTS
+from transforms.tables.model import source_slug
 
 OPEN_END = dt.date(9999, 12, 31)
 
@@ -31,7 +33,7 @@ def epj_system_frame(settings: Settings, kommuner: set[str] | None = None) -> pl
         {"kommune": m.nr, "system": s.system, "format": s.format, "active_from": s.active_from,
          "active_to": s.active_to or OPEN_END, "history_from": s.history_from,
          "units": list(s.kommuner) if s.kommuner is not None else None}
-        for m in load_kommuner(settings.config_dir / "kommuner.toml") for s in m.epj
+        for m in load_kommuner(settings.root.kommuner_toml) for s in m.epj
         if kommuner is None or m.nr in kommuner
     ]
     return pl.DataFrame(rows, schema={
@@ -41,7 +43,7 @@ def epj_system_frame(settings: Settings, kommuner: set[str] | None = None) -> pl
 
 def unit_years(settings: Settings, last_year: int, kommuner: set[str] | None = None) -> pl.DataFrame:
     """(kommune, unit, year) for every configured municipality and year from the cut-off."""
-    configured = [m.nr for m in load_kommuner(settings.config_dir / "kommuner.toml")
+    configured = [m.nr for m in load_kommuner(settings.root.kommuner_toml)
                   if kommuner is None or m.nr in kommuner]
     codes = municipality_codes().filter(pl.col("reporting_kommune").is_in(configured))
     years = pl.DataFrame({"year": list(range(settings.cutoff_date.year, last_year + 1))}, schema={"year": pl.Int32})
@@ -56,7 +58,8 @@ def unit_years(settings: Settings, last_year: int, kommuner: set[str] | None = N
 
 def staged_extracts(settings: Settings) -> pl.DataFrame:
     """(year, unit) of every yearly extract that was read (a file quarantined whole does not count)."""
-    files = sorted((settings.staging_dir / "file_counts").glob("raw__iplos__*.parquet"))
+    pattern = FILE_COUNTS.location(settings.data_root, source=source_slug("raw/iplos/") + "*")
+    files = sorted(pattern.parent.glob(pattern.name))
     if not files:
         return pl.DataFrame(schema={"year": pl.Int32, "unit": pl.Utf8})
     # one multi-file read: a national tree holds thousands of these small files

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import duckdb
 
+from transforms.core import duck
+from transforms.core.duck import register_views, sql_literal
+from transforms.tables import DAILY_ALLOCATION, EPISODE_STOPS, EPISODES
+
 EVENTS_BODY_SQL = """
 -- stops clipped to their episode, so a stop never counts outside the allocation
 WITH clipped_stops AS (
@@ -97,22 +101,31 @@ def daily_aggregates(con: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
     return con.execute(EVENTS_SQL, {"first_day": first_day, "last_day": last_day}).pl()
 
 
-def write_daily_partitions(con: duckdb.DuckDBPyConnection, target: Path, first_day: dt.date,
+def write_daily_partitions(con: duckdb.DuckDBPyConnection, root: Path, first_day: dt.date,
                            last_day: dt.date) -> int:
-    """Replace the day folders of [first_day, last_day] under `target` (day=YYYY-MM-DD/).
+    """Replace the day partitions of [first_day, last_day] of `DAILY_ALLOCATION` under the data root `root`.
 
     The aggregates go from DuckDB straight to the Parquet partitions: a national range is
-    tens of millions of rows, which never pass through Python.
+    tens of millions of rows, which never pass through Python. Needs views `episodes` and `stops`.
     """
     day = first_day
     while day <= last_day:
-        shutil.rmtree(target / f"day={day.isoformat()}", ignore_errors=True)
+        shutil.rmtree(DAILY_ALLOCATION.partition_folder(root, day=day.isoformat()), ignore_errors=True)
         day += dt.timedelta(days=1)
+    target = DAILY_ALLOCATION.folder(root)
     target.parent.mkdir(parents=True, exist_ok=True)
+    order = ", ".join(("day", *DAILY_ALLOCATION.sort))
     # COPY reports the rows it wrote; with none it creates no folder
     return con.execute(
-        f"COPY (SELECT strftime(day, '%Y-%m-%d') AS day, kommune, service_code, active, stopped, started, "
-        f"ended FROM ({EVENTS_BODY_SQL}) ORDER BY day, kommune, service_code) TO '{target}' "
+        f"COPY (SELECT strftime(day, '%Y-%m-%d') AS day, {', '.join(DAILY_ALLOCATION.column_names)} "
+        f"FROM ({EVENTS_BODY_SQL}) ORDER BY {order}) TO {sql_literal(target)} "
         "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')",
         {"first_day": first_day, "last_day": last_day},
     ).fetchone()[0]
+
+
+def write_daily_allocation(root: Path, first_day: dt.date, last_day: dt.date) -> int:
+    """The daily aggregates of [first_day, last_day] from the written episodes and stops; rows written."""
+    with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
+        register_views(con, root, (EPISODES, EPISODE_STOPS))
+        return write_daily_partitions(con, root, first_day, last_day)

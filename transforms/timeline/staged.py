@@ -8,7 +8,6 @@ from pathlib import Path
 import duckdb
 
 from transforms.core.settings import Settings
-from transforms.ingest.conservation import staged_files
 from transforms.reference.municipalities import municipality_codes
 from transforms.tables import STAGED_TABLES
 
@@ -48,19 +47,16 @@ def _reporting_kommune() -> dict[str, str]:
 
 
 def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
-    """Every staged table's files (as `staged_files` lists them) from one walk of the staging tree.
+    """Every staged table's files from one walk of the staging tree.
 
     A national staging tree holds tens of thousands of files: globbing it once per table and
     batch cost seconds per batch.
     """
     found: dict[str, list[Path]] = {name: [] for name in STAGED_TABLES}
-    by_source: dict[str, list[str]] = {}
-    for name in STAGED_TABLES:
-        by_source.setdefault("iplos" if name.startswith("iplos_") else "epj", []).append(name)
-    for source, names in by_source.items():
-        for path in (settings.staging_dir / source).rglob("*.parquet"):
-            for name in names:
-                if path.name.startswith(f"{name}-"):
+    for folder in {table.folder(settings.data_root) for table in STAGED_TABLES.values()}:
+        for path in folder.rglob("*.parquet"):
+            for name, table in STAGED_TABLES.items():
+                if path.name.startswith(f"{name}-") and table.folder(settings.data_root) == folder:
                     found[name].append(path)
     return {name: sorted(paths) for name, paths in found.items()}
 
@@ -79,7 +75,7 @@ def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner
     for name, table in STAGED_TABLES.items():
         if tables is not None and name not in tables:
             continue
-        files = files_of(index[name] if index is not None else staged_files(settings, name), kommuner)
+        files = files_of(index[name] if index is not None else settings.root.files(table), kommuner)
         counts[name] = len(files)
         if files:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_list(files)}, "

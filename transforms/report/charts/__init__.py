@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transforms.core.layout import DataRoot
+from transforms.tables import COVERAGE_SEGMENTS, DAILY_ALLOCATION, QUARANTINE
+
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
@@ -39,7 +42,7 @@ class Chart:
 
 
 def reports_dir(data_root: Path) -> Path:
-    return Path(data_root) / "reports"
+    return DataRoot(Path(data_root)).reports
 
 
 def _both(figure_of, name: str, out_dir: Path) -> tuple[bytes, Path]:
@@ -59,7 +62,7 @@ def coverage_chart(data_root: Path, segments: pl.DataFrame | None = None, out_di
     from transforms.report.charts.render import write_png
 
     if segments is None:
-        segments = coverage.read_segments(Path(data_root) / "timeline")
+        segments = coverage.read_segments(COVERAGE_SEGMENTS.location(Path(data_root)))
     charts = coverage.coverage_charts(segments)
     path = write_png(charts.file_png, (out_dir or reports_dir(data_root)) / "coverage.png")
     alt = f"Source of each day for {charts.shown} of {charts.municipalities} municipalities; gaps in red"
@@ -70,7 +73,7 @@ def active_users_chart(data_root: Path, out_dir: Path | None = None, kommuner: l
     """Active users per service code over time, from timeline/daily/."""
     from transforms.report.charts import allocation
 
-    frame, unit = allocation.active_per_period(Path(data_root) / "timeline" / "daily", kommuner)
+    frame, unit = allocation.active_per_period(DAILY_ALLOCATION.files(Path(data_root)), kommuner)
     scope = "municipalities " + ", ".join(kommuner) if kommuner else "all municipalities"
     png, path = _both(lambda: allocation.active_users_figure(frame, unit, scope), "active_users",
                       out_dir or reports_dir(data_root))
@@ -83,7 +86,7 @@ def quarantine_chart(data_root: Path, source: str = "", out_dir: Path | None = N
 
     by = "year" if source == "iplos" else "format"
     prefix = f"raw/{source}/" if source else ""
-    counts = quarantine.quarantine_counts(Path(data_root) / "staging" / "quarantine", prefix, by)
+    counts = quarantine.quarantine_counts(QUARANTINE.files(Path(data_root)), prefix, by)
     scope = {"iplos": "yearly IPLOS extracts", "epj": "EPJ histories"}.get(source, "")
     name = f"quarantine_{source}" if source else "quarantine"
     png, path = _both(lambda: quarantine.quarantine_figure(counts, scope, by), name,
@@ -97,7 +100,7 @@ def notifications_chart(data_root: Path, con: duckdb.DuckDBPyConnection | None =
     from transforms.report.charts import notifications
 
     counts = notifications.notification_counts(con) if con is not None else notifications.ledger_counts(
-        Path(data_root))
+        DataRoot(Path(data_root)).ledger_db)
     png, path = _both(lambda: notifications.notifications_figure(counts), "notifications",
                       out_dir or reports_dir(data_root))
     return Chart("notifications", "Notifications per day by status N, M, C", png, path)

@@ -52,19 +52,16 @@ def service_names() -> dict[str, str]:
             .iter_rows(named=True)}
 
 
-def daily_files(daily_dir: Path) -> list[str]:
-    return sorted(str(p) for p in daily_dir.glob("day=*/*.parquet"))
-
-
 def period_unit(first: dt.date, last: dt.date) -> str:
     """Days for up to two months, weeks for up to two years, else months."""
     span = (last - first).days
     return "day" if span <= 62 else "week" if span <= 731 else "month"
 
 
-def active_per_period(daily_dir: Path, kommuner: list[str] | None = None) -> tuple[pl.DataFrame, str]:
-    """(period, service_code, active): the mean over the period's days of the users active that day."""
-    files = daily_files(daily_dir)
+def active_per_period(daily_files: list[Path], kommuner: list[str] | None = None) -> tuple[pl.DataFrame, str]:
+    """(period, service_code, active): the mean over the period's days of the users active that day, from the
+    daily aggregates' files (`timeline/daily/day=YYYY-MM-DD/*.parquet`)."""
+    files = sorted(str(p) for p in daily_files)
     empty = pl.DataFrame(schema={"period": pl.Date, "service_code": pl.Utf8, "active": pl.Float64})
     if not files:
         return empty, "month"

@@ -67,8 +67,8 @@ class CoverageCharts:
     note: str
 
 
-def read_segments(timeline_dir: Path) -> pl.DataFrame:
-    path = timeline_dir / "coverage_segments.parquet"
+def read_segments(path: Path) -> pl.DataFrame:
+    """The coverage segments of `timeline/coverage_segments.parquet` (empty when there are none yet)."""
     if not path.exists():
         return pl.DataFrame(schema=SEGMENT_SCHEMA)
     return pl.read_parquet(path, columns=list(SEGMENT_SCHEMA))

@@ -35,9 +35,8 @@ def notification_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return frame.cast(COUNT_SCHEMA) if frame.height else pl.DataFrame(schema=COUNT_SCHEMA)
 
 
-def ledger_counts(data_root: Path) -> pl.DataFrame:
-    """The counts from `ledger/ledger.duckdb`, opened read-only; empty when there is no ledger yet."""
-    path = data_root / "ledger" / "ledger.duckdb"
+def ledger_counts(path: Path) -> pl.DataFrame:
+    """The counts from the ledger database `path`, opened read-only; empty when there is no ledger yet."""
     if not path.exists():
         return pl.DataFrame(schema=COUNT_SCHEMA)
     with duckdb.connect(str(path), read_only=True) as con:

@@ -26,9 +26,9 @@ PART_SQL = {
 PART_TITLE = {"year": "data year", "format": "input format"}
 
 
-def quarantine_counts(quarantine_dir: Path, source_prefix: str = "", by: str = "format") -> pl.DataFrame:
-    """(rule_id, part, records) for source files starting with `source_prefix`; `part` is the year or format."""
-    files = sorted(quarantine_dir.glob("*.parquet"))
+def quarantine_counts(files: list[Path], source_prefix: str = "", by: str = "format") -> pl.DataFrame:
+    """(rule_id, part, records) of the quarantine `files` for source files starting with `source_prefix`;
+    `part` is the year or format."""
     if not files:
         return pl.DataFrame(schema=COUNT_SCHEMA)
     with duck.connect() as con:
