@@ -15,6 +15,7 @@ from platformdirs import user_config_dir
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_delivery import add_commands as add_delivery_commands
 from transforms.core.layout import DataRoot
 from transforms.core.settings import load_settings
 from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
@@ -191,9 +192,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
     elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
     _print_backfill_summary(settings, elapsed)
+    code = _demo_delivery(settings)
     console.print("Next: `make demo-ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
                   f"{settings.root.warehouse} read-only with DuckDB.")
-    return 0
+    return code
+
+
+def _demo_delivery(settings) -> int:
+    """Deliver everything to a sandbox registry started on a free loopback port; say what it accepted."""
+    from transforms.core.config import ConfigError
+    from transforms.deliver.runner import deliver
+    from transforms.sandbox.pki import free_port, init_sandbox
+    from transforms.sandbox.registry import accepted_messages
+    from transforms.sandbox.server import running_sandbox
+
+    started = time.perf_counter()
+    try:
+        files = init_sandbox(settings.data_root, port=free_port())
+        console.print(f"delivering to the sandbox registry (https://127.0.0.1:{files.port}, PKI in {files.folder}) ...")
+        with running_sandbox(settings.data_root, log=files.folder / "sandbox.log"):
+            report = deliver(settings)
+    except ConfigError as exc:
+        console.print(f"[red]delivery not rehearsed:[/] {exc} (`ktt demo --regenerate` makes a demo world with "
+                      "HER-ids)")
+        return 1
+    accepted = accepted_messages(files.folder)
+    console.print(f"[bold]the sandbox registry accepted {len(accepted):,} messages[/] ({report.accepted:,} in this "
+                  f"run, {time.perf_counter() - started:.0f} s); {report.remaining:,} pending, {report.rejected} "
+                  f"rejected. `ktt delivery status` shows the state per municipality.")
+    return 0 if report.complete else 1
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -309,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(ui)
     ui.set_defaults(func=cmd_ui)
 
-    demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
+    add_delivery_commands(sub, _add_root, _date)
+
+    demo = sub.add_parser("demo", help="generate demo data, run the whole backfill, deliver it to a sandbox registry")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--regenerate", action="store_true", help="regenerate the data even if present")

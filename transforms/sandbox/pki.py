@@ -46,6 +46,10 @@ class SandboxFiles:
     def settings(self) -> Path:
         return self.folder / "sandbox.toml"
 
+    @property
+    def port(self) -> int:
+        return int(sandbox_settings(self)["port"])
+
     def __getattr__(self, name: str) -> Path:
         names = {"ca": "ca.pem", "tls_cert": "tls.pem", "tls_key": "tls.key", "registry_cert": "registry.pem",
                  "registry_key": "registry.key", "client_public_jwk": "client.public.jwk.json",
