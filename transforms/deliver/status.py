@@ -59,3 +59,14 @@ def rejected_messages(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def deliveries_per_day(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """(day, event, messages): the answers received each calendar day (accepted, rejected, failed)."""
     return con.execute(PER_DAY_SQL).pl()
+
+
+def pending_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date, list[str], int] | None:
+    """(first day, last day, municipalities, messages) of what waits to be retried, or None: the pending and
+    in-flight messages of municipalities whose stream is not held by a rejected message."""
+    row = con.execute("""
+        WITH s AS (SELECT * FROM delivery_state WHERE kind = 'stream' AND state <> 'accepted'),
+        open AS (SELECT kommune FROM s GROUP BY kommune HAVING arg_min(state, first_seq) <> 'rejected')
+        SELECT min(day), max(day), list(DISTINCT kommune ORDER BY kommune), count(*)
+        FROM s JOIN open USING (kommune)""").fetchone()
+    return None if row is None or row[3] == 0 else (row[0], row[1], list(row[2]), row[3])
