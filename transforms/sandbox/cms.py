@@ -10,6 +10,7 @@ content; the signature over the signed attributes verifies with the certificate'
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from asn1crypto import cms as acms
@@ -36,17 +37,31 @@ def decrypt(payload: bytes, certificate: x509.Certificate, key: rsa.RSAPrivateKe
                                                 f"(encrypted to another certificate?): {exc}") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _certificate(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+@functools.lru_cache(maxsize=64)
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _signer_certificate(signed: acms.SignedData, signer: acms.SignerInfo) -> x509.Certificate:
     sid = signer["sid"]
     for choice in signed["certificates"] or []:
         cert = choice.chosen
         if sid.name == "issuer_and_serial_number":
             match = (cert.serial_number == sid.chosen["serial_number"].native
-                     and cert.issuer == sid.chosen["issuer"])
+                     and cert.issuer.dump() == sid.chosen["issuer"].dump())  # DER: Name.__eq__ is slow
         else:
             match = cert.key_identifier == sid.chosen.native
         if match:
-            return x509.load_der_x509_certificate(cert.dump())
+            return _certificate(cert.dump())
     raise PayloadRefused("signature.no_certificate", "the signer's certificate is not included in the SignedData")
 
 
@@ -67,11 +82,9 @@ def verify_signed(data: bytes, ca: x509.Certificate, registered: list[x509.Certi
     signer = signers[0]
     cert = _signer_certificate(signed, signer)
     now = now or dt.datetime.now(dt.UTC)
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
+    if not _issued_by(cert, ca):
         raise PayloadRefused("certificate.chain", "the signer's certificate was not issued by a trusted CA "
-                                                  f"({cert.issuer.rfc4514_string()})") from None
+                                                  f"({cert.issuer.rfc4514_string()})")
     if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
         raise PayloadRefused("certificate.expired", "the signer's certificate is not valid today")
     if all(cert != known for known in registered):

@@ -19,6 +19,7 @@ Only what the replay needs is stored, never a person's identifier.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -76,6 +77,17 @@ class Reply:
     accepted_new: bool = False  # a message stored by this request (a dropped answer loses nothing)
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(jwk_json: str) -> RSAKey:
+    """A proof's JWK, imported once per key (a client sends the same key with every proof)."""
+    return RSAKey.import_key(json.loads(jwk_json))
+
+
+@functools.lru_cache(maxsize=64)
+def _thumbprint(jwk_json: str) -> str:
+    return _public_key(jwk_json).thumbprint()
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -129,7 +141,7 @@ class Registry:
             header = json.loads(base64.urlsafe_b64decode(proof.split(".")[0] + "=="))
             if header.get("typ") != "dpop+jwt" or header.get("alg") not in ALGORITHMS:
                 return None, "DPoP proof header must have typ dpop+jwt and alg PS256/RS256"
-            key = RSAKey.import_key(header["jwk"])
+            key = _public_key(json.dumps(header["jwk"], sort_keys=True))
             if key.is_private:
                 return None, "DPoP proof carries a private key"
             claims = jwt.decode(proof, key, algorithms=ALGORITHMS, registry=PROOFS).claims
@@ -149,7 +161,7 @@ class Registry:
         if need_nonce and claims.get("nonce") != self.nonce:
             return None, "use_dpop_nonce"
         self.proof_jtis[jti] = now
-        return key.thumbprint(), ""
+        return _thumbprint(json.dumps(header["jwk"], sort_keys=True)), ""
 
     # --- token endpoint ---------------------------------------------------------------------------
     def token(self, form: dict[str, str], proof: str | None, url: str) -> Reply:
