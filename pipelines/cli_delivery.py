@@ -77,11 +77,15 @@ def cmd_delivery_status(args: argparse.Namespace) -> int:
     with LedgerSession(settings.data_root, announce=True) as session:
         status = session.run(delivery_status)
     table = Table(title=f"Delivery of {settings.data_root} (transport {transport})")
-    for column in status.columns:
-        table.add_column(column, justify="right" if status.schema[column].is_numeric() else "left",
-                         overflow="fold")
-    for row in status.iter_rows():
-        table.add_row(*["" if v is None else str(v) for v in row])
+    for column in ("kommune", "last accepted day", "last seq", "accepted", "pending", "rejected", "waiting on"):
+        table.add_column(column, justify="right" if column in ("last seq", "accepted", "pending", "rejected")
+                         else "left", overflow="fold")
+    for row in status.iter_rows(named=True):
+        waiting = "" if row["waiting_day"] is None else \
+            f"{row['waiting_day']} {row['waiting_state']}" + (f" ({row['code']})" if row["code"] else "")
+        table.add_row(row["kommune"], str(row["last_accepted_day"] or ""), str(row["last_accepted_seq"] or ""),
+                      f"{row['accepted']:,}", f"{row['pending'] + row['in_flight']:,}", f"{row['rejected']:,}",
+                      waiting)
     console.print(table)
     rejected = status.filter(status["rejected"] > 0)
     for row in rejected.iter_rows(named=True):
