@@ -13,6 +13,7 @@ from pathlib import Path
 
 from platformdirs import user_config_dir
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli_delivery import add_commands as add_delivery_commands
@@ -213,8 +214,8 @@ def _demo_delivery(settings) -> int:
         with running_sandbox(settings.data_root, log=files.folder / "sandbox.log"):
             report = deliver(settings)
     except ConfigError as exc:
-        console.print(f"[red]delivery not rehearsed:[/] {exc} (`ktt demo --regenerate` makes a demo world with "
-                      "HER-ids)")
+        console.print(f"[red]delivery not rehearsed:[/] {escape(str(exc))} (`ktt demo --regenerate` makes a demo "
+                      "world with HER-ids)", soft_wrap=True)
         return 1
     accepted = accepted_messages(files.folder)
     console.print(f"[bold]the sandbox registry accepted {len(accepted):,} messages[/] ({report.accepted:,} in this "

@@ -8,12 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transforms.core.config import ConfigError
 from transforms.core.settings import load_settings
 
 console = Console()
+
+
+def _error(exc: Exception) -> None:
+    """One line, unwrapped, with the file and setting as written (`[kneik-api]` is not rich markup here)."""
+    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
@@ -39,17 +45,17 @@ def cmd_deliver(args: argparse.Namespace) -> int:
             report = run.run(args.kommune or None, args.from_day, args.to_day, args.retry_rejected, args.outbox,
                              progress=lambda _k, n: bar.advance(task, n))
     except (ConfigError, DeliveryOrderError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(exc)
         return 2
     table = Table(title=f"Delivery via {report.transport}")
     for column in ("kommune", "accepted now", "left", "rejected", "problem"):
         table.add_column(column, justify="right" if column in ("accepted now", "left") else "left")
     for kommune, result in report.municipalities.items():
         rejected = "" if result.rejected is None else str(result.rejected.day or result.rejected.file)
-        table.add_row(kommune, f"{result.accepted:,}", f"{result.remaining:,}", rejected, result.problem)
+        table.add_row(kommune, f"{result.accepted:,}", f"{result.remaining:,}", rejected, escape(result.problem))
     console.print(table)
     if report.fatal:
-        console.print(f"[red]stopped:[/] {report.fatal}")
+        console.print(f"[red]stopped:[/] {escape(report.fatal)}", soft_wrap=True)
         return 2
     if report.rejected:
         console.print("[red]a rejected message stops its municipality[/]: see `ktt delivery status`; after the "
@@ -73,7 +79,7 @@ def cmd_delivery_status(args: argparse.Namespace) -> int:
     try:
         transport = load_delivery_config(settings.data_root).transport
     except ConfigError as exc:
-        transport = f"misconfigured: {exc}"
+        transport = f"misconfigured: {escape(str(exc))}"
     with LedgerSession(settings.data_root, announce=True) as session:
         status = session.run(delivery_status)
     table = Table(title=f"Delivery of {settings.data_root} (transport {transport})")
@@ -90,8 +96,8 @@ def cmd_delivery_status(args: argparse.Namespace) -> int:
     rejected = status.filter(status["rejected"] > 0)
     for row in rejected.iter_rows(named=True):
         console.print(f"[red]{row['kommune']}: the message of {row['waiting_day']} was rejected[/] "
-                      f"({row['code']}: {row['text']}); after the fix: ktt deliver --kommune {row['kommune']} "
-                      f"--retry-rejected")
+                      f"({escape(str(row['code']))}: {escape(str(row['text']))}); after the fix: ktt deliver "
+                      f"--kommune {row['kommune']} --retry-rejected", soft_wrap=True)
     return 1 if rejected.height else 0
 
 
@@ -102,7 +108,7 @@ def cmd_sandbox_init(args: argparse.Namespace) -> int:
     try:
         files = init_sandbox(settings.data_root, args.port, args.secrets_dir, renew=args.renew)
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(exc)
         return 2
     console.print(f"sandbox PKI and settings in {files.folder}; client secrets (mode 0600) in {files.secrets}; "
                   f"wrote {settings.root.delivery_toml}. Start it with `ktt sandbox`, then `ktt deliver`.")
