@@ -153,4 +153,5 @@ def test_ktt_deliver_prints_the_one_line_and_stops(root):
     result = subprocess.run([str(Path(sys.executable).with_name("ktt")), "deliver", "--data-root", str(root)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stdout.count("\n") == 1 and "error:" in result.stdout and "[kneik-api] scope is missing" in result.stdout
+    assert result.stdout.count("\n") == 1 and "error:" in result.stdout
+    assert "[kneik-api] scope is missing" in result.stdout
