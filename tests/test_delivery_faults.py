@@ -24,8 +24,8 @@ from tests.delivery_support import (
     write_faults,
 )
 
-LAST = "2017-03-31"  # about 200 messages of the demo world: long enough for every fault to strike
-KILL_LAST = "2017-09-30"  # enough messages left for ten kills
+LAST = "2017-02-28"  # about 120 messages of the demo world: long enough for every fault to strike
+KILL_LAST = "2017-06-30"  # enough messages for ten kills
 
 
 def _expected_messages(root, last: str = LAST) -> int:

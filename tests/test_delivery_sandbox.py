@@ -114,3 +114,21 @@ def test_the_asset_without_a_transport_sends_nothing_and_passes_with_a_note(writ
     assert run.success and _checks(run) == {"nothing_rejected": True, "range_accepted": True}
     meta = run.asset_materializations_for_node("kpr_delivery")[0].metadata
     assert meta["transport"].value == "none"
+
+
+@pytest.mark.slow
+def test_the_small_world_delivered_whole_replays_to_the_ledger(small_root, tmp_path):
+    import shutil
+
+    from tests.test_submissions import backfill, prepare
+
+    root = tmp_path / "data"
+    shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))
+    prepare(root)
+    backfill(root)
+    setup_sandbox(root, tmp_path)
+    with sandbox(root):
+        result = ktt("deliver", "--data-root", str(root), timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sandbox_notifications(root) == ledger_notifications(root)
+    assert_exactly_once_in_order(root)

@@ -33,7 +33,7 @@ from typing import TypeVar
 import duckdb
 import polars as pl
 
-from transforms.submit.ledger import LedgerBusy, open_ledger, wanted_marker
+from transforms.submit.ledger import lock_exclusively, open_ledger, wanted_marker
 from transforms.tables import DELIVERIES
 
 T = TypeVar("T")
@@ -150,21 +150,11 @@ class LedgerSession:
                 time.sleep(0.02)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.lock_path.open("a+")
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.close()
-                    raise LedgerBusy(f"the ledger of {self.data_root} stayed locked by another process for "
-                                     f"{self.lock_timeout:.0f} s ({self.lock_path})") from None
-                if self.announce and not self.wanted.exists():
-                    self.wanted.touch()
-                time.sleep(0.05)
-        if self.announce:
-            self.wanted.unlink(missing_ok=True)
+        try:
+            lock_exclusively(handle, self.data_root, self.lock_timeout, self.announce, poll=0.05)
+        except BaseException:
+            handle.close()
+            raise
         self._handle = handle
         try:
             self._con = open_ledger(self.data_root)

@@ -12,9 +12,8 @@ import duckdb
 import matplotlib.dates as mdates
 import numpy as np
 import polars as pl
-from matplotlib.ticker import MaxNLocator
 
-from transforms.report.charts.render import message_figure, new_figure, thousands
+from transforms.report.charts.render import date_axes, message_figure, new_figure, thousands
 
 TITLE = "Messages per day by delivery state"
 STATES = (("accepted", "accepted", "#54a24b"), ("waiting", "pending or in flight", "#9d9d9d"),
@@ -53,13 +52,7 @@ def deliveries_figure(counts: pl.DataFrame):
         bottom += values
     axes.set_xlim(x[0], x[-1])
     axes.set_ylim(0, max(float(bottom.max()), 1.0) * 1.15)
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(axis="y", color="#e5e5e5", linewidth=0.6)
-    axes.set_axisbelow(True)
-    axes.set_ylabel("messages (one per municipality)")
+    date_axes(axes, "messages (one per municipality)")
     axes.set_title(f"{TITLE}, {first} to {last}: {thousands(bottom.sum())} messages", loc="left")
     axes.legend(loc="upper right", ncols=3, handlelength=1.2)
     return figure
