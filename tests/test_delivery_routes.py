@@ -116,3 +116,18 @@ def test_the_sensor_requests_a_run_for_pending_messages(written_demo, tmp_path):
     assert request.tags["dagster/asset_partition_range_start"] == "2017-01-01"
     assert request.tags["dagster/asset_partition_range_end"].startswith("2025-12-")
     assert request.run_config["ops"]["kpr_delivery"]["config"]["kommuner"] == ["1515", "3301", "5001"]
+
+
+def test_a_client_the_token_endpoint_refuses_stops_every_municipality_with_one_line(written_demo, tmp_path):
+    from joserfc.jwk import RSAKey
+
+    root = copy_written(written_demo, tmp_path)
+    files = setup_sandbox(root, tmp_path)
+    stranger = RSAKey.generate_key(2048, private=True, auto_kid=True)  # the registry knows another key
+    files.client_public_jwk.write_text(json.dumps(stranger.as_dict(private=False)))
+    with sandbox(root):
+        result = ktt("deliver", "--data-root", str(root), "--to", "2017-01-31")
+    assert result.returncode == 2
+    assert "refused client" in result.stdout and "invalid_client" in result.stdout
+    assert accepted_count(root) == 0
+    assert {row[3] for row in delivery_state(root)} == {"pending"}
