@@ -143,6 +143,10 @@ class DeliveryRun:
                 if kommune in self._held:
                     result.rejected, result.remaining = self._held[kommune]
                     result.problem = f"{result.rejected.day or result.rejected.file}: rejected earlier"
+                if kommune in self._waiting:
+                    result.remaining += self._waiting[kommune]
+                    result.problem = (f"{self._waiting[kommune]} resent message(s) reach past the last accepted "
+                                      f"notification: deliver the stream first")
             owned = self.transport is None
             transport = self.transport or open_transport(self.config)
             try:
@@ -162,8 +166,17 @@ class DeliveryRun:
 
     def _queues(self, state: pl.DataFrame, targets: list[str], first: dt.date | None, last: dt.date | None,
                 retry_rejected: bool, outbox: bool) -> dict[str, list[Message]]:
+        self._waiting: dict[str, int] = {}
         if outbox:
-            messages = outbox_messages(self.root, state, targets)
+            # a resend copies accepted notifications: one that reaches past them waits for the stream
+            accepted = dict(state.filter((pl.col("kind") == "stream") & (pl.col("state") == "accepted"))
+                            .group_by("kommune").agg(pl.col("last_seq").max()).iter_rows())
+            messages = []
+            for message in outbox_messages(self.root, state, targets):
+                if message.last_seq <= accepted.get(message.kommune, 0):
+                    messages.append(message)
+                else:
+                    self._waiting[message.kommune] = self._waiting.get(message.kommune, 0) + 1
         else:
             stream = state.filter((pl.col("kind") == "stream") & (pl.col("state") != "accepted"))
             if first is not None:
