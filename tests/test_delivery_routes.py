@@ -131,3 +131,15 @@ def test_a_client_the_token_endpoint_refuses_stops_every_municipality_with_one_l
     assert "refused client" in result.stdout and "invalid_client" in result.stdout
     assert accepted_count(root) == 0
     assert {row[3] for row in delivery_state(root)} == {"pending"}
+
+
+def test_tls_is_verified_a_registry_outside_the_trusted_cas_gets_nothing(written_demo, tmp_path):
+    root = copy_written(written_demo, tmp_path)
+    setup_sandbox(root, tmp_path, ca_bundle="", max_attempts=2, backoff_initial_s=0.01)  # the system's CAs only
+    with sandbox(root):
+        result = ktt("deliver", "--data-root", str(root), "--to", "2017-01-31")
+    assert result.returncode == 1 and accepted_count(root) == 0
+    assert {row[3] for row in delivery_state(root)} == {"pending"}
+    with open_ledger(root, read_only=True) as con:
+        codes = {c for (c,) in con.execute("SELECT DISTINCT code FROM deliveries WHERE event = 'failed'").fetchall()}
+    assert codes == {"token-unavailable"}

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS resends (message_id TEXT PRIMARY KEY, kommune TEXT, r
     last_seq INTEGER, received_at REAL);
 CREATE TABLE IF NOT EXISTS assertion_jtis (jti TEXT PRIMARY KEY, expires REAL);
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, jkt TEXT, expires REAL, uses INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS proof_jtis (jti TEXT PRIMARY KEY, seen REAL);
+CREATE TABLE IF NOT EXISTS server (name TEXT PRIMARY KEY, value TEXT);
 """
 
 
@@ -121,12 +123,14 @@ class Registry:
         self.senders = [x509.load_pem_x509_certificate(files.sender_cert.read_bytes())]
         self.registry_cert = x509.load_pem_x509_certificate(files.registry_cert.read_bytes())
         self.registry_key = load_pem_private_key(files.registry_key.read_bytes(), password=None)
-        self.db = sqlite3.connect(files.database, isolation_level=None, check_same_thread=False)
+        # the server's worker processes share this database: what one accepted, the others know
+        self.db = sqlite3.connect(files.database, isolation_level=None, check_same_thread=False, timeout=60)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
-        self.nonce = secrets.token_urlsafe(16)
-        self.proof_jtis: dict[str, float] = {}
+        self.db.execute("INSERT OR IGNORE INTO server VALUES ('dpop_nonce', ?)", (secrets.token_urlsafe(16),))
+        self.nonce = self.db.execute("SELECT value FROM server WHERE name = 'dpop_nonce'").fetchone()[0]
+        self.requests = 0
         self.reject: set[tuple[str, str]] = set()  # (kommune, day) to refuse: a test's invalid message
         self.token_max_uses: int | None = None  # tokens die after so many API requests (expiry mid-run)
         self.serializer = get_serializer()
@@ -153,14 +157,19 @@ class Registry:
         if abs(now - float(claims.get("iat", 0))) > PROOF_MAX_AGE_S:
             return None, "DPoP proof is not fresh"
         jti = str(claims.get("jti", ""))
-        self.proof_jtis = {j: t for j, t in self.proof_jtis.items() if t > now - 2 * PROOF_MAX_AGE_S}
-        if not jti or jti in self.proof_jtis:
-            return None, "DPoP proof jti missing or used before"
         if token is not None and claims.get("ath") != _b64url(hashlib.sha256(token.encode()).digest()):
             return None, "DPoP proof ath is not the hash of the access token"
         if need_nonce and claims.get("nonce") != self.nonce:
             return None, "use_dpop_nonce"
-        self.proof_jtis[jti] = now
+        self.requests += 1
+        if self.requests % 1000 == 0:  # a proof older than twice its lifetime is refused anyway
+            self.db.execute("DELETE FROM proof_jtis WHERE seen < ?", (now - 2 * PROOF_MAX_AGE_S,))
+        try:
+            self.db.execute("INSERT INTO proof_jtis VALUES (?, ?)", (jti, now))
+        except sqlite3.IntegrityError:
+            return None, "DPoP proof jti used before"
+        if not jti:
+            return None, "DPoP proof jti missing"
         return _thumbprint(json.dumps(header["jwk"], sort_keys=True)), ""
 
     # --- token endpoint ---------------------------------------------------------------------------
@@ -269,6 +278,20 @@ class Registry:
         day = (root.find(f"{NS}Notifikasjon").get("notifikasjonTid") or "")[:10]
         if (kommune, day) in self.reject:
             return _invalid("sandbox.rejected", f"the sandbox was told to refuse {kommune}'s message of {day}")
+        # the check and the insert in one write transaction: another worker may hold a retry of this message
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            reply = self._continue(message_id, her_id, kommune, day, rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT" if reply.accepted_new else "ROLLBACK")
+        return reply
+
+    def _continue(self, message_id: str, her_id: int, kommune: str, day: str, rows: list[tuple]) -> Reply:
+        seen = self.db.execute("SELECT ref_id FROM accepted WHERE message_id = ?", (message_id,)).fetchone()
+        if seen:
+            return Reply(200, {"messageId": message_id, "refId": seen[0]})
         last = self.db.execute("SELECT max(seq) FROM notifications WHERE kommune = ?", (kommune,)).fetchone()[0] or 0
         if rows[0][1] <= last:
             return self._resend(message_id, kommune, rows)
@@ -283,12 +306,10 @@ class Registry:
                                          f"{expected_guid}, the last accepted notification's GUID")
             expected_seq, expected_guid = row[1] + 1, row[2]
         ref = str(uuid.uuid4())
-        self.db.execute("BEGIN")
         self.db.execute("INSERT INTO accepted (message_id, her_id, kommune, ref_id, day, first_seq, last_seq, "
                         "last_guid, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (message_id, her_id, kommune, ref, day, rows[0][1], rows[-1][1], rows[-1][2], time.time()))
         self.db.executemany("INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        self.db.execute("COMMIT")
         return Reply(200, {"messageId": message_id, "refId": ref}, accepted_new=True)
 
     def _resend(self, message_id: str, kommune: str, rows: list[tuple]) -> Reply:

@@ -117,19 +117,30 @@ def create_app(folder: Path) -> Starlette:
     return Starlette(routes=routes)
 
 
-def serve(data_root: Path, port: int | None = None) -> None:
+FOLDER_ENV = "KTT_SANDBOX_FOLDER"
+
+
+def app_from_environment() -> Starlette:
+    """The app of one worker process (uvicorn imports it by name when it runs several)."""
+    return create_app(Path(os.environ[FOLDER_ENV]))
+
+
+def serve(data_root: Path, port: int | None = None, workers: int = 2) -> None:
+    """Run until stopped. Two worker processes by default: the registry's checks (decryption, signature,
+    schema) are CPU work, and the workers share what they accepted through the SQLite database."""
     import uvicorn
 
     files = SandboxFiles(Path(data_root).resolve() / "sandbox", Path("."))
     if not files.settings.exists():
         raise SystemExit(f"{files.settings} not found: run `ktt sandbox init` first")
     port = port or int(sandbox_settings(files)["port"])
-    config = uvicorn.Config(create_app(files.folder), host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False, lifespan="off", ssl_certfile=str(files.tls_cert),
-                            ssl_keyfile=str(files.tls_key), timeout_graceful_shutdown=1)
+    os.environ[FOLDER_ENV] = str(files.folder)
+    Registry(files.folder)  # the database and its tables exist before the workers start
     print(f"sandbox registry on https://127.0.0.1:{port} (token: /helseid/connect/token, messages: /api/messages; "
           f"CA {files.ca})", flush=True)
-    uvicorn.Server(config).run()
+    uvicorn.run("transforms.sandbox.server:app_from_environment", factory=True, workers=workers,
+                host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off",
+                ssl_certfile=str(files.tls_cert), ssl_keyfile=str(files.tls_key), timeout_graceful_shutdown=1)
 
 
 def wait_until_serving(port: int, ca: Path, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
@@ -175,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="the sandbox registry (see `ktt sandbox`)")
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    serve(args.data_root, args.port)
+    serve(args.data_root, args.port, args.workers)
 
 
 if __name__ == "__main__":
