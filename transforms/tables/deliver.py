@@ -7,12 +7,8 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.tables.model import Column, Table
+from transforms.tables.model import required as _required
 from transforms.tables.submit import LEDGER_FILE, UTC
-
-
-def _required(name: str, dtype, description: str) -> Column:
-    return Column(name, dtype, description, nullable=False)
-
 
 DELIVERIES = Table(
     "deliveries",
