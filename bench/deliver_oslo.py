@@ -44,6 +44,21 @@ def reset(data_root: Path) -> int:
         return con.execute("SELECT count(*) FROM written_days WHERE file IS NOT NULL").fetchone()[0]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a running process and of its running descendants (the sandbox's worker processes)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pending += [int(c) for c in children]
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=ROOT / "data" / "bench-oslo")
@@ -70,9 +85,7 @@ def main() -> None:
         client = subprocess.Popen([KTT, "deliver", "--data-root", str(data_root)], stdout=subprocess.DEVNULL)
         _, status, usage = os.wait4(client.pid, 0)
         elapsed = time.perf_counter() - started
-        with open(f"/proc/{server.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        server_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        server_cpu = cpu_seconds(server.pid)
     accepted = len(accepted_messages(data_root / "sandbox"))
     print(f"ktt deliver exit code {os.waitstatus_to_exitcode(status)}; the sandbox accepted {accepted:,} of "
           f"{messages:,} messages")
