@@ -119,9 +119,6 @@ class DeliveryRun:
         self.run_id = str(uuid.uuid4())
         self._stop = threading.Event()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def run(self, kommuner: list[str] | None = None, first: dt.date | None = None, last: dt.date | None = None,
             retry_rejected: bool = False, outbox: bool = False,
             progress: Callable[[str, int], None] | None = None) -> DeliveryReport:

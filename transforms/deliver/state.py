@@ -68,7 +68,6 @@ SELECT m.kommune, m.kind, m.day, m.file, m.first_seq, m.last_seq, m.sha256, l.me
        l.http_status, l.ref_id, l.code, l.text, l.last_at
 FROM messages m LEFT JOIN last l USING (kommune, kind, file)
 """
-STATES = ("pending", "in_flight", "accepted", "rejected")
 INSERT_SQL = f"INSERT INTO deliveries ({', '.join(DELIVERIES.column_names)}) VALUES "
 
 

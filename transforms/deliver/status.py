@@ -29,11 +29,6 @@ FROM s LEFT JOIN first_open f USING (kommune)
 GROUP BY s.kommune ORDER BY s.kommune
 """
 
-PER_DAY_SQL = """
-SELECT CAST(recorded_at AS DATE) AS day, event, count(*) AS messages
-FROM deliveries WHERE event <> 'sending' GROUP BY ALL ORDER BY ALL
-"""
-
 
 def delivery_status(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.execute(STATUS_SQL).pl()
@@ -54,11 +49,6 @@ def range_problems(con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date
 def rejected_messages(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.execute("SELECT kommune, day, file, first_seq, ref_id, code, text FROM delivery_state "
                        "WHERE state = 'rejected' ORDER BY kommune, first_seq").pl()
-
-
-def deliveries_per_day(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """(day, event, messages): the answers received each calendar day (accepted, rejected, failed)."""
-    return con.execute(PER_DAY_SQL).pl()
 
 
 def pending_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date, list[str], int] | None:
