@@ -9,5 +9,8 @@ STAGING_POOL = "ktt_staging"  # staging/, identity/
 TIMELINE_POOL = "ktt_timeline"  # timeline/ (episodes, events, daily aggregates)
 LEDGER_POOL = "ktt_ledger"  # ledger/, submissions/
 WAREHOUSE_POOL = "ktt_warehouse"  # warehouse.duckdb
+# delivery to the registry: one delivering run at a time (its state writes share the ledger with the
+# writer through the lock protocol of transforms.deliver.state, so it needs no ledger pool)
+DELIVERY_POOL = "ktt_delivery"
 
-ALL_POOLS = (STAGING_POOL, TIMELINE_POOL, LEDGER_POOL, WAREHOUSE_POOL)
+ALL_POOLS = (STAGING_POOL, TIMELINE_POOL, LEDGER_POOL, WAREHOUSE_POOL, DELIVERY_POOL)

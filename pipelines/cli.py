@@ -13,8 +13,10 @@ from pathlib import Path
 
 from platformdirs import user_config_dir
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from pipelines.cli_delivery import add_commands as add_delivery_commands
 from transforms.core.layout import DataRoot
 from transforms.core.settings import load_settings
 from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
@@ -101,16 +103,17 @@ def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) 
 
     started = time.perf_counter()
     runner = Runner(settings.data_root)
+    stages = 7 if runner.delivers else 6
     with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"backfill {first}..{last}", total=6)
+        task = progress.add_task(f"backfill {first}..{last}", total=stages)
 
         def on_stage(name: str) -> None:
             progress.update(task, description=name, completed=progress.tasks[0].completed + (
                 1 if progress.tasks[0].description != f"backfill {first}..{last}" else 0))
 
         runner.backfill(first, last, kommuner, on_stage=on_stage)
-        progress.update(task, description="done", completed=6)
+        progress.update(task, description="done", completed=stages)
     return time.perf_counter() - started
 
 
@@ -171,8 +174,11 @@ def _backfill_via_daemon(url: str, settings, first: dt.date, last: dt.date, komm
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the demo world (if absent), make a demo key file, run the whole backfill, summarise."""
+    """Generate the demo world (if absent), make a demo key file, run the whole backfill and deliver it to a
+    sandbox registry, summarise."""
     from pipelines.run import last_complete_day
+    from transforms.core.config import ConfigError
+    from transforms.sandbox.server import running_sandbox
     from transforms.synthetic import generate
 
     os.environ["KTT_ALLOW_SYNTHETIC_IDS"] = "1"
@@ -185,15 +191,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.regenerate or not (settings.root.raw.exists() and settings.root.kommuner_toml.exists()):
         console.print(f"generating the {args.scale} world into {settings.data_root} ...")
         console.print(str(generate(settings.data_root, args.scale, args.seed)))
-        for stale in DataRoot.OUTPUT_FOLDERS:
+        for stale in (*DataRoot.OUTPUT_FOLDERS, "sandbox"):  # the sandbox's memory belongs to the old ledger
             shutil.rmtree(settings.data_root / stale, ignore_errors=True)
     else:
         console.print(f"using the existing data in {settings.data_root} (--regenerate to start over)")
-    elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
+    try:
+        files = _demo_sandbox(settings)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))} (`ktt demo --regenerate` makes a demo world with HER-ids)",
+                      soft_wrap=True)
+        return 2
+    # the backfill's last stage delivers every message to the sandbox, which runs meanwhile
+    with running_sandbox(settings.data_root, log=files.folder / "sandbox.log"):
+        elapsed = _run_backfill(settings, settings.cutoff_date, last_complete_day(), [])
     _print_backfill_summary(settings, elapsed)
+    _print_demo_delivery(settings, files)
     console.print("Next: `make demo-ui` (the Dagster UI on http://127.0.0.1:3000), `make test`, or open "
                   f"{settings.root.warehouse} read-only with DuckDB.")
     return 0
+
+
+def _demo_sandbox(settings):
+    """A sandbox registry for the demo world on a free loopback port, and the delivery.toml that points at it."""
+    from transforms.core.config import load_kommuner
+    from transforms.deliver.config import her_ids
+    from transforms.sandbox.pki import free_port, init_sandbox
+
+    her_ids(load_kommuner(settings.root.kommuner_toml), settings.root.kommuner_toml)
+    files = init_sandbox(settings.data_root, port=free_port())
+    console.print(f"sandbox registry on https://127.0.0.1:{files.port} (PKI and memory in {files.folder})")
+    return files
+
+
+def _print_demo_delivery(settings, files) -> None:
+    from transforms.deliver.state import read_state
+    from transforms.sandbox.registry import accepted_messages
+
+    state = read_state(settings.data_root, "kind = 'stream'")
+    counts = dict(state.group_by("state").len().iter_rows())
+    console.print(f"[bold]the sandbox registry accepted {len(accepted_messages(files.folder)):,} messages[/] of "
+                  f"{state.height:,} written; pending {counts.get('pending', 0) + counts.get('in_flight', 0):,}, "
+                  f"rejected {counts.get('rejected', 0):,} (`ktt delivery status --data-root {settings.data_root}`)")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -309,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(ui)
     ui.set_defaults(func=cmd_ui)
 
-    demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
+    add_delivery_commands(sub, _add_root, _date)
+
+    demo = sub.add_parser("demo", help="generate demo data, run the whole backfill, deliver it to a sandbox registry")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--regenerate", action="store_true", help="regenerate the data even if present")

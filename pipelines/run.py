@@ -14,9 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets import ingestion, submissions, timeline
+from assets import delivery, ingestion, submissions, timeline
 from assets.resources import KttResource
 from transforms.core.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
+from transforms.deliver.config import load_delivery_config
 
 
 class CheckFailed(RuntimeError):
@@ -53,6 +54,7 @@ class Runner:
     """The stages of the graph, run in-process against one data root."""
 
     def __init__(self, data_root: Path, key_file: Path | None = None):
+        self.data_root = Path(data_root)
         self.resources = {"ktt": KttResource(data_root=str(data_root), key_file=str(key_file or ""))}
         self.instance = _instance()
 
@@ -82,6 +84,16 @@ class Runner:
     def warehouse(self) -> None:
         self._materialize([timeline.warehouse])
 
+    def deliver(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = ()) -> None:
+        config = {"ops": {"kpr_delivery": {"config": {"kommuner": list(kommuner)}}}}
+        self._materialize([delivery.kpr_delivery], tags=_range_tags(first.isoformat(), last.isoformat()),
+                          config=config)
+
+    @property
+    def delivers(self) -> bool:
+        """Whether `config/delivery.toml` names a transport (checked now: a wrong file stops before the work)."""
+        return load_delivery_config(self.data_root).transport != "none"
+
     def backfill(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = (),
                  on_stage: Callable[[str], None] | None = None) -> None:
         """Every stage for the range; `on_stage(name)` is called as each stage starts."""
@@ -93,6 +105,8 @@ class Runner:
             ("write daily messages", lambda: self.submissions(first, last, kommuner)),
             ("refresh warehouse", self.warehouse),
         ]
+        if self.delivers:
+            stages.append(("deliver to the registry", lambda: self.deliver(first, last, kommuner)))
         for name, stage in stages:
             if on_stage:
                 on_stage(name)

@@ -1,18 +1,19 @@
-"""Daily operation: each morning, yesterday's message, with whatever the sources learned overnight."""
+"""Daily operation: each morning, yesterday's message, with whatever the sources learned overnight, delivered."""
 
 import dagster as dg
 
-from assets import ingestion, submissions, timeline
+from assets import delivery, ingestion, submissions, timeline
 
 daily_operation = dg.define_asset_job(
     "daily_operation",
     selection=dg.AssetSelection.assets(
         ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers, timeline.timeline,
         submissions.service_events,
-        timeline.daily_allocation, submissions.daily_submissions, timeline.warehouse,
+        timeline.daily_allocation, submissions.daily_submissions, delivery.kpr_delivery, timeline.warehouse,
     ),
     description="Re-read the EPJ exports, rebuild episodes and events, write the day's message "
-                "(late registrations and corrections go into it), refresh the warehouse.",
+                "(late registrations and corrections go into it), deliver it to the registry (after "
+                "anything still pending), refresh the warehouse.",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(

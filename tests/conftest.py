@@ -63,3 +63,15 @@ def demo_root(tmp_path_factory, key_file) -> Path:
 @pytest.fixture(scope="session")
 def small_root(tmp_path_factory, key_file) -> Path:
     return _generate_and_ingest(tmp_path_factory, key_file, "small")
+
+
+@pytest.fixture(scope="session")
+def written_demo(demo_root, tmp_path_factory) -> Path:
+    """The ingested demo world with its messages written 2017-01-01..2025-12-31 and nothing delivered."""
+    from tests.test_submissions import backfill, prepare
+
+    root = tmp_path_factory.mktemp("written-demo") / "data"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))
+    prepare(root)
+    backfill(root)
+    return root

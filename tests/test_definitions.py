@@ -44,3 +44,21 @@ def test_daily_schedule_targets_yesterday_and_is_on_by_default():
     assert schedule.cron_schedule == "0 6 * * *"
     job = defs.resolve_job_def("daily_operation")
     assert "daily_submissions" in {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+
+
+def test_delivery_follows_the_messages_in_the_daily_job_and_pending_ones_are_retried_by_a_sensor():
+    graph = defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("kpr_delivery"))
+    assert {k.to_user_string() for k in node.parent_keys} == {"daily_submissions"}
+    assert node.backfill_policy == dg.BackfillPolicy.single_run() and node.pools == {"ktt_delivery"}
+    job = defs.resolve_job_def("daily_operation")
+    assert "kpr_delivery" in {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    sensor = defs.resolve_sensor_def("pending_deliveries_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_no_production_module_imports_the_sandbox():
+    production = [p for folder in ("transforms", "assets", "pipelines") for p in (ROOT / folder).rglob("*.py")
+                  if "sandbox" not in p.parts and p.name not in ("cli.py", "cli_delivery.py")]
+    offenders = [p for p in production if "transforms.sandbox" in p.read_text()]
+    assert offenders == []

@@ -7,6 +7,9 @@
 - `ingest/`     sources to staged Parquet: readers, the per-file sink, quarantine rules, conservation
 - `timeline/`   coverage, linking and stitching, episodes, daily aggregates (DuckDB SQL)
 - `submit/`     events, planning against the ledger, message files, the ledger, replay, resend, serializers
+- `deliver/`    delivery to the registry: configuration, transports, HelseID tokens, the CMS envelope, the
+                delivery state in the ledger, the runner (order, retries, stop rules), status
 - `report/`     the analyst warehouse, run summaries, Markdown tables and charts
 - `synthetic/`  the synthetic worlds for the demo and the tests (no production module imports it)
+- `sandbox/`    the sandbox registry for rehearsals, the demo and the tests (no production module imports it)
 """

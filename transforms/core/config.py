@@ -45,6 +45,7 @@ class Municipality:
     epj_version: str
     contacts: tuple[Contact, ...] = ()
     epj: tuple[EpjSystem, ...] = field(default_factory=tuple)
+    her_id: int | None = None  # the address register's HER-id: the sender (FromHerId) of its messages
 
 
 def _date(value, where: str, name: str, required: bool = True) -> dt.date | None:
@@ -89,6 +90,9 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
         nr = str(entry.get("nr", ""))
         if not (len(nr) == 4 and nr.isdigit()):
             raise ConfigError(f"{where}: nr {nr!r} must be a four-digit kommunenummer")
+        her_id = entry.get("her_id")
+        if her_id is not None and (isinstance(her_id, bool) or not isinstance(her_id, int) or her_id <= 0):
+            raise ConfigError(f"{where}: her_id {her_id!r} must be a positive whole number (the HER-id)")
         systems = []
         for j, sys_entry in enumerate(entry.get("epj", []), start=1):
             swhere = f"{where} [[kommune.epj]] #{j}"
@@ -119,5 +123,6 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
             contacts=tuple(Contact(c.get("navn", ""), c.get("epost", ""), int(c.get("type", 0)))
                            for c in entry.get("kontaktpersoner", [])),
             epj=tuple(systems),
+            her_id=her_id,
         ))
     return result

@@ -33,6 +33,11 @@ class DataRoot:
         return self.config / "settings.toml"
 
     @property
+    def delivery_toml(self) -> Path:
+        """How messages reach the registry (`transport`, `[kneik-api]`, `[directory]`; delivery.md)."""
+        return self.config / "delivery.toml"
+
+    @property
     def raw(self) -> Path:
         return self.path / "raw"
 
@@ -92,6 +97,11 @@ class DataRoot:
     def outbox(self) -> Path:
         """Resent messages (`ktt resend`)."""
         return self.path / "outbox"
+
+    @property
+    def sandbox(self) -> Path:
+        """The sandbox registry's public PKI, settings and what it accepted (`ktt sandbox`)."""
+        return self.path / "sandbox"
 
     @property
     def reports(self) -> Path:

@@ -64,25 +64,47 @@ def ledger_dir(data_root: Path) -> Path:
     return data_root / "ledger"
 
 
-@contextlib.contextmanager
-def writer_lock(data_root: Path, timeout: float = 60.0) -> Iterator[None]:
-    """Hold the exclusive writer lock; wait up to `timeout` seconds for another writer to finish."""
-    folder = ledger_dir(data_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "writer.lock"
-    with path.open("a+") as handle:
-        deadline = time.monotonic() + timeout
+def wanted_marker(data_root: Path) -> Path:
+    """Present while a message writer waits for the lock: delivery, which holds it between its short
+    state writes, lets go when it sees this (`transforms.deliver.state`)."""
+    return ledger_dir(data_root) / "writer.wanted"
+
+
+def lock_exclusively(handle, data_root: Path, timeout: float, announce: bool, poll: float = 0.2) -> None:
+    """`flock` the open lock file exclusively, waiting up to `timeout` seconds (LedgerBusy after it); an
+    `announce`d waiter marks `writer.wanted` while it waits."""
+    wanted = wanted_marker(data_root)
+    deadline = time.monotonic() + timeout
+    try:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "unknown"
-                    raise LedgerBusy(f"the ledger of {data_root} is being written by another process "
-                                     f"({holder}); lock {path} not released within {timeout:.0f} s") from None
-                time.sleep(0.2)
+                    raise LedgerBusy(f"the ledger of {data_root} is being written by another process ({holder}); "
+                                     f"lock {handle.name} not released within {timeout:.0f} s") from None
+                if announce and not wanted.exists():
+                    wanted.touch()
+                time.sleep(0.05 if announce else poll)
+    finally:
+        if announce:
+            wanted.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -> Iterator[None]:
+    """Hold the exclusive writer lock; wait up to `timeout` seconds for another writer to finish.
+
+    A waiting writer that `announce`s itself marks `writer.wanted`, so that delivery yields the lock
+    at its next state write instead of keeping the writer out for a whole delivery run.
+    """
+    folder = ledger_dir(data_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "writer.lock").open("a+") as handle:
+        lock_exclusively(handle, data_root, timeout, announce)
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}\n")

@@ -11,6 +11,9 @@ from pathlib import Path
 from .dates import SPAN_END, to_date
 from .sources import MunicipalityPlan
 
+# synthetic HER-ids (address register numbers) for the sandbox registry: a fixed base plus the kommunenummer
+SYNTHETIC_HER_ID_BASE = 90_000_000
+
 
 def _current_product(plan: MunicipalityPlan) -> tuple[str, str, str]:
     part = plan.muni.parts[0]
@@ -28,6 +31,7 @@ def _kommune(plan: MunicipalityPlan) -> str:
         f'leverandor = "{vendor}"',
         f'navn_epj = "{name}"',
         f'versjon_epj = "{version}"',
+        f"her_id = {SYNTHETIC_HER_ID_BASE + int(nr)}",
         "kontaktpersoner = [",
         f'  {{ navn = "Kari Testperson", epost = "kari.testperson@k{nr}.example.org", type = 16 }},',
         f'  {{ navn = "Ola Testperson", epost = "ola.testperson@k{nr}.example.org", type = 17 }},',

@@ -8,6 +8,7 @@ are made from it (`assets/specs.py`), and so are the warehouse views and their c
 
 from __future__ import annotations
 
+from transforms.tables.deliver import DELIVERIES
 from transforms.tables.ingest import (
     EPJ_PERSONS,
     EPJ_SERVICE_VERSIONS,
@@ -59,6 +60,7 @@ TABLES: dict[str, Table] = {
         COVERAGE, COVERAGE_SEGMENTS, GAPS, MISSING_EXTRACTS, EPISODES, EPISODE_STOPS, PROVIDER_CHANGES, CONFLICTS,
         DAILY_ALLOCATION,
         EVENTS, NOTIFICATIONS, WRITTEN_DAYS, PERSONS, MANIFEST, PLAN, MESSAGE_FRAME,
+        DELIVERIES,
     )
 }
 
@@ -97,7 +99,7 @@ def _check_registry() -> None:
 _check_registry()
 
 __all__ = [
-    "COMBINED_TABLES", "CONFLICTS", "COVERAGE", "COVERAGE_SEGMENTS", "DAILY_ALLOCATION", "EPISODES",
+    "COMBINED_TABLES", "CONFLICTS", "COVERAGE", "COVERAGE_SEGMENTS", "DAILY_ALLOCATION", "DELIVERIES", "EPISODES",
     "EPISODE_STOPS", "EPJ_PERSONS", "EPJ_SERVICE_VERSIONS", "EPJ_STOPS", "EPJ_TABLES", "EVENTS", "FILE_COUNTS",
     "GAPS", "IDENTITY_PARTS", "IDENTITY_VAULT", "IPLOS_ASSESSMENTS", "IPLOS_DIAGNOSES", "IPLOS_PERSONS",
     "IPLOS_SERVICES", "IPLOS_STOPS", "IPLOS_TABLES", "LEDGER_TABLES", "MANIFEST", "MESSAGE_FRAME",

@@ -29,6 +29,11 @@ class Column:
     nullable: bool = True  # declared NOT NULL in the ledger's DDL when False
 
 
+def required(name: str, dtype, description: str) -> Column:
+    """A column that is never null (NOT NULL in the ledger's DDL)."""
+    return Column(name, dtype, description, nullable=False)
+
+
 @dataclass(frozen=True, eq=False)  # each declaration is one object: compared and hashed by identity
 class Table:
     """One table the pipeline writes.

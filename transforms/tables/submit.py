@@ -6,13 +6,11 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.tables.model import Column, Table
+from transforms.tables.model import required as _required
 
 UTC = pl.Datetime("us", "UTC")
 LEDGER_FILE = "ledger/ledger.duckdb"
 
-
-def _required(name: str, dtype, description: str) -> Column:
-    return Column(name, dtype, description, nullable=False)
 
 
 _KOMMUNE = _required("kommune", pl.Utf8, "reporting municipality")

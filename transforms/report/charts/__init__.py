@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 # matplotlib is imported by the builders when a chart is drawn, not when the code location loads (~1 s)
 
-__all__ = ["Chart", "active_users_chart", "coverage_chart", "notifications_chart", "quarantine_chart",
-           "reports_dir"]
+__all__ = ["Chart", "active_users_chart", "coverage_chart", "deliveries_chart", "notifications_chart",
+           "quarantine_chart", "reports_dir"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,13 @@ def notifications_chart(data_root: Path, con: duckdb.DuckDBPyConnection | None =
     png, path = _both(lambda: notifications.notifications_figure(counts), "notifications",
                       out_dir or reports_dir(data_root))
     return Chart("notifications", "Notifications per day by status N, M, C", png, path)
+
+
+def deliveries_chart(data_root: Path, con: duckdb.DuckDBPyConnection, out_dir: Path | None = None) -> Chart:
+    """Messages per day by delivery state (accepted, waiting, rejected) from an open ledger connection."""
+    from transforms.report.charts import deliveries
+
+    counts = deliveries.delivery_counts(con)
+    png, path = _both(lambda: deliveries.deliveries_figure(counts), "deliveries", out_dir or reports_dir(data_root))
+    return Chart("deliveries", "Messages per day by delivery state: accepted, pending or in flight, rejected",
+                 png, path)

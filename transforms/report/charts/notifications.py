@@ -14,9 +14,16 @@ import duckdb
 import matplotlib.dates as mdates
 import numpy as np
 import polars as pl
-from matplotlib.ticker import MaxNLocator
 
-from transforms.report.charts.render import DPI_METADATA, chart_style, message_figure, new_figure, png_bytes, thousands
+from transforms.report.charts.render import (
+    DPI_METADATA,
+    chart_style,
+    date_axes,
+    message_figure,
+    new_figure,
+    png_bytes,
+    thousands,
+)
 
 TITLE = "Notifications per day"
 STATUSES = (("N", "N new", "#4c78a8"), ("M", "M correction (KorrigerErstatt)", "#f58518"),
@@ -95,13 +102,7 @@ def notifications_figure(counts: pl.DataFrame, scope: str = "all municipalities"
     else:
         axes.set_ylim(0, max(float(total.max()), 1.0) * 1.1)
     axes.set_xlim(x[0], x[1])
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(axis="y", color="#e5e5e5", linewidth=0.6)
-    axes.set_axisbelow(True)
-    axes.set_ylabel("notifications per day")
+    date_axes(axes, "notifications per day")
     first, last = wide["day"].min(), wide["day"].max()
     axes.set_title(f"{TITLE}, {scope}, {first} to {last}: {thousands(total.sum())} on "
                    f"{thousands((total > 0).sum())} days", loc="left")

@@ -88,3 +88,17 @@ def write_png(png: bytes, path: Path) -> Path:
 
 def thousands(value: float) -> str:
     return f"{value:,.0f}".replace(",", " ")
+
+
+def date_axes(axes, ylabel: str) -> None:
+    """A time axis with concise dates, whole counts on a light grid, and the y label: the daily charts' look."""
+    import matplotlib.dates as mdates
+    from matplotlib.ticker import MaxNLocator
+
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(axis="y", color="#e5e5e5", linewidth=0.6)
+    axes.set_axisbelow(True)
+    axes.set_ylabel(ylabel)
