@@ -38,7 +38,14 @@ from transforms.tables import (
 )
 from transforms.tables.timeline import RECONSTRUCTION_INPUTS
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
-from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
+from transforms.timeline.coverage import (
+    as_of_date,
+    build_coverage,
+    epj_system_frame,
+    extract_evidence,
+    missing_extracts,
+    staged_extracts,
+)
 from transforms.timeline.episodes import (
     CONFLICTS_SQL,
     EPISODES_OUT_SQL,
@@ -126,6 +133,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
         coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts)
+        con.register("extract_evidence", extract_evidence(coverage).to_arrow())
         run_script(con, PERSONS_SQL)
         run_script(con, RECORDS_SQL)
         check_record_count(con.execute("SELECT count(*) FROM resolved_records").fetchone()[0])

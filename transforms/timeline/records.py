@@ -85,7 +85,7 @@ IPLOS_HAS_RECORD = ("person IS NOT NULL AND CASE WHEN is37 THEN id37 IS NOT NULL
 REF_LINE_BITS = 40
 LINEAGE_REF = f"((file_no << {REF_LINE_BITS}) + line)"
 
-RECORDS_SQL = f"""
+RECORD_ROWS_SQL = f"""
 -- the batch's source files, ranked by name (NULL names no file: its rows' lineage is NULL, as before)
 CREATE OR REPLACE TABLE lineage_files AS
 SELECT source_file, CAST(row_number() OVER (ORDER BY source_file) - 1 AS BIGINT) AS file_no
@@ -131,10 +131,16 @@ SELECT f.file_no, s.line, s.data_year, s.unit, s.extract_date, s.user_no, s.serv
        m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
        coalesce(s.layout = '3.7', FALSE) AS is37
 FROM iplos_services s
+-- a yearly extract's row is evidence only where that extract is the authoritative source on some day of its
+-- unit and year (`extract_evidence`); on days an EPJ covers, it serves reconciliation only (timeline.md)
+JOIN extract_evidence x ON x.unit = s.unit AND x.year = s.data_year
 JOIN municipality_codes m ON m.code = s.unit
 LEFT JOIN person_alias a ON a.alias = s.person_key
 LEFT JOIN lineage_files f ON f.source_file = s.source_file;
+"""
 
+# the records from the rows: `RECORD_ROWS_SQL`, then (analyst overrides may admit rows in between) this
+RECORDS_FROM_ROWS_SQL = f"""
 CREATE OR REPLACE VIEW iplos_keyed AS
 SELECT rowid AS row_no, *, {CODE29.format(c="service_code")} AS code29,
        CASE WHEN is37 THEN service_id END AS id37,
@@ -209,3 +215,5 @@ SELECT 'epj:' || system || ':' || service_id AS record_id, refs FROM epj_current
 UNION ALL
 SELECT record_id, refs FROM iplos_current;
 """
+
+RECORDS_SQL = RECORD_ROWS_SQL + RECORDS_FROM_ROWS_SQL
