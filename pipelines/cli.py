@@ -94,7 +94,7 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) -> float:
+def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str], dry_run: bool = False) -> float:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.run import Runner
@@ -103,14 +103,15 @@ def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) 
     runner = Runner(settings.data_root)
     with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"backfill {first}..{last}", total=6)
+        stages = 4 if dry_run else 6
+        task = progress.add_task(f"backfill {first}..{last}", total=stages)
 
         def on_stage(name: str) -> None:
             progress.update(task, description=name, completed=progress.tasks[0].completed + (
                 1 if progress.tasks[0].description != f"backfill {first}..{last}" else 0))
 
-        runner.backfill(first, last, kommuner, on_stage=on_stage)
-        progress.update(task, description="done", completed=6)
+        runner.backfill(first, last, kommuner, on_stage=on_stage, dry_run=dry_run)
+        progress.update(task, description="done", completed=stages)
     return time.perf_counter() - started
 
 
@@ -134,8 +135,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     first = args.from_day or settings.cutoff_date
     last = args.to_day or last_complete_day()
     if args.via_daemon:
+        if args.dry_run:
+            console.print("[red]error:[/] --dry-run runs in-process; materialize backfill_plan in the UI instead")
+            return 2
         return _backfill_via_daemon(args.url, settings, first, last, args.kommune or [])
-    elapsed = _run_backfill(settings, first, last, args.kommune or [])
+    elapsed = _run_backfill(settings, first, last, args.kommune or [], dry_run=args.dry_run)
+    if args.dry_run:
+        from pipelines.plan_report import print_plan
+
+        print_plan(console, settings, first, last, elapsed)
+        return 0
     _print_backfill_summary(settings, elapsed)
     return 0
 
@@ -278,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--via-daemon", action="store_true",
                       help="submit the backfill to a running `ktt ui` (GraphQL) instead of running in-process")
     back.add_argument("--url", default="http://127.0.0.1:3000", help="webserver for --via-daemon")
+    back.add_argument("--dry-run", action="store_true",
+                      help="plan against the current ledger and print what would be sent (N, M, C by event type "
+                           "and day); writes dry_run/plan.parquet, nothing under submissions/ or to the ledger")
     _add_root(back)
     back.set_defaults(func=cmd_backfill)
 

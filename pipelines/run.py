@@ -79,20 +79,32 @@ class Runner:
         self._materialize([submissions.daily_submissions], tags=_range_tags(first.isoformat(), last.isoformat()),
                           config=config)
 
+    def plan(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = ()) -> None:
+        """The dry run of `submissions`: the plan only (`backfill_plan`), no message, no ledger row."""
+        config = {"ops": {"backfill_plan": {"config": {"kommuner": list(kommuner)}}}}
+        self._materialize([submissions.backfill_plan], tags=_range_tags(first.isoformat(), last.isoformat()),
+                          config=config)
+
     def warehouse(self) -> None:
         self._materialize([timeline.warehouse])
 
     def backfill(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = (),
-                 on_stage: Callable[[str], None] | None = None) -> None:
-        """Every stage for the range; `on_stage(name)` is called as each stage starts."""
+                 on_stage: Callable[[str], None] | None = None, dry_run: bool = False) -> None:
+        """Every stage for the range; `on_stage(name)` is called as each stage starts. A dry run rebuilds
+        the timelines and events and plans the messages, but writes no message and no ledger row."""
         stages: list[tuple[str, Callable[[], None]]] = [
             ("ingest sources", self.ingest),
             ("reconstruct timelines", self.timeline),
             ("derive events", self.events),
-            ("daily aggregates", lambda: self.daily_allocation(first, last)),
-            ("write daily messages", lambda: self.submissions(first, last, kommuner)),
-            ("refresh warehouse", self.warehouse),
         ]
+        if dry_run:
+            stages.append(("plan daily messages", lambda: self.plan(first, last, kommuner)))
+        else:
+            stages += [
+                ("daily aggregates", lambda: self.daily_allocation(first, last)),
+                ("write daily messages", lambda: self.submissions(first, last, kommuner)),
+                ("refresh warehouse", self.warehouse),
+            ]
         for name, stage in stages:
             if on_stage:
                 on_stage(name)

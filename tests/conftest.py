@@ -63,3 +63,11 @@ def demo_root(tmp_path_factory, key_file) -> Path:
 @pytest.fixture(scope="session")
 def small_root(tmp_path_factory, key_file) -> Path:
     return _generate_and_ingest(tmp_path_factory, key_file, "small")
+
+
+@pytest.fixture(scope="session")
+def sent_root(demo_root, tmp_path_factory, key_file) -> Path:
+    """The demo as it was before its EPJs annulled the planted services, written to 2025-06-30."""
+    from tests.phantoms import sent_before_annulment
+
+    return sent_before_annulment(demo_root, tmp_path_factory.mktemp("sent") / "data", key_file)

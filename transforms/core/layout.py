@@ -119,4 +119,4 @@ class DataRoot:
         return table.glob(self.path)
 
     # folders that one stage owns and rewrites as a whole
-    OUTPUT_FOLDERS = ("staging", "identity", "timeline", "ledger", "submissions", "outbox", "reference")
+    OUTPUT_FOLDERS = ("staging", "identity", "timeline", "ledger", "submissions", "outbox", "reference", "dry_run")
