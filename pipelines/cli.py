@@ -103,7 +103,7 @@ def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str], 
     runner = Runner(settings.data_root)
     with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
-        stages = 4 if dry_run else 6
+        stages = 5 if dry_run else 7
         task = progress.add_task(f"backfill {first}..{last}", total=stages)
 
         def on_stage(name: str) -> None:

@@ -68,6 +68,9 @@ class Runner:
     def timeline(self) -> None:
         self._materialize([timeline.timeline])
 
+    def reconciliation(self) -> None:
+        self._materialize([timeline.reconciliation])
+
     def events(self) -> None:
         self._materialize([submissions.service_events])
 
@@ -95,6 +98,7 @@ class Runner:
         stages: list[tuple[str, Callable[[], None]]] = [
             ("ingest sources", self.ingest),
             ("reconstruct timelines", self.timeline),
+            ("reconcile with the extracts", self.reconciliation),
             ("derive events", self.events),
         ]
         if dry_run:
