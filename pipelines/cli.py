@@ -237,6 +237,18 @@ def cmd_resend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from transforms.report.review import review_folder, write_review
+
+    settings = load_settings(args.data_root)
+    pages = write_review(settings, args.kommune or None)
+    for page in pages:
+        console.print(f"wrote {page}")
+    console.print(f"index: {review_folder(settings) / 'index.html'} (open the pages in any browser; they are "
+                  "self-contained)")
+    return 0
+
+
 def cmd_ledger_status(args: argparse.Namespace) -> int:
     from transforms.submit.ledger import integrity_problems, open_ledger, status_table
 
@@ -310,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = led.add_parser("status", help="last written day, last sequence number, counts by status")
     _add_root(status)
     status.set_defaults(func=cmd_ledger_status)
+
+    review = sub.add_parser("review", help="one self-contained HTML review page per municipality under reports/")
+    review.add_argument("--kommune", nargs="*", help="only these reporting municipalities (default: all)")
+    _add_root(review)
+    review.set_defaults(func=cmd_review)
 
     ui = sub.add_parser("ui", help="the Dagster webserver and daemon on 127.0.0.1 (Ctrl-C stops both)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

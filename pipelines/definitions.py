@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from assets import ingestion, submissions, timeline
+from assets import ingestion, report, submissions, timeline
 from pipelines.resources import RESOURCES
 from pipelines.schedules import daily_operation, daily_schedule
 from pipelines.sensors import ingest_epj_exports, ingest_yearly_extracts, raw_files_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, timeline, submissions]),
+    assets=dg.load_assets_from_modules([ingestion, timeline, submissions, report]),
     jobs=[ingest_yearly_extracts, ingest_epj_exports, daily_operation],
     schedules=[daily_schedule],
     sensors=[raw_files_sensor],

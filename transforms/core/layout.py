@@ -33,6 +33,11 @@ class DataRoot:
         return self.config / "settings.toml"
 
     @property
+    def overrides_toml(self) -> Path:
+        """Analysts' decisions on conflicts and doubtful cases (`transforms.timeline.overrides`)."""
+        return self.config / "overrides.toml"
+
+    @property
     def raw(self) -> Path:
         return self.path / "raw"
 

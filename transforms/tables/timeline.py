@@ -150,13 +150,16 @@ PROVIDER_CHANGES = Table(
 CONFLICTS = Table(
     "conflicts",
     "Doubtful cases the reconstruction met: ambiguous links, start disagreements, several persons or codes "
-    "in one episode, the same source twice, id/person mismatches, unresolved persons, shared reporting ids.",
+    "in one episode, the same source twice, id/person mismatches, unresolved persons, shared reporting ids, "
+    "and the analysts' decisions on them.",
     (
         _KOMMUNE,
         Column("episode_id", pl.Utf8, "the episode concerned, where there is one"),
         Column("conflict", pl.Utf8, "kind of conflict"),
         Column("record_id", pl.Utf8, "the source record concerned, where there is one"),
         Column("detail", pl.Utf8, "what was found, for a person to read"),
+        Column("resolved_by", pl.Utf8, "the analyst override(s) that decided it (config/overrides.toml ids); "
+                                       "conflict analyst_decision lists a decision that resolved no other row"),
     ),
     path="timeline/conflicts.parquet",
     asset="conflicts",
