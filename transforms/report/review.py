@@ -63,7 +63,7 @@ def _cell(value: object) -> dict:
     if isinstance(value, float):
         return {"text": f"{100 * value:.1f} %" if 0 <= value <= 1 else f"{value:,.1f}", "num": True}
     if isinstance(value, int) and not isinstance(value, bool):
-        return {"text": f"{value:,}".replace(",", " "), "num": True}
+        return {"text": f"{value:,}".replace(",", " ") if abs(value) >= 10_000 else str(value), "num": True}
     return {"text": str(value), "num": False}
 
 

@@ -49,7 +49,7 @@ class ReviewData:
     quarantine: pl.DataFrame
     reconciliation: pl.DataFrame
     discrepancies: pl.DataFrame
-    notifications: pl.DataFrame  # by event type and year (status columns), from the ledger or the plan
+    notifications: pl.DataFrame  # per event type and status, a column per year: from the ledger or the plan
     notification_days: pl.DataFrame  # (day, status, notifications): the chart's input
     messages: dict[str, object] = field(default_factory=dict)  # first and last message
     source: str = "ledger"  # 'ledger' (what was sent) or 'plan' (what a backfill would send)
@@ -96,7 +96,16 @@ def _ledger_side(settings: Settings, kommune: str, plan: pl.DataFrame | None) ->
     for status in ("N", "M", "C"):
         if status not in by_type.columns:
             by_type = by_type.with_columns(pl.lit(0, pl.UInt32).alias(status))
-    by_type = by_type.select("event_type", "year", "N", "M", "C").sort("event_type", "year")
+    # one row per event type and status, one column per year: a page stays short for nine years
+    by_type = (by_type.unpivot(index=["event_type", "year"], on=["N", "M", "C"], variable_name="status",
+                               value_name="n")
+               .filter(pl.col("n").sum().over("event_type", "status") > 0)
+               .with_columns(pl.col("year").cast(pl.Utf8))
+               .sort("year")
+               .pivot(on="year", index=["event_type", "status"], values="n").fill_null(0)
+               .with_columns(pl.col("status").replace_strict({"N": 0, "M": 1, "C": 2}, return_dtype=pl.Int8)
+                             .alias("_order"))
+               .sort("event_type", "_order").drop("_order"))
     days = sent.group_by("day", "status").len("notifications").sort("day", "status")
     return by_type, days, info, source
 
@@ -160,8 +169,11 @@ def review_data(settings: Settings, kommune: str, plan: pl.DataFrame | None = No
         "only_in_extract", "only_in_timeline", "start_disagreements", "end_disagreements")).sum().item()
     ) if reconciliation.height else 0
     notifications, days, messages, source = _ledger_side(settings, kommune, plan)
+    years = [c for c in notifications.columns if c not in ("event_type", "status")]
     for status in ("N", "M", "C"):
-        counts[f"notifications_{status}"] = int(notifications[status].sum()) if notifications.height else 0
+        mine = notifications.filter(pl.col("status") == status) if notifications.height else notifications
+        counts[f"notifications_{status}"] = int(mine.select(pl.sum_horizontal(years)).sum().item()) if (
+            mine.height and years) else 0
     return ReviewData(kommune, names.get(kommune, kommune), counts, segments, gaps, bridged, conflicts.head(
         ROWS_LISTED), by_kind, imputed, quarantine, reconciliation, discrepancies, notifications, days, messages,
         source)
