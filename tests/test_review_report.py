@@ -3,7 +3,6 @@ demo page opens in headless Chromium with its coverage chart (screenshots in tes
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,11 +13,10 @@ import duckdb
 import pytest
 
 from pipelines.run import Runner
+from tests.browser import ARTIFACTS, launch, require_chromium
 from transforms.submit.ledger import open_ledger
 
 KTT = str(Path(sys.executable).with_name("ktt"))
-CHROMIUM = os.environ.get("KTT_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("KTT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 DEMO = ("1515", "3301", "5001")
 COUNT = re.compile(r'data-count="([a-zA-Z_]+)">(-?\d+)<')
 
@@ -102,17 +100,11 @@ def test_the_review_command_takes_municipalities(reviewed, tmp_path):
 
 
 def test_every_demo_page_opens_in_headless_chromium(reviewed):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("KTT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs Debian's chromium in .ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_ui_e2e import CHROMIUM_ARGS
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         for kommune in DEMO:
             page.goto(_page(reviewed, kommune).as_uri(), wait_until="load")
