@@ -14,12 +14,13 @@ from assets.resources import KttResource
 from assets.specs import asset_spec
 from transforms.report.charts import notifications_chart
 from transforms.report.markdown import markdown_table
+from transforms.submit.dry_run import plan_backfill, plan_summary, write_plan
 from transforms.submit.events import write_events
 from transforms.submit.ledger import integrity_problems, open_ledger
 from transforms.submit.replay import repeated_starts, replay_differences
 from transforms.submit.serializers import get_serializer
 from transforms.submit.writer import SubmissionWriter
-from transforms.tables import EVENTS, NOTIFICATIONS
+from transforms.tables import EVENTS, NOTIFICATIONS, PLAN
 
 GROUP = "submissions"
 
@@ -97,3 +98,22 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
                                   passed=differences.height == 0 and starts.height == 0,
                                   metadata={"differences": differences.height, "repeated_starts": starts.height,
                                             "first": dg.MetadataValue.md(markdown_table(differences, 20))})
+
+
+@dg.multi_asset(specs=[asset_spec(PLAN.asset, GROUP, {"parquet"})], partitions_def=days, backfill_policy=single_run,
+                pool=LEDGER_POOL)
+def backfill_plan(context: AssetExecutionContext, ktt: KttResource, config: SubmissionsConfig):
+    """The dry run of daily_submissions: what a backfill of the range would send (N, M, C by event type and
+    day), planned against the current ledger; writes only dry_run/plan.parquet, never a message or the ledger."""
+    settings = ktt.run_settings()
+    window = context.partition_time_window
+    first, last = window.start.date(), window.end.date() - dt.timedelta(days=1)
+    plan = plan_backfill(settings, first, last, config.kommuner or None)
+    write_plan(settings, plan)
+    by_status = dict(plan.group_by("status").len().sort("status").iter_rows())
+    context.log.info(f"dry run {first}..{last}: would send {by_status}")
+    return dg.MaterializeResult(asset_key=PLAN.asset, metadata={
+        "first_day": str(first), "last_day": str(last), "notifications": dg.MetadataValue.json(by_status),
+        "by_municipality_and_type": dg.MetadataValue.md(markdown_table(plan_summary(plan), 200)),
+        "path": dg.MetadataValue.path(str(PLAN.location(settings.data_root))),
+    })

@@ -11,7 +11,7 @@ from assets.partitions import days, single_run
 from assets.pools import TIMELINE_POOL, WAREHOUSE_POOL
 from assets.resources import KttResource
 from assets.specs import asset_spec
-from transforms.report.charts import active_users_chart, coverage_chart
+from transforms.report.charts import active_users_chart, coverage_chart, reconciliation_chart
 from transforms.report.markdown import markdown_table
 from transforms.report.warehouse import build_warehouse
 from transforms.tables import (
@@ -20,12 +20,14 @@ from transforms.tables import (
     COVERAGE,
     DAILY_ALLOCATION,
     EPISODES,
+    RECONCILIATION,
     STREAMED_TABLES,
     TABLES,
 )
 from transforms.timeline import checks
 from transforms.timeline.build import build_timeline
 from transforms.timeline.daily import write_daily_allocation
+from transforms.timeline.reconciliation import below_threshold, reconcile
 
 GROUP = "timeline"
 TIMELINE_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES)
@@ -85,6 +87,34 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
         # every day written so far, not only this run's range: one day alone would be a single dot
         **chart_metadata(context, "active_users_chart", lambda: active_users_chart(settings.data_root)),
     })
+
+
+@dg.multi_asset(
+    specs=[asset_spec(RECONCILIATION.asset, GROUP, {"parquet", "duckdb"})],
+    check_specs=[dg.AssetCheckSpec("agreement_with_yearly_extracts", asset=RECONCILIATION.asset, blocking=False,
+                                   description="every municipality and year agrees with its yearly extract at least "
+                                               "as much as [reconciliation] agreement_threshold (a warning)")],
+    pool=TIMELINE_POOL,
+)
+def reconciliation(context: AssetExecutionContext, ktt: KttResource):
+    """The reconstruction against the yearly extracts an EPJ made redundant: matched, one-sided, disagreeing."""
+    settings = ktt.run_settings()
+    result = reconcile(settings)
+    threshold = settings.reconciliation.agreement_threshold
+    summary = result.summary
+    yield dg.MaterializeResult(asset_key=RECONCILIATION.asset, metadata={
+        "extracts_reconciled": summary.height,
+        "discrepancies": dg.MetadataValue.json(
+            dict(result.services.group_by("discrepancy").len().sort("discrepancy").iter_rows())),
+        **chart_metadata(context, "agreement_chart", lambda: reconciliation_chart(settings.data_root, threshold)),
+    })
+    low = below_threshold(summary, threshold)
+    yield dg.AssetCheckResult(
+        asset_key=RECONCILIATION.asset, check_name="agreement_with_yearly_extracts", passed=low.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"threshold": threshold, "below_threshold": low.height,
+                  "lowest": dg.MetadataValue.md(markdown_table(low.sort("agreement").select(
+                      "kommune", "year", "agreement", "matched", "only_in_extract", "only_in_timeline"), 20))})
 
 
 # the analyst catalog reads every Parquet table; the staged ones come from ingestion

@@ -96,14 +96,14 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) -> float:
+def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str], dry_run: bool = False) -> float:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.run import Runner
 
     started = time.perf_counter()
     runner = Runner(settings.data_root)
-    stages = 7 if runner.delivers else 6
+    stages = 5 if dry_run else 8 if runner.delivers else 7
     with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"backfill {first}..{last}", total=stages)
@@ -112,7 +112,7 @@ def _run_backfill(settings, first: dt.date, last: dt.date, kommuner: list[str]) 
             progress.update(task, description=name, completed=progress.tasks[0].completed + (
                 1 if progress.tasks[0].description != f"backfill {first}..{last}" else 0))
 
-        runner.backfill(first, last, kommuner, on_stage=on_stage)
+        runner.backfill(first, last, kommuner, on_stage=on_stage, dry_run=dry_run)
         progress.update(task, description="done", completed=stages)
     return time.perf_counter() - started
 
@@ -137,8 +137,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     first = args.from_day or settings.cutoff_date
     last = args.to_day or last_complete_day()
     if args.via_daemon:
+        if args.dry_run:
+            console.print("[red]error:[/] --dry-run runs in-process; materialize backfill_plan in the UI instead")
+            return 2
         return _backfill_via_daemon(args.url, settings, first, last, args.kommune or [])
-    elapsed = _run_backfill(settings, first, last, args.kommune or [])
+    elapsed = _run_backfill(settings, first, last, args.kommune or [], dry_run=args.dry_run)
+    if args.dry_run:
+        from pipelines.plan_report import print_plan
+
+        print_plan(console, settings, first, last, elapsed)
+        return 0
     _print_backfill_summary(settings, elapsed)
     return 0
 
@@ -266,6 +274,18 @@ def cmd_resend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from transforms.report.review import review_folder, write_review
+
+    settings = load_settings(args.data_root)
+    pages = write_review(settings, args.kommune or None)
+    for page in pages:
+        console.print(f"wrote {page}")
+    console.print(f"index: {review_folder(settings) / 'index.html'} (open the pages in any browser; they are "
+                  "self-contained)")
+    return 0
+
+
 def cmd_ledger_status(args: argparse.Namespace) -> int:
     from transforms.submit.ledger import integrity_problems, open_ledger, status_table
 
@@ -316,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--via-daemon", action="store_true",
                       help="submit the backfill to a running `ktt ui` (GraphQL) instead of running in-process")
     back.add_argument("--url", default="http://127.0.0.1:3000", help="webserver for --via-daemon")
+    back.add_argument("--dry-run", action="store_true",
+                      help="plan against the current ledger and print what would be sent (N, M, C by event type "
+                           "and day); writes dry_run/plan.parquet, nothing under submissions/ or to the ledger")
     _add_root(back)
     back.set_defaults(func=cmd_backfill)
 
@@ -336,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = led.add_parser("status", help="last written day, last sequence number, counts by status")
     _add_root(status)
     status.set_defaults(func=cmd_ledger_status)
+
+    review = sub.add_parser("review", help="one self-contained HTML review page per municipality under reports/")
+    review.add_argument("--kommune", nargs="*", help="only these reporting municipalities (default: all)")
+    _add_root(review)
+    review.set_defaults(func=cmd_review)
 
     ui = sub.add_parser("ui", help="the Dagster webserver and daemon on 127.0.0.1 (Ctrl-C stops both)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

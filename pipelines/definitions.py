@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import delivery, ingestion, submissions, timeline
+from assets import delivery, ingestion, report, submissions, timeline
 from pipelines.resources import RESOURCES
 from pipelines.schedules import daily_operation, daily_schedule
 from pipelines.sensors import (
@@ -14,7 +14,7 @@ from pipelines.sensors import (
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, timeline, submissions, delivery]),
+    assets=dg.load_assets_from_modules([ingestion, timeline, submissions, report, delivery]),
     jobs=[ingest_yearly_extracts, ingest_epj_exports, daily_operation, deliver_pending],
     schedules=[daily_schedule],
     sensors=[raw_files_sensor, pending_deliveries_sensor],

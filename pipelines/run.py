@@ -70,6 +70,9 @@ class Runner:
     def timeline(self) -> None:
         self._materialize([timeline.timeline])
 
+    def reconciliation(self) -> None:
+        self._materialize([timeline.reconciliation])
+
     def events(self) -> None:
         self._materialize([submissions.service_events])
 
@@ -79,6 +82,12 @@ class Runner:
     def submissions(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = ()) -> None:
         config = {"ops": {"daily_submissions": {"config": {"kommuner": list(kommuner)}}}}
         self._materialize([submissions.daily_submissions], tags=_range_tags(first.isoformat(), last.isoformat()),
+                          config=config)
+
+    def plan(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = ()) -> None:
+        """The dry run of `submissions`: the plan only (`backfill_plan`), no message, no ledger row."""
+        config = {"ops": {"backfill_plan": {"config": {"kommuner": list(kommuner)}}}}
+        self._materialize([submissions.backfill_plan], tags=_range_tags(first.isoformat(), last.isoformat()),
                           config=config)
 
     def warehouse(self) -> None:
@@ -95,18 +104,25 @@ class Runner:
         return load_delivery_config(self.data_root).transport != "none"
 
     def backfill(self, first: dt.date, last: dt.date, kommuner: Sequence[str] = (),
-                 on_stage: Callable[[str], None] | None = None) -> None:
-        """Every stage for the range; `on_stage(name)` is called as each stage starts."""
+                 on_stage: Callable[[str], None] | None = None, dry_run: bool = False) -> None:
+        """Every stage for the range; `on_stage(name)` is called as each stage starts. A dry run rebuilds
+        the timelines and events and plans the messages, but writes no message and no ledger row."""
         stages: list[tuple[str, Callable[[], None]]] = [
             ("ingest sources", self.ingest),
             ("reconstruct timelines", self.timeline),
+            ("reconcile with the extracts", self.reconciliation),
             ("derive events", self.events),
-            ("daily aggregates", lambda: self.daily_allocation(first, last)),
-            ("write daily messages", lambda: self.submissions(first, last, kommuner)),
-            ("refresh warehouse", self.warehouse),
         ]
-        if self.delivers:
-            stages.append(("deliver to the registry", lambda: self.deliver(first, last, kommuner)))
+        if dry_run:
+            stages.append(("plan daily messages", lambda: self.plan(first, last, kommuner)))
+        else:
+            stages += [
+                ("daily aggregates", lambda: self.daily_allocation(first, last)),
+                ("write daily messages", lambda: self.submissions(first, last, kommuner)),
+                ("refresh warehouse", self.warehouse),
+            ]
+            if self.delivers:
+                stages.append(("deliver to the registry", lambda: self.deliver(first, last, kommuner)))
         for name, stage in stages:
             if on_stage:
                 on_stage(name)

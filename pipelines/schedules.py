@@ -8,7 +8,7 @@ daily_operation = dg.define_asset_job(
     "daily_operation",
     selection=dg.AssetSelection.assets(
         ingestion.epj_histories, ingestion.identity_vault, ingestion.municipality_numbers, timeline.timeline,
-        submissions.service_events,
+        timeline.reconciliation, submissions.service_events,
         timeline.daily_allocation, submissions.daily_submissions, delivery.kpr_delivery, timeline.warehouse,
     ),
     description="Re-read the EPJ exports, rebuild episodes and events, write the day's message "

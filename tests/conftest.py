@@ -75,3 +75,11 @@ def written_demo(demo_root, tmp_path_factory) -> Path:
     prepare(root)
     backfill(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def sent_root(demo_root, tmp_path_factory, key_file) -> Path:
+    """The demo as it was before its EPJs annulled the planted services, written to 2025-06-30."""
+    from tests.phantoms import sent_before_annulment
+
+    return sent_before_annulment(demo_root, tmp_path_factory.mktemp("sent") / "data", key_file)

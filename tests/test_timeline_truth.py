@@ -113,3 +113,18 @@ def test_one_municipality_per_batch_gives_the_same_timeline(small, tmp_path, wor
     assert summary.episode_flags["total"] == episodes.height
     assert summary.episode_flags["stitched"] == episodes["stitched"].sum()
     assert not list((root / "timeline").glob(".*.tmp")), "no temporary file is left behind"
+
+
+@pytest.mark.parametrize("scale", ["demo", "small"])
+def test_services_only_extracts_of_epj_covered_years_list_are_no_episode(scale, request):
+    """The truth's `extract_only` services (annulled in the EPJ since, or gone from its export) are listed by
+    the extracts of years an EPJ covers: the day-level comparison above counts any day rebuilt from them as
+    extra; here they are named."""
+    settings, result = request.getfixturevalue(scale)
+    planted = pl.read_parquet(settings.data_root / "truth" / "extract_only.parquet")
+    assert set(planted["kind"]) == {"annulled_in_epj", "missing_from_epj"}
+    records = result.episodes.select("kommune", pl.col("records").list.join(" ").alias("records"))
+    for row in planted.unique("service_id").iter_rows(named=True):
+        hits = records.filter((pl.col("kommune") == row["reporting_kommune"])
+                              & pl.col("records").str.contains(f":{row['service_id']}", literal=True))
+        assert hits.height == 0, row

@@ -20,13 +20,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.remote import follow_backfill, graphql, launch_backfill
+from tests.browser import ARTIFACTS, launch, require_chromium
 from transforms.submit.ledger import integrity_problems, open_ledger
 
 KTT = str(Path(sys.executable).with_name("ktt"))
-CHROMIUM = os.environ.get("KTT_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("KTT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 JANUARY = (dt.date(2017, 1, 1), dt.date(2017, 1, 31))
 FEBRUARY = (dt.date(2017, 2, 1), dt.date(2017, 2, 28))
 BACKFILL_TIMEOUT = 900
@@ -134,15 +131,11 @@ def test_ui_serves_on_loopback_with_a_project_local_instance(ui):
 
 
 def test_browser_backfill_of_one_month_equals_ktt_backfill(ui, reference_root):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("KTT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs Debian's chromium in .ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
         expect.set_options(timeout=60_000)

@@ -38,6 +38,11 @@ class DataRoot:
         return self.config / "delivery.toml"
 
     @property
+    def overrides_toml(self) -> Path:
+        """Analysts' decisions on conflicts and doubtful cases (`transforms.timeline.overrides`)."""
+        return self.config / "overrides.toml"
+
+    @property
     def raw(self) -> Path:
         return self.path / "raw"
 
@@ -129,4 +134,4 @@ class DataRoot:
         return table.glob(self.path)
 
     # folders that one stage owns and rewrites as a whole
-    OUTPUT_FOLDERS = ("staging", "identity", "timeline", "ledger", "submissions", "outbox", "reference")
+    OUTPUT_FOLDERS = ("staging", "identity", "timeline", "ledger", "submissions", "outbox", "reference", "dry_run")

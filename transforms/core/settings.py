@@ -32,12 +32,25 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class Reconciliation:
+    """Reconciliation with the yearly extracts: below this agreement a (municipality, year) is warned about."""
+
+    agreement_threshold: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.agreement_threshold <= 1.0:
+            raise ValueError(f"[reconciliation] agreement_threshold = {self.agreement_threshold} in "
+                             "config/settings.toml is not between 0 and 1")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_root: Path
     allow_synthetic_ids: bool = False
     cutoff_date: dt.date = CUTOFF_DATE
     as_of_date: dt.date | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
+    reconciliation: Reconciliation = field(default_factory=Reconciliation)
 
     @property
     def root(self) -> DataRoot:
@@ -52,7 +65,7 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     """Resolve settings: explicit argument, then `KTT_DATA_ROOT`, then `./data`.
 
     `config/settings.toml` under the data root may set `allow_synthetic_ids`,
-    `as_of_date` and `[tolerances]`; the environment wins over the file so that a
+    `as_of_date`, `[tolerances]` and `[reconciliation]`; the environment wins over the file so that a
     test or the demo can switch synthetic identifiers on without editing config.
     """
     root = Path(data_root or os.environ.get("KTT_DATA_ROOT") or "data").resolve()
@@ -65,4 +78,6 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     if isinstance(as_of, str):
         as_of = dt.date.fromisoformat(as_of)
     tol = Tolerances(**file_values.get("tolerances", {}))
-    return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol)
+    reconciliation = Reconciliation(**file_values.get("reconciliation", {}))
+    return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol,
+                    reconciliation=reconciliation)

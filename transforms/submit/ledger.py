@@ -150,7 +150,7 @@ def status_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def integrity_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, repeated (key, content) notifications."""
+    """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, a key sent new (N) while sent."""
     return con.execute("""
         WITH ordered AS (
             SELECT kommune, seq, guid, previous_guid,
@@ -168,7 +168,13 @@ def integrity_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
         FROM notifications GROUP BY guid HAVING count(*) > 1
         UNION ALL
-        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key || ' with one content'
-        FROM notifications WHERE status = 'N'
-        GROUP BY kommune, event_key, content_hash HAVING count(*) > 1
+        -- a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived
+        -- (a changed override, a corrected source) is reported anew, anything else would be a second copy
+        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
+               || ' while an earlier one is not withdrawn'
+        FROM (SELECT kommune, seq, status, event_key,
+                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
+              FROM notifications)
+        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
+        GROUP BY kommune, event_key
         ORDER BY 1, 2""").pl()

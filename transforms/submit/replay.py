@@ -30,9 +30,13 @@ WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_
 ORDER BY 1, 2
 """
 
+# a start sent new again after it was withdrawn (a revived service) is one start, not a second one
 STARTS_SQL = """
 SELECT kommune, reporting_id, count(*) AS starts
-FROM notifications WHERE event_type = 'TjenesteStart' AND status = 'N'
+FROM (SELECT kommune, reporting_id, status, event_type,
+             lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
+      FROM notifications)
+WHERE event_type = 'TjenesteStart' AND status = 'N' AND (previous_status IS NULL OR previous_status <> 'C')
 GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL
 """
 

@@ -19,6 +19,7 @@ import numpy as np
 from .corruptions import CorruptionPlanner
 from .features import ensure_dnr_replacements
 from .municipalities import load_municipalities, national_sizes
+from .phantoms import plant_phantoms
 from .render_config import write_config
 from .render_epj import render_epj
 from .render_iplos import render_iplos
@@ -78,20 +79,22 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
     world, holdings = build_holdings(rng, world, plans)
     world, holdings = ensure_dnr_replacements(rng, world, holdings, plans)
     planner = CorruptionPlanner(plans)
+    # the renderers also draw services the extracts list but the EPJ export does not stand behind
+    phantoms = plant_phantoms(seed, plans, world, holdings)
     write_config(root, plans, scale, seed)
-    epj_files, epj_marks = render_epj(root, plans, holdings, planner.rows)
+    epj_files, epj_marks = render_epj(root, plans, phantoms.holdings, planner.rows)
     xml_files, xml_marks, ids37 = render_iplos(
-        root, plans, world, holdings, seed, planner.rows, planner.file_bytes
+        root, plans, phantoms.world, phantoms.holdings, seed, planner.rows, planner.file_bytes
     )
     corruptions = planner.files + epj_marks + xml_marks
-    write_truth(root, plans, world, holdings, ids37, corruptions)
+    truth_tables = write_truth(root, plans, world, holdings, ids37, corruptions, {"extract_only": phantoms.truth})
     return GenerationSummary(
         scale=scale,
         seed=seed,
         municipalities=len(plans),
         persons=world.persons.height,
         episodes=world.episodes.height,
-        files_written=1 + epj_files + xml_files + 8,
+        files_written=1 + epj_files + xml_files + len(truth_tables),
         corruptions=len(corruptions),
         elapsed_seconds=time.perf_counter() - started,
     )

@@ -266,8 +266,9 @@ def write_truth(
     holdings: Holdings,
     iplos_ids: pl.DataFrame,
     corruptions: list[Corruption],
+    extra: dict[str, pl.DataFrame] | None = None,
 ) -> dict[str, int]:
-    """Write every truth table; returns row counts per table."""
+    """Write every truth table (and `extra` ones, by name); returns row counts per table."""
     out = root / "truth"
     out.mkdir(parents=True, exist_ok=True)
     persons = world.persons.select("pid", pl.coalesce("fnr", "dnr").alias("fid"))
@@ -307,6 +308,7 @@ def write_truth(
             },
             orient="row",
         ).sort(["source_file", "line", "rule_id"], nulls_last=True),
+        **(extra or {}),
     }
     for name, frame in tables.items():
         frame.write_parquet(out / f"{name}.parquet", compression="zstd", statistics=True)

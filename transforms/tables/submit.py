@@ -124,17 +124,18 @@ MANIFEST = Table(
 
 PLAN = Table(
     "plan",
-    "What a run would send, before numbering: new events (N), changed content of sent keys (M), keys gone (C).",
+    "What a run would send, before numbering: new events (N), changed content of sent keys (M), keys gone (C). "
+    "Written by a dry run (`ktt backfill --dry-run`, the backfill_plan asset); the real run plans the same frame.",
     (
+        Column("kommune", pl.Utf8, "reporting municipality"),
         _STATUS, _REF_GUID, _DAY, _EVENT_KEY, _CONTENT_HASH, _EVENT_TYPE, _REPORTING_ID, _SERVICE_CODE,
         _EVENT_DATE, _REGISTERED_AT, _PROVIDER, _STOP_ID, _PERSON,
         Column("user_no", pl.Utf8, "the source's user number (null for a withdrawal)"),
     ),
-    path="submissions/plan.parquet",
-    asset=None,
+    path="dry_run/plan.parquet",
+    asset="backfill_plan",
     reads=("events", "notifications"),
-    sort=("day", "status", "event_key"),
-    storage="frame",
+    sort=("kommune", "day", "status", "event_key"),
 )
 
 MESSAGE_FRAME = Table(

@@ -150,13 +150,16 @@ PROVIDER_CHANGES = Table(
 CONFLICTS = Table(
     "conflicts",
     "Doubtful cases the reconstruction met: ambiguous links, start disagreements, several persons or codes "
-    "in one episode, the same source twice, id/person mismatches, unresolved persons, shared reporting ids.",
+    "in one episode, the same source twice, id/person mismatches, unresolved persons, shared reporting ids, "
+    "and the analysts' decisions on them.",
     (
         _KOMMUNE,
         Column("episode_id", pl.Utf8, "the episode concerned, where there is one"),
         Column("conflict", pl.Utf8, "kind of conflict"),
         Column("record_id", pl.Utf8, "the source record concerned, where there is one"),
         Column("detail", pl.Utf8, "what was found, for a person to read"),
+        Column("resolved_by", pl.Utf8, "the analyst override(s) that decided it (config/overrides.toml ids); "
+                                       "conflict analyst_decision lists a decision that resolved no other row"),
     ),
     path="timeline/conflicts.parquet",
     asset="conflicts",
@@ -186,3 +189,74 @@ DAILY_ALLOCATION = Table(
 STREAMED_TABLES = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)
 # the small ones, combined from every batch at the end
 COMBINED_TABLES = (COVERAGE, COVERAGE_SEGMENTS, GAPS, MISSING_EXTRACTS, CONFLICTS)
+
+# --- reconciliation with the yearly extracts that were not evidence (EPJ-covered years) -----------------
+_YEAR = Column("year", pl.Int32, "data year of the yearly extract")
+_RECONCILIATION_INPUTS = ("episodes", "coverage", "iplos_services", "iplos_persons", "epj_persons",
+                          "epj_service_versions", "municipality_codes")
+
+RECONCILIATION = Table(
+    "reconciliation",
+    "Per municipality, unit and year whose yearly extract an EPJ made redundant (it covers every day): the "
+    "reconstruction against the extract (services matched, only on one side, start and end disagreements).",
+    (
+        _KOMMUNE, _UNIT, _YEAR,
+        Column("authoritative", pl.Utf8, "the source(s) the timeline used instead: epj:<system>"),
+        Column("extract_services", pl.Int64, "services the extract lists"),
+        Column("timeline_services", pl.Int64, "episodes held under the unit and active on some day of the year"),
+        Column("matched", pl.Int64, "extract services matched to an episode (3.7: service id; 3.6: person, code "
+                                    "and start within the tolerance)"),
+        Column("only_in_extract", pl.Int64, "extract services no episode stands for (e.g. annulled in the EPJ since)"),
+        Column("only_in_timeline", pl.Int64, "episodes of the unit and year the extract does not list"),
+        Column("start_disagreements", pl.Int64, "matched services whose start differs from the episode's and "
+                                                "from the matched record's own"),
+        Column("end_disagreements", pl.Int64, "matched services whose end (none: open on 31 December) differs "
+                                              "from the episode's end as known on 31 December"),
+        Column("agreement", pl.Float64, "matched services that agree on start and end, over all services of "
+                                        "either side (null when neither side has any)"),
+    ),
+    path="timeline/reconciliation.parquet",
+    asset="reconciliation",
+    reads=_RECONCILIATION_INPUTS,
+    sort=("kommune", "unit", "year"),
+)
+
+RECONCILIATION_SERVICES = Table(
+    "reconciliation_services",
+    "Every discrepancy between an extract and the reconstruction: one row per service and kind.",
+    (
+        _KOMMUNE, _UNIT, _YEAR,
+        Column("discrepancy", pl.Utf8, "only_in_extract, only_in_timeline, start_disagrees or end_disagrees"),
+        Column("episode_id", pl.Utf8, "the episode (null: only in the extract)"),
+        Column("service_id", pl.Utf8, "the extract's service id (layout 3.7; null for 3.6 and timeline-only)"),
+        Column("person_key", pl.Utf8, "pseudonym of the person"),
+        Column("service_code", pl.Utf8, "service type, code list 9151 (12 and 13 as 29)"),
+        Column("extract_start", pl.Date, "start in the extract"),
+        Column("extract_end", pl.Date, "end in the extract (null: open on 31 December)"),
+        Column("timeline_start", pl.Date, "the episode's start"),
+        Column("timeline_end", pl.Date, "the episode's end"),
+        Column("lineage", pl.Utf8, "the extract row, as source_file:line"),
+    ),
+    path="timeline/reconciliation_services.parquet",
+    asset=None,
+    written_with=("reconciliation",),
+    reads=_RECONCILIATION_INPUTS,
+    sort=("kommune", "unit", "year", "discrepancy", "service_id", "episode_id", "lineage"),
+)
+
+RECONCILIATION_PERSONS = Table(
+    "reconciliation_persons",
+    "Persons per service code on 31 December of each reconciled year, from the extract and from the timeline.",
+    (
+        _KOMMUNE, _UNIT, _YEAR,
+        Column("service_code", pl.Utf8, "service type, code list 9151 (12 and 13 as 29)"),
+        Column("extract_persons", pl.Int64, "persons the extract shows with the service on 31 December"),
+        Column("timeline_persons", pl.Int64, "persons the timeline shows with the service on 31 December"),
+        Column("difference", pl.Int64, "timeline minus extract"),
+    ),
+    path="timeline/reconciliation_persons.parquet",
+    asset=None,
+    written_with=("reconciliation",),
+    reads=_RECONCILIATION_INPUTS,
+    sort=("kommune", "unit", "year", "service_code"),
+)

@@ -40,8 +40,16 @@ from transforms.tables import (
     Table,
 )
 from transforms.tables.timeline import RECONSTRUCTION_INPUTS
+from transforms.timeline import override_sql
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
-from transforms.timeline.coverage import as_of_date, build_coverage, epj_system_frame, missing_extracts, staged_extracts
+from transforms.timeline.coverage import (
+    as_of_date,
+    build_coverage,
+    epj_system_frame,
+    extract_evidence,
+    missing_extracts,
+    staged_extracts,
+)
 from transforms.timeline.episodes import (
     CONFLICTS_SQL,
     EPISODES_OUT_SQL,
@@ -51,7 +59,9 @@ from transforms.timeline.episodes import (
     check_record_count,
 )
 from transforms.timeline.linking import link_records
-from transforms.timeline.records import PERSONS_SQL, RECORDS_SQL
+from transforms.timeline.override_sql import BatchOverrides
+from transforms.timeline.overrides import Override, StaleOverride, load_overrides
+from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
 from transforms.timeline.sql import run_script
 from transforms.timeline.staged import file_owner, register_staged, staged_file_index
 
@@ -79,13 +89,25 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class StagedInputs:
-    """What every batch reads about the staging tree, listed once per build instead of once per batch."""
+    """What every batch reads about the staging tree (listed once per build instead of once per batch),
+    and the analysts' overrides (`config/overrides.toml`)."""
     files: dict[str, list[Path]]
     extracts: pl.DataFrame
+    overrides: tuple[Override, ...] = ()
+
+    def overrides_of(self, kommuner: set[str] | None) -> list[Override]:
+        return [o for o in self.overrides if kommuner is None or o.kommune in kommuner]
 
 
 def staged_inputs(settings: Settings) -> StagedInputs:
-    return StagedInputs(staged_file_index(settings), staged_extracts(settings))
+    overrides = load_overrides(settings.root.overrides_toml)
+    configured = {m.nr for m in load_kommuner(settings.root.kommuner_toml)}
+    foreign = [o for o in overrides if o.kommune not in configured]
+    if foreign:
+        raise StaleOverride("config/overrides.toml: " + "; ".join(
+            f"override {o.id} ({o.kind}) matches nothing any more: kommune {o.kommune} is not configured"
+            for o in foreign))
+    return StagedInputs(staged_file_index(settings), staged_extracts(settings), overrides)
 
 
 # the large outputs, written batch by batch, and the batch's table that holds each. Each table's sort order is
@@ -129,12 +151,22 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
         coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts)
+        con.register("extract_evidence", extract_evidence(coverage).to_arrow())
+        overrides = BatchOverrides(con, inputs.overrides_of(kommuner), segments.filter(pl.col("source") == "gap"))
         run_script(con, PERSONS_SQL)
-        run_script(con, RECORDS_SQL)
+        run_script(con, RECORD_ROWS_SQL)
+        overrides.run(override_sql.ROWS_SQL)
+        run_script(con, RECORDS_FROM_ROWS_SQL)
         check_record_count(con.execute("SELECT count(*) FROM resolved_records").fetchone()[0])
-        rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days)
-        for script in (EPISODES_SQL, CONFLICTS_SQL, EPISODES_OUT_SQL, STOPS_SQL, PROVIDERS_SQL):
+        rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days,
+                              edit_edges=lambda: overrides.run(override_sql.EDGES_SQL))
+        # the overrides' stages between the reconstruction's: dates, conflicts, lineage (each only with overrides)
+        for script, after in ((EPISODES_SQL, override_sql.DATES_SQL), (CONFLICTS_SQL, override_sql.CONFLICTS_SQL),
+                              (EPISODES_OUT_SQL, override_sql.LINEAGE_SQL), (STOPS_SQL, None), (PROVIDERS_SQL, None)):
             run_script(con, script, {"as_of": as_of})
+            if after:
+                overrides.run(after)
+        overrides.check_stale()
         small = {
             COVERAGE: coverage, COVERAGE_SEGMENTS: segments,
             GAPS: segments.filter(pl.col("source") == "gap").drop("source"),

@@ -133,6 +133,19 @@ def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = N
     return coverage, segments
 
 
+def extract_evidence(coverage: pl.DataFrame) -> pl.DataFrame:
+    """(unit, year) of the yearly extracts that are the authoritative source on at least one day.
+
+    Only these extracts' rows are evidence for the timeline; where an EPJ covers every day of a unit's
+    year, that year's extract is compared with the reconstruction (`reconciliation`) and nothing more.
+    """
+    return (
+        coverage.filter(pl.col("source").str.starts_with("iplos:"))
+        .select("unit", pl.col("day").dt.year().cast(pl.Int32).alias("year"))
+        .unique().sort("unit", "year")
+    )
+
+
 def missing_extracts(settings: Settings, coverage: pl.DataFrame, kommuner: set[str] | None = None,
                      extracts: pl.DataFrame | None = None) -> pl.DataFrame:
     """Yearly extracts of the data years that do not exist, with how many of their days EPJ covers."""

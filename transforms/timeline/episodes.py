@@ -259,6 +259,8 @@ UNION ALL
 SELECT kommune, component, 'duplicate_reporting_id', NULL,
        'reporting id ' || reporting_id || ' is shared by several episodes; later ones get a suffix'
 FROM episodes_flagged WHERE id_rank > 1;
+-- the analyst override that decided a conflict (`override_sql`), if any
+ALTER TABLE conflicts ADD COLUMN resolved_by VARCHAR;
 """
 
 EPISODES_OUT_SQL = """
@@ -288,7 +290,7 @@ SELECT e.*, r.records, l.lineage
 FROM episodes e JOIN episodes_raw r USING (component) LEFT JOIN episode_lineage l USING (component);
 
 CREATE OR REPLACE TABLE conflicts_out AS
-SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail
+SELECT c.kommune, e.episode_id, c.conflict, c.record_id, c.detail, c.resolved_by
 FROM conflicts c LEFT JOIN episodes e ON e.component = c.component;
 """
 

@@ -7,6 +7,8 @@ source. Episodes are the connected components of the edges.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 
 from transforms.timeline.records import HOLDS_YEAR
@@ -126,7 +128,7 @@ DROP TABLE linked_labels;
 
 
 def link_records(con: duckdb.DuckDBPyConnection, start_tolerance: int, switch_window: int,
-                 max_rounds: int = 100) -> int:
+                 max_rounds: int = 100, edit_edges: Callable[[], None] | None = None) -> int:
     """Create `chain_segments`, `transitions`, `edges`, `link_conflicts` and `labels`; return rounds used.
 
     Components are found by label propagation over integer record ids (`rid`; a label
@@ -137,6 +139,8 @@ def link_records(con: duckdb.DuckDBPyConnection, start_tolerance: int, switch_wi
     """
     run_script(con, CHAIN_SQL)
     run_script(con, EDGES_SQL, {"start_tolerance": start_tolerance, "switch_window": switch_window})
+    if edit_edges is not None:  # analyst overrides: links added or removed
+        edit_edges()
     run_script(con, LABELS_INIT)
     for rounds in range(1, max_rounds + 1):
         run_script(con, LABELS_STEP)

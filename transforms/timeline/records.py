@@ -85,7 +85,19 @@ IPLOS_HAS_RECORD = ("person IS NOT NULL AND CASE WHEN is37 THEN id37 IS NOT NULL
 REF_LINE_BITS = 40
 LINEAGE_REF = f"((file_no << {REF_LINE_BITS}) + line)"
 
-RECORDS_SQL = f"""
+# the staged service rows with what the records need; `evidence` joins the unit-years whose rows count
+IPLOS_ROWS_SELECT = """
+SELECT f.file_no, s.line, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
+       s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
+       m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
+       coalesce(s.layout = '3.7', FALSE) AS is37
+FROM iplos_services s
+{evidence}
+JOIN municipality_codes m ON m.code = s.unit
+LEFT JOIN person_alias a ON a.alias = s.person_key
+LEFT JOIN lineage_files f ON f.source_file = s.source_file"""
+
+RECORD_ROWS_SQL = f"""
 -- the batch's source files, ranked by name (NULL names no file: its rows' lineage is NULL, as before)
 CREATE OR REPLACE TABLE lineage_files AS
 SELECT source_file, CAST(row_number() OVER (ORDER BY source_file) - 1 AS BIGINT) AS file_no
@@ -125,16 +137,14 @@ FROM history;
 -- row belongs to (3.7: municipality, person, service id; 3.6: municipality, person, code, start),
 -- computed when read rather than stored for every row. The record id string is spelled out once per
 -- record (`IPLOS_RECORD_ID`), not for every row
+-- a yearly extract's row is evidence only where that extract is the authoritative source on some day of its
+-- unit and year (`extract_evidence`); on days an EPJ covers, it serves reconciliation only (timeline.md)
 CREATE OR REPLACE TABLE iplos_rows AS
-SELECT f.file_no, s.line, s.data_year, s.unit, s.extract_date, s.user_no, s.service_id,
-       s.service_code, s.start_date, s.end_date, s.provider_org, s.hours_per_week,
-       m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
-       coalesce(s.layout = '3.7', FALSE) AS is37
-FROM iplos_services s
-JOIN municipality_codes m ON m.code = s.unit
-LEFT JOIN person_alias a ON a.alias = s.person_key
-LEFT JOIN lineage_files f ON f.source_file = s.source_file;
+{IPLOS_ROWS_SELECT.format(evidence="JOIN extract_evidence x ON x.unit = s.unit AND x.year = s.data_year")};
+"""
 
+# the records from the rows: `RECORD_ROWS_SQL`, then (analyst overrides may admit rows in between) this
+RECORDS_FROM_ROWS_SQL = f"""
 CREATE OR REPLACE VIEW iplos_keyed AS
 SELECT rowid AS row_no, *, {CODE29.format(c="service_code")} AS code29,
        CASE WHEN is37 THEN service_id END AS id37,
@@ -209,3 +219,5 @@ SELECT 'epj:' || system || ':' || service_id AS record_id, refs FROM epj_current
 UNION ALL
 SELECT record_id, refs FROM iplos_current;
 """
+
+RECORDS_SQL = RECORD_ROWS_SQL + RECORDS_FROM_ROWS_SQL

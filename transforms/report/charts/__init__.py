@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transforms.core.layout import DataRoot
-from transforms.tables import COVERAGE_SEGMENTS, DAILY_ALLOCATION, QUARANTINE
+from transforms.tables import COVERAGE_SEGMENTS, DAILY_ALLOCATION, QUARANTINE, RECONCILIATION
 
 if TYPE_CHECKING:
     import duckdb
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # matplotlib is imported by the builders when a chart is drawn, not when the code location loads (~1 s)
 
 __all__ = ["Chart", "active_users_chart", "coverage_chart", "deliveries_chart", "notifications_chart",
-           "quarantine_chart", "reports_dir"]
+           "quarantine_chart", "reconciliation_chart", "reports_dir"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,17 @@ def deliveries_chart(data_root: Path, con: duckdb.DuckDBPyConnection, out_dir: P
     png, path = _both(lambda: deliveries.deliveries_figure(counts), "deliveries", out_dir or reports_dir(data_root))
     return Chart("deliveries", "Messages per day by delivery state: accepted, pending or in flight, rejected",
                  png, path)
+
+
+def reconciliation_chart(data_root: Path, threshold: float, out_dir: Path | None = None,
+                         kommuner: list[str] | None = None, name: str = "reconciliation") -> Chart:
+    """Agreement of the timeline with the yearly extracts per municipality and year (timeline/reconciliation)."""
+    from transforms.report.charts import reconciliation
+
+    by_year = reconciliation.read_agreement(RECONCILIATION.location(Path(data_root)))
+    if kommuner:
+        by_year = by_year.filter(by_year["kommune"].is_in(kommuner))
+    scope = "municipalities " + ", ".join(kommuner) if kommuner else "all municipalities"
+    png, path = _both(lambda: reconciliation.agreement_figure(by_year, threshold, scope), name,
+                      out_dir or reports_dir(data_root))
+    return Chart(name, f"Agreement of the timeline with the yearly extracts per year, {scope}", png, path)
