@@ -63,3 +63,13 @@ def demo_root(tmp_path_factory, key_file) -> Path:
 @pytest.fixture(scope="session")
 def small_root(tmp_path_factory, key_file) -> Path:
     return _generate_and_ingest(tmp_path_factory, key_file, "small")
+
+
+@pytest.fixture(scope="session")
+def synthetic_demo(tmp_path_factory) -> Path:
+    """The demo world as generated (not ingested), shared by the generator's tests."""
+    from transforms.synthetic import generate
+
+    path = tmp_path_factory.mktemp("synthetic-demo")
+    generate(path, "demo", seed=42)
+    return path

@@ -11,20 +11,24 @@ municipalities and have no one-to-one successor.
 
 from __future__ import annotations
 
-import io
 import re
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from transforms.core.atomic import write_parquet
+from transforms.reference.files import reference_rows
 from transforms.tables import MUNICIPALITY_CODES
 
 FIRST_YEAR = 2017
 LAST_YEAR = 2025
 REST_GROUP = "Rest"
+GROUPING_FILE = "ssb-kommune-grouping-1994-2024.csv"
+GROUPING_SCHEMA = {
+    "group_code": pl.Utf8, "group_name": pl.Utf8, "code": pl.Utf8, "name": pl.Utf8,
+    "valid_from": pl.Int32, "valid_to": pl.Int32, "current": pl.Boolean,
+}
 
 _VALIDITY = re.compile(r"^(?P<name>.*?)\s*\((?P<from>\d{4})?-(?P<to>\d{4})?\)$")
 
@@ -61,6 +65,18 @@ def _infer_current_from(rows: list[dict]) -> None:
 
 
 @cache
+def ssb_grouping() -> pl.DataFrame:
+    """SSB's grouping as published, one row per (2024 group, code), in the file's order.
+
+    Columns: group_code, group_name, code, name (without the validity), valid_from and valid_to
+    (the years in the name; null when not given), current (no validity in the name).
+    """
+    rows = [_parse_row(r["group_code_2024"], r["group_name_2024"], r["code"], r["name_with_validity"])
+            for r in reference_rows(GROUPING_FILE)]
+    return pl.DataFrame(rows, schema=GROUPING_SCHEMA, orient="row") if rows else pl.DataFrame(schema=GROUPING_SCHEMA)
+
+
+@cache
 def municipality_codes() -> pl.DataFrame:
     """Every code valid in some year 2017-2025, with today's reporting municipality.
 
@@ -68,21 +84,15 @@ def municipality_codes() -> pl.DataFrame:
     reporting_kommune (2024 code; null for split municipalities), reporting_name,
     has_successor (false for group `Rest`).
     """
-    text = resources.files("transforms.reference.data").joinpath("ssb-kommune-grouping-1994-2024.csv").read_text(
-        encoding="utf-8")
-    raw = pl.read_csv(io.StringIO(text), infer_schema=False)
     groups: dict[str, list[dict]] = {}
-    for group, group_name, code, name in raw.iter_rows():
-        groups.setdefault(group, []).append(_parse_row(group, group_name, code, name))
+    for row in ssb_grouping().iter_rows(named=True):
+        groups.setdefault(row["group_code"], []).append(dict(row))
     rows: list[dict] = []
     for group, members in groups.items():
         if group != REST_GROUP:
             _infer_current_from(members)
         rows.extend(members)
-    frame = pl.DataFrame(rows, schema={
-        "group_code": pl.Utf8, "group_name": pl.Utf8, "code": pl.Utf8, "name": pl.Utf8,
-        "valid_from": pl.Int32, "valid_to": pl.Int32, "current": pl.Boolean,
-    })
+    frame = pl.DataFrame(rows, schema=GROUPING_SCHEMA)
     is_rest = pl.col("group_code") == REST_GROUP
     in_range = (pl.col("valid_to").is_null() | (pl.col("valid_to") >= FIRST_YEAR)) & (
         pl.col("valid_from").is_null() | (pl.col("valid_from") <= LAST_YEAR))

@@ -1,4 +1,4 @@
-"""Municipality numbers over time, derived from the packaged copy of SSB's grouping.
+"""Municipality numbers over time, derived from SSB's grouping (read by `transforms.reference`).
 
 The generator files every record under the number valid for its part of the territory
 on that day, exactly as a municipality's systems did: Drammen's 2019 extracts are
@@ -11,18 +11,16 @@ each part reported under in every data year 2017–2025.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+
+from transforms.reference.municipalities import ssb_grouping
 
 FIRST_YEAR = 2017
 LAST_YEAR = 2025
 YEARS = tuple(range(FIRST_YEAR, LAST_YEAR + 1))
 
-_VALIDITY = re.compile(r"\s*\((\d{4})?-(\d{4})\)\s*$")
 # Counties created by the reforms: a current code with one of these prefixes cannot be older.
 _COUNTY_START = {
     "50": 2018,
@@ -93,16 +91,15 @@ def _current_code_start(code: str, name: str, retired: dict[str, tuple[int, int,
     return max([county_start, *[end + 1 for end in same_county]])
 
 
-def _build(group: str, name: str, rows: list[tuple[str, str]]) -> Municipality:
-    """Parts and per-year codes of one group from its (code, name_with_validity) rows."""
+def _build(group: str, name: str, rows: list[dict]) -> Municipality:
+    """Parts and per-year codes of one group from its rows of `ssb_grouping()`."""
     retired: dict[str, tuple[int, int, str]] = {}
     current: list[tuple[str, str]] = []
-    for code, label in rows:
-        m = _VALIDITY.search(label)
-        if m:
-            retired[code] = (int(m.group(1) or 0), int(m.group(2)), _VALIDITY.sub("", label).strip())
+    for row in rows:
+        if row["current"]:
+            current.append((row["code"], row["name"]))
         else:
-            current.append((code, label))
+            retired[row["code"]] = (row["valid_from"] or 0, row["valid_to"], row["name"])
     validity = dict(retired)
     for code, label in current:
         validity[code] = (_current_code_start(code, label, retired), _OPEN_END, label)
@@ -133,19 +130,13 @@ def _build(group: str, name: str, rows: list[tuple[str, str]]) -> Municipality:
 @cache
 def load_municipalities() -> dict[str, Municipality]:
     """All 2024 municipalities (numeric groups that contain their own code), keyed by number."""
-    text = (
-        resources.files("transforms")
-        .joinpath("reference/data/ssb-kommune-grouping-1994-2024.csv")
-        .read_text(encoding="utf-8")
-    )
-    groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        entry = groups.setdefault(row["group_code_2024"], (row["group_name_2024"], []))
-        entry[1].append((row["code"], row["name_with_validity"]))
+    groups: dict[str, tuple[str, list[dict]]] = {}
+    for row in ssb_grouping().iter_rows(named=True):
+        groups.setdefault(row["group_code"], (row["group_name"], []))[1].append(row)
     result = {}
     for group in sorted(groups):
         name, rows = groups[group]
-        if group.isdigit() and any(code == group for code, _ in rows):
+        if group.isdigit() and any(row["code"] == group for row in rows):
             result[group] = _build(group, name, rows)
     return result
 
