@@ -32,12 +32,41 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class SplitOverride:
+    """An analyst's decision: the records of `person_key` filed under the split unit `unit` belong to `kommune`."""
+
+    unit: str
+    person_key: str
+    kommune: str
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """`[splits]`: who receives a split unit's records that no rule places, and an analyst's moves.
+
+    `default` maps a divided unit (5012, 1850, 1507) to a successor, replacing the succession table's
+    default; `override` moves one person's records of a split unit (the `split_assignments` listing
+    names them by pseudonym).
+    """
+
+    default: dict[str, str] = field(default_factory=dict)
+    override: tuple[SplitOverride, ...] = ()
+
+    @classmethod
+    def from_toml(cls, values: dict) -> SplitSettings:
+        overrides = tuple(SplitOverride(str(o["unit"]), str(o["person_key"]), str(o["kommune"]))
+                          for o in values.get("override", []))
+        return cls({str(k): str(v) for k, v in values.get("default", {}).items()}, overrides)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_root: Path
     allow_synthetic_ids: bool = False
     cutoff_date: dt.date = CUTOFF_DATE
     as_of_date: dt.date | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
+    splits: SplitSettings = field(default_factory=SplitSettings)
 
     @property
     def root(self) -> DataRoot:
@@ -52,7 +81,7 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     """Resolve settings: explicit argument, then `KTT_DATA_ROOT`, then `./data`.
 
     `config/settings.toml` under the data root may set `allow_synthetic_ids`,
-    `as_of_date` and `[tolerances]`; the environment wins over the file so that a
+    `as_of_date`, `[tolerances]` and `[splits]`; the environment wins over the file so that a
     test or the demo can switch synthetic identifiers on without editing config.
     """
     root = Path(data_root or os.environ.get("KTT_DATA_ROOT") or "data").resolve()
@@ -65,4 +94,5 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     if isinstance(as_of, str):
         as_of = dt.date.fromisoformat(as_of)
     tol = Tolerances(**file_values.get("tolerances", {}))
-    return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol)
+    return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol,
+                    splits=SplitSettings.from_toml(file_values.get("splits", {})))

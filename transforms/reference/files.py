@@ -14,6 +14,9 @@ DATA_PACKAGE = "transforms.reference.data"
 
 
 def reference_rows(file_name: str) -> list[dict[str, str]]:
-    """The rows of one packaged reference CSV (UTF-8, header row) as dicts of strings; blank lines skipped."""
+    """The rows of one packaged reference CSV (UTF-8, header row) as dicts of strings; blank lines and lines
+    starting with `#` (a curated file's header: what it is and its sources) skipped."""
     text = resources.files(DATA_PACKAGE).joinpath(file_name).read_text(encoding="utf-8")
-    return [row for row in csv.DictReader(io.StringIO(text)) if any((v or "").strip() for v in row.values())]
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    rows = csv.DictReader(io.StringIO("\n".join(lines)))
+    return [row for row in rows if any((v or "").strip() for v in row.values())]

@@ -1,12 +1,18 @@
-"""Municipality numbers over time, from SSB's grouping of every code 1994-2024.
+"""Municipality numbers over time, from SSB's grouping of every code 1994-2024 and the curated
+succession table (`successions`).
 
 The grouping maps each historical code to its 2024 municipality and carries the
 validity years in the name (`Halden (2020-2023)`, `Drammen (-2019)`). It does
-not say since when today's codes are valid; that is inferred: a current code
-takes over from the latest ended code of the same name (Drammen 3301 after
-3005 ended in 2023; Trondheim 5001 after 1601 ended in 2017), otherwise from
-the latest ended code of its group. Codes of the group `Rest` belong to split
-municipalities and have no one-to-one successor.
+not say since when today's codes are valid. The succession table says it where a
+code is a successor (Heim 5055 from 2020, Haram 1580 from 2024) or was kept through
+a merger (Stavanger 1103); otherwise it is inferred: a current code takes over from
+the latest ended code of the same name (Drammen 3301 after 3005 ended in 2023;
+Trondheim 5001 after 1601 ended in 2017), otherwise from the latest ended code of
+its group. The codes the grouping files under `Rest` get their successor from the
+table; a code whose territory was divided (Snillfjord, Tysfjord, Ålesund 1507) is
+*split*: it has no one reporting municipality, its records are assigned to its
+successors one by one (`timeline/splits.py`), and `unit_owners` lists it once per
+successor.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import polars as pl
 
 from transforms.core.atomic import write_parquet
 from transforms.reference.files import reference_rows
+from transforms.reference.successions import first_year_as_successor, kept_codes, split_of, whole_successor
 from transforms.tables import MUNICIPALITY_CODES
 
 FIRST_YEAR = 2017
@@ -54,14 +61,33 @@ def _parse_row(group: str, group_name: str, code: str, name_with_validity: str) 
 
 
 def _infer_current_from(rows: list[dict]) -> None:
-    """Fill `valid_from` of the group's current code(s) from the codes that ended before them."""
+    """Fill `valid_from` of the group's current code(s): from the succession table where it names the code,
+    else from the codes that ended before them."""
     ended = [r for r in rows if not r["current"] and r["valid_to"] is not None]
+    kept, first_year = kept_codes(), first_year_as_successor()
     for row in rows:
         if not row["current"]:
+            continue
+        if row["code"] in kept or row["code"] in first_year:
+            row["valid_from"] = None if row["code"] in kept else first_year[row["code"]]
             continue
         same_name = [r for r in ended if _base_name(r["name"]) == _base_name(row["name"])]
         candidates = same_name or ended
         row["valid_from"] = max(r["valid_to"] for r in candidates) + 1 if candidates else None
+
+
+def _reporting_code(code: str, group: str) -> str | None:
+    """Today's municipality of a code: the end of its whole successions, else its group (None: a split code,
+    or one the grouping files under `Rest` that the succession table does not name, e.g. 9999 unknown)."""
+    if split_of(code) is not None:
+        return None
+    successor, seen = whole_successor(), set()
+    if code not in successor:
+        return None if group == REST_GROUP else group
+    while code in successor and code not in seen:
+        seen.add(code)
+        code = successor[code]
+    return code
 
 
 @cache
@@ -81,8 +107,8 @@ def municipality_codes() -> pl.DataFrame:
     """Every code valid in some year 2017-2025, with today's reporting municipality.
 
     Columns: code, name, valid_from, valid_to (null = still valid; years inclusive),
-    reporting_kommune (2024 code; null for split municipalities), reporting_name,
-    has_successor (false for group `Rest`).
+    reporting_kommune (2024 code; null for a split code), reporting_name, split
+    (the code's territory was divided between several of today's municipalities).
     """
     groups: dict[str, list[dict]] = {}
     for row in ssb_grouping().iter_rows(named=True):
@@ -93,23 +119,47 @@ def municipality_codes() -> pl.DataFrame:
             _infer_current_from(members)
         rows.extend(members)
     frame = pl.DataFrame(rows, schema=GROUPING_SCHEMA)
-    is_rest = pl.col("group_code") == REST_GROUP
+    names = dict(frame.select("group_code", "group_name").unique().iter_rows())
+    reporting = {code: _reporting_code(code, group) for code, group in frame.select("code", "group_code").iter_rows()}
     in_range = (pl.col("valid_to").is_null() | (pl.col("valid_to") >= FIRST_YEAR)) & (
         pl.col("valid_from").is_null() | (pl.col("valid_from") <= LAST_YEAR))
+    reporting_kommune = pl.col("code").replace_strict(reporting, return_dtype=pl.Utf8)
     return (
         frame.filter(in_range & pl.col("code").str.contains(r"^\d{4}$"))
+        .with_columns(reporting_kommune.alias("reporting_kommune"))
         .select(
-            "code", "name", "valid_from", "valid_to",
-            pl.when(is_rest).then(None).otherwise(pl.col("group_code")).alias("reporting_kommune"),
-            pl.when(is_rest).then(None).otherwise(pl.col("group_name")).alias("reporting_name"),
-            (~is_rest).alias("has_successor"),
+            "code", "name", "valid_from", "valid_to", "reporting_kommune",
+            pl.col("reporting_kommune").replace_strict(names, default=None, return_dtype=pl.Utf8)
+            .alias("reporting_name"),
+            pl.col("code").map_elements(lambda c: split_of(c) is not None, return_dtype=pl.Boolean).alias("split"),
         )
         .sort("code", "valid_from", nulls_last=False)
     )
 
 
+@cache
+def unit_owners() -> pl.DataFrame:
+    """(code, name, valid_from, valid_to, kommune, split): the municipalities each code's records may belong to.
+
+    One row per code and reporting municipality; a split code once per successor, so that each
+    successor follows the split unit's territory back (`unit_succession`) and covers its days when it
+    received records of it.
+    """
+    codes = municipality_codes()
+    whole = codes.filter(~pl.col("split") & pl.col("reporting_kommune").is_not_null()).rename(
+        {"reporting_kommune": "kommune"})
+    parts = [{"code": code, "kommune": kommune}
+             for code in codes.filter(pl.col("split"))["code"].to_list()
+             for kommune in split_of(code).successors]  # type: ignore[union-attr]
+    divided = codes.filter(pl.col("split")).drop("reporting_kommune").join(
+        pl.DataFrame(parts, schema={"code": pl.Utf8, "kommune": pl.Utf8}), on="code")
+    columns = ["code", "name", "valid_from", "valid_to", "kommune", "split"]
+    return pl.concat([whole.select(columns), divided.select(columns)]).sort("code", "kommune")
+
+
 def codes_valid_in(year: int) -> pl.DataFrame:
-    frame = municipality_codes()
+    """`unit_owners` rows of the codes valid in `year`."""
+    frame = unit_owners()
     return frame.filter(
         (pl.col("valid_from").is_null() | (pl.col("valid_from") <= year))
         & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= year))
@@ -128,18 +178,21 @@ def reporting_kommune_of(code: str) -> str | None:
 
 
 def unit_for(reporting_kommune: str, year: int) -> list[str]:
-    """The codes under which `reporting_kommune`'s territory filed its data in `year`."""
-    frame = codes_valid_in(year).filter(pl.col("reporting_kommune") == reporting_kommune)
+    """The codes under which `reporting_kommune`'s territory filed its data in `year` (split units included)."""
+    frame = codes_valid_in(year).filter(pl.col("kommune") == reporting_kommune)
     return sorted(frame["code"].to_list())
 
 
 def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) -> pl.DataFrame:
-    """(unit, year, unit_in_year): the code a unit's territory is filed under in a later year.
+    """(unit, year, unit_in_year, reporting_kommune): the code a unit's territory is filed under in a later
+    year, per municipality it belongs to.
 
     Within a reporting municipality the successor is the only code valid that year,
-    else the one of the same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001).
+    else the one of the same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001). A split
+    code counts for each of its successors: Haram 1534 is filed under Ålesund 1507 in 2020-2023,
+    then under 1580; the part of Snillfjord 1613 that Hitra took is 5012 in 2018-2019, then 5056.
     """
-    codes = municipality_codes().filter(pl.col("reporting_kommune").is_not_null())
+    codes = unit_owners().rename({"kommune": "reporting_kommune"})
     years = pl.DataFrame({"year": list(range(first_year, last_year + 1))}, schema={"year": pl.Int32})
     valid = codes.join(years, how="cross").filter(
         (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("year")))
@@ -153,13 +206,13 @@ def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) ->
     ranked = joined.with_columns(
         same=pl.col("code") == pl.col("unit_in_year"),
         same_name=pl.col("base") == pl.col("candidate_base"),
-        n=pl.len().over("code", "year"),
+        n=pl.len().over("code", "reporting_kommune", "year"),
     ).filter(pl.col("same") | (pl.col("n") == 1) | pl.col("same_name"))
     return (
         ranked.sort("same", "same_name", descending=True)
-        .group_by("code", "year", maintain_order=True).first()
+        .group_by("code", "reporting_kommune", "year", maintain_order=True).first()
         .select(pl.col("code").alias("unit"), "year", "unit_in_year", "reporting_kommune")
-        .sort("unit", "year")
+        .sort("unit", "reporting_kommune", "year")
     )
 
 
