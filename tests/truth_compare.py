@@ -58,13 +58,22 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
         episode_id=pl.col("truth_episode_id").cast(pl.Utf8),
         kommune=pl.col("reporting_kommune"),
     ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date")
+    # a person whose D-nummer was replaced later is the truth's one person under the final number; a service
+    # that only sources from before the replacement held (an extract of a service ended before it, with no
+    # later record of the same user number) is reconstructed under the D-nummer, as the sources knew it
+    previous = pl.read_parquet(root / "truth" / "persons.parquet").select("fid", "previous_ids").explode(
+        "previous_ids").drop_nulls()
+    aliases = {pseudonym(old): pseudonym(new) for new, old in previous.iter_rows()}
     truth_stops = pl.read_parquet(root / "truth" / "stops.parquet").select(
         pl.col("truth_episode_id").cast(pl.Utf8).alias("episode_id"), "from_date", "to_date")
     with duck.connect() as con:
         con.register("truth_episodes", truth.to_arrow())
         con.register("truth_stops", truth_stops.to_arrow())
         tl = root / "timeline"
-        con.execute(f"CREATE VIEW rec_episodes AS SELECT * FROM read_parquet('{tl / 'episodes.parquet'}')")
+        con.register("aliases", pl.DataFrame({"alias": list(aliases), "person": list(aliases.values())},
+                                              schema={"alias": pl.Utf8, "person": pl.Utf8}).to_arrow())
+        con.execute(f"CREATE VIEW rec_episodes AS SELECT e.* REPLACE (coalesce(a.person, e.person_key) AS person_key) "
+                    f"FROM read_parquet('{tl / 'episodes.parquet'}') e LEFT JOIN aliases a ON a.alias = e.person_key")
         con.execute(f"CREATE VIEW rec_stops AS SELECT * FROM read_parquet('{tl / 'stops.parquet'}')")
         con.execute(f"""
             CREATE TABLE covered_days AS

@@ -121,6 +121,7 @@ def municipality_codes() -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema=GROUPING_SCHEMA)
     names = dict(frame.select("group_code", "group_name").unique().iter_rows())
     reporting = {code: _reporting_code(code, group) for code, group in frame.select("code", "group_code").iter_rows()}
+    divided = {code: True for code in reporting if split_of(code) is not None}
     in_range = (pl.col("valid_to").is_null() | (pl.col("valid_to") >= FIRST_YEAR)) & (
         pl.col("valid_from").is_null() | (pl.col("valid_from") <= LAST_YEAR))
     reporting_kommune = pl.col("code").replace_strict(reporting, return_dtype=pl.Utf8)
@@ -131,7 +132,7 @@ def municipality_codes() -> pl.DataFrame:
             "code", "name", "valid_from", "valid_to", "reporting_kommune",
             pl.col("reporting_kommune").replace_strict(names, default=None, return_dtype=pl.Utf8)
             .alias("reporting_name"),
-            pl.col("code").map_elements(lambda c: split_of(c) is not None, return_dtype=pl.Boolean).alias("split"),
+            pl.col("code").replace_strict(divided, default=False, return_dtype=pl.Boolean).alias("split"),
         )
         .sort("code", "valid_from", nulls_last=False)
     )
@@ -183,37 +184,52 @@ def unit_for(reporting_kommune: str, year: int) -> list[str]:
     return sorted(frame["code"].to_list())
 
 
+@cache
 def unit_succession(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR) -> pl.DataFrame:
     """(unit, year, unit_in_year, reporting_kommune): the code a unit's territory is filed under in a later
     year, per municipality it belongs to.
 
-    Within a reporting municipality the successor is the only code valid that year,
-    else the one of the same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001). A split
-    code counts for each of its successors: Haram 1534 is filed under Ålesund 1507 in 2020-2023,
-    then under 1580; the part of Snillfjord 1613 that Hitra took is 5012 in 2018-2019, then 5056.
+    Year by year within a reporting municipality: the unit itself while valid; else the code it was
+    filed under the year before while that is valid; else the only code valid that year, the one of the
+    same name (Klæbu 1662 -> 5030 in 2018, Trondheim 1601 -> 5001), or one new that year (Hof 0714 ->
+    Holmestrand 0715 in 2018). A split code counts for each of its successors: Haram 1534 is filed under
+    Ålesund 1507 in 2020-2023, then under 1580; the part of Snillfjord 1613 that Hitra took is 5012 in
+    2018-2019, then 5056.
     """
-    codes = unit_owners().rename({"kommune": "reporting_kommune"})
-    years = pl.DataFrame({"year": list(range(first_year, last_year + 1))}, schema={"year": pl.Int32})
-    valid = codes.join(years, how="cross").filter(
-        (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("year")))
-        & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.col("year"))))
-    base = pl.col("name").map_elements(_base_name, return_dtype=pl.Utf8)
-    units = codes.select("code", "reporting_kommune", base.alias("base"), "valid_from")
-    candidates = valid.select(pl.col("code").alias("unit_in_year"), "reporting_kommune", "year",
-                              base.alias("candidate_base"))
-    joined = units.join(candidates, on="reporting_kommune").filter(
-        pl.col("valid_from").is_null() | (pl.col("year") >= pl.col("valid_from")))
-    ranked = joined.with_columns(
-        same=pl.col("code") == pl.col("unit_in_year"),
-        same_name=pl.col("base") == pl.col("candidate_base"),
-        n=pl.len().over("code", "reporting_kommune", "year"),
-    ).filter(pl.col("same") | (pl.col("n") == 1) | pl.col("same_name"))
-    return (
-        ranked.sort("same", "same_name", descending=True)
-        .group_by("code", "reporting_kommune", "year", maintain_order=True).first()
-        .select(pl.col("code").alias("unit"), "year", "unit_in_year", "reporting_kommune")
-        .sort("unit", "reporting_kommune", "year")
-    )
+    owners = unit_owners()
+    rows = list(owners.select("code", "name", "valid_from", "valid_to", "kommune").iter_rows())
+
+    def valid(row: tuple, year: int) -> bool:
+        return (row[2] is None or row[2] <= year) and (row[3] is None or row[3] >= year)
+
+    by_kommune: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_kommune.setdefault(row[4], []).append(row)
+    out = []
+    for kommune, members in sorted(by_kommune.items()):
+        names = {r[0]: _base_name(r[1]) for r in members}
+        for code, _, valid_from, _, _ in sorted(members):
+            previous = None
+            for year in range(first_year, last_year + 1):
+                if valid_from is not None and year < valid_from:
+                    continue
+                now = [r for r in members if valid(r, year)]
+                codes = {r[0] for r in now}
+                if code in codes:
+                    pick = code
+                elif previous in codes:
+                    pick = previous
+                else:
+                    same_name = sorted(c for c in codes if names[c] in (names[code], names.get(previous or "")))
+                    new = sorted(r[0] for r in now if r[2] == year)
+                    pick = (sorted(codes) if len(codes) == 1 else same_name or new or [None])[0]
+                if pick is None:
+                    continue
+                out.append((code, year, pick, kommune))
+                previous = pick
+    return pl.DataFrame(out, schema={"unit": pl.Utf8, "year": pl.Int32, "unit_in_year": pl.Utf8,
+                                     "reporting_kommune": pl.Utf8}, orient="row").sort("unit", "reporting_kommune",
+                                                                                        "year")
 
 
 def write_municipality_codes(root: Path) -> tuple[pl.DataFrame, Path]:

@@ -13,6 +13,7 @@ line of its own, so element line numbers are well defined.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -431,7 +432,11 @@ def render_iplos(
     extra: ExtraRows,
     corrupt_bytes: ByteHook,
 ) -> tuple[int, list[Corruption], pl.DataFrame]:
-    """Write every yearly file; returns (files written, planted corruptions, 3.7 ids seen per episode)."""
+    """Write every yearly file; returns (files written, planted corruptions, 3.7 ids seen per episode).
+
+    A split unit's file holds the pieces of several plans (Snillfjord's 5012 those of Heim, Hitra and
+    Orkland): it is written once, after every plan's rows, with the header of the first plan that has it.
+    """
     plan_of_eid = world.episodes.select("eid", "plan")
     plan_of_pid = world.persons.select("pid", "plan")
     tables = {
@@ -443,10 +448,17 @@ def render_iplos(
         "diagnoses": world.diagnoses.join(plan_of_pid, on="pid"),
         "segments": holdings.segments,
         "h_stops": holdings.stops,
-        "users": holdings.users.join(holdings.systems.select("system", "plan"), on="system"),
+        # by the person's plan: a system borrowed by another plan holds that plan's persons too
+        "users": holdings.users.join(plan_of_pid, on="pid"),
     }
     # one partition per municipality up front: filtering national-size tables per file would dominate
     parted = {k: v.partition_by("plan", as_dict=True, maintain_order=True) for k, v in tables.items()}
+    holders: dict[tuple[int, str], list[int]] = {}
+    for i, plan in enumerate(plans):
+        for year in YEARS:
+            for unit in plan.muni.units_in_year(year):
+                holders.setdefault((year, unit), []).append(i)
+    pending: dict[tuple[int, str], list[_FileRows]] = {}
     files, marks, seen = 0, [], []
     for i, plan in enumerate(plans):
         mine = {k: parted[k].get((i,), tables[k].clear()) for k in tables}
@@ -462,29 +474,50 @@ def render_iplos(
             rows = unmarked(_rows_36(state) if layout == "3.6" else _rows_37(state))
             by_unit = rows.partition_by("unit", as_dict=True, maintain_order=True)
             for unit in plan.muni.units_in_year(year):
-                status = plan.extract_status(unit, year)
-                if status == "missing":
+                services = state.services.filter(pl.col("unit") == unit).select("eid", "sid")
+                part = _FileRows(by_unit.get((unit,), rows.clear()), services, state.extract_day)
+                pending.setdefault((year, unit), []).append(part)
+                if len(pending[(year, unit)]) < len(holders[(year, unit)]):
                     continue
-                relative = f"raw/iplos/{year}/{unit}.xml"
-                unit_rows = by_unit.get((unit,), rows.clear())
-                more = extra(relative, layout, unit_rows)
-                if more is not None:
-                    unit_rows = pl.concat([unit_rows, more.select(unit_rows.columns)])
-                encoding = "UTF-8" if (unit, year) in plan.utf8 else "ISO-8859-1"
-                body, found = assemble(unit_rows, KEYS, 4, relative)
-                text = (
-                    _header(layout, year, unit, state.extract_day, _product(plan, unit, year), encoding)
-                    + body
-                )
-                text += _footer(layout)
-                data = text.encode("utf-8" if encoding == "UTF-8" else "iso-8859-1")
-                if status == "corrupted":
-                    data = corrupt_bytes(relative, plan.corrupted[(unit, year)], data)
-                else:
-                    marks += found
-                    if layout == "3.7":
-                        seen.append(state.services.filter(pl.col("unit") == unit).select("eid", "sid"))
-                write_bytes(root, relative, data)
-                files += 1
+                written, found, ids = _write_extract(root, plans[holders[(year, unit)][0]], year, unit, layout,
+                                                     pending.pop((year, unit)), extra, corrupt_bytes)
+                files += written
+                marks += found
+                seen += ids
     ids = pl.concat(seen) if seen else pl.DataFrame(schema={"eid": pl.Int64, "sid": pl.Utf8})
     return files, marks, ids.unique().sort(["eid", "sid"])
+
+
+@dataclass(frozen=True)
+class _FileRows:
+    """One plan's share of a yearly file."""
+
+    rows: pl.DataFrame
+    services: pl.DataFrame  # eid, sid of its 3.7 services
+    extract_day: int
+
+
+def _write_extract(root: Path, plan: MunicipalityPlan, year: int, unit: str, layout: str, parts: list[_FileRows],
+                   extra: ExtraRows, corrupt_bytes: ByteHook) -> tuple[int, list[Corruption], list[pl.DataFrame]]:
+    """Write one yearly file from the plans' shares; `plan` (the first holder) gives header and status."""
+    status = plan.extract_status(unit, year)
+    if status == "missing":
+        return 0, [], []
+    relative = f"raw/iplos/{year}/{unit}.xml"
+    unit_rows = pl.concat([p.rows for p in parts]) if len(parts) > 1 else parts[0].rows
+    more = extra(relative, layout, unit_rows)
+    if more is not None:
+        unit_rows = pl.concat([unit_rows, more.select(unit_rows.columns)])
+    encoding = "UTF-8" if (unit, year) in plan.utf8 else "ISO-8859-1"
+    body, found = assemble(unit_rows, KEYS, 4, relative)
+    text = _header(layout, year, unit, parts[0].extract_day, _product(plan, unit, year), encoding) + body
+    text += _footer(layout)
+    data = text.encode("utf-8" if encoding == "UTF-8" else "iso-8859-1")
+    ids = []
+    if status == "corrupted":
+        data = corrupt_bytes(relative, plan.corrupted[(unit, year)], data)
+        found = []
+    elif layout == "3.7":
+        ids = [p.services for p in parts]
+    write_bytes(root, relative, data)
+    return 1, found, ids
