@@ -29,8 +29,8 @@ def demo(demo_root):
 
 
 @pytest.fixture(scope="module")
-def small(small_root):
-    return _build(small_root)
+def small(small_timeline):
+    return small_timeline
 
 
 @pytest.mark.parametrize("scale", ["demo", "small"])

@@ -47,9 +47,9 @@ WHERE ({ignore_stops_on_36} AND c.layout_36)
 """
 
 
-def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 50, every_nth_day: int = 1
-                       ) -> Agreement:
-    """`every_nth_day` > 1 compares a regular sample of days (for the large scales)."""
+def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 50, every_nth_day: int = 1,
+                       kommuner: list[str] | None = None) -> Agreement:
+    """`every_nth_day` > 1 compares a regular sample of days (for the large scales); `kommuner` only those."""
     keys = load_keys(key_file)
     pseudonym = Pseudonymizer(keys.pseudonym_key)
     truth = pl.read_parquet(root / "truth" / "episodes.parquet")
@@ -80,7 +80,8 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
             SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36
             FROM read_parquet('{tl / 'coverage.parquet'}')
             WHERE (day - DATE '2017-01-01') % {every_nth_day} = 0
-            GROUP BY kommune, day HAVING bool_and(source <> 'gap')""")
+              AND ({kommuner is None} OR kommune IN (SELECT unnest($kommuner)))
+            GROUP BY kommune, day HAVING bool_and(source <> 'gap')""", {"kommuner": kommuner or []})
         for table, source in (("t", "truth"), ("r", "rec")):
             expand = EXPAND.format(episodes=f"{source}_episodes", stops=f"{source}_stops", ignore_stops_on_36="TRUE")
             con.execute(f"CREATE TABLE {table} AS {expand}")
