@@ -22,7 +22,9 @@ from tests.synthetic_world import (
     truth,
     xml_files,
 )
-from transforms.synthetic import generate
+from transforms.reference.municipalities import municipality_codes
+from transforms.synthetic import SCALES, generate
+from transforms.synthetic.municipalities import load_municipalities
 
 
 @pytest.fixture
@@ -257,3 +259,45 @@ def test_larger_scales_hold_every_feature(scale: str, tmp_path: Path) -> None:
     assert truth(tmp_path, "gaps").height >= 1
     eps = truth(tmp_path, "episodes")
     assert Counter(eps["service_code"].to_list()).most_common(1)[0][0] == 15
+
+
+# -- municipalities that were split -----------------------------------------------------------
+
+
+def test_every_yearly_file_is_named_by_the_code_valid_in_its_year(tmp_path: Path) -> None:
+    """No 2017/5059.xml (Orkland exists from 2020) and no 2023/1580.xml (Haram again from 2024)."""
+    generate(tmp_path, "small", seed=5)
+    codes = municipality_codes()
+    valid = {(code, year) for code, first, last in codes.select("code", "valid_from", "valid_to").iter_rows()
+             for year in range(2017, 2026) if (first is None or first <= year) and (last is None or last >= year)}
+    names = [(p.stem, int(p.parent.name)) for p in (tmp_path / "raw" / "iplos").rglob("*.xml")]
+    assert names and [n for n in names if n not in valid] == []
+    assert {("1850", 2019), ("1507", 2021), ("1534", 2019), ("1580", 2024)} <= set(names)
+    assert ("1580", 2023) not in set(names)
+    # a split unit's file holds the persons of every successor that took a piece of it
+    truth = pl.read_parquet(tmp_path / "truth" / "split_assignments.parquet")
+    pieces = set(truth.filter(pl.col("divided_unit") == "1507")["piece_of"])
+    assert pieces == {"1508", "1580"} and set(truth.filter(pl.col("divided_unit") == "1850")["piece_of"]) == {
+        "1806", "1875"}
+    assert {"continuation", "default", "configuration"} <= set(truth["rules"].explode())
+    config = (tmp_path / "config" / "kommuner.toml").read_text(encoding="utf-8")
+    assert '[[kommune.shared_epj]]\nsystem = "epj1508a"\nkommuner = ["1507"]' in config
+
+
+def test_the_national_world_holds_the_six_successors_with_their_pieces() -> None:
+    import numpy as np
+
+    from transforms.synthetic.municipalities import national_sizes
+    from transforms.synthetic.sources import plan_municipalities
+    from transforms.synthetic.world import PERSONS_PER_ACTIVE
+
+    municipalities = load_municipalities()
+    rng = np.random.default_rng(42)
+    sizes = national_sizes(rng, municipalities, SCALES["national"].national_active_per_day, PERSONS_PER_ACTIVE)
+    plans = {p.muni.nr: p for p in plan_municipalities(sizes, municipalities, rng)}
+    assert {"5055", "5056", "5059", "1806", "1875", "1580"} <= set(plans)
+    assert plans["5056"].muni.parts == ("1613", "1617") and plans["1580"].muni.parts == ("1534",)
+    assert [plans["1580"].muni.unit(0, y) for y in (2019, 2020, 2023, 2024)] == ["1534", "1507", "1507", "1580"]
+    snillfjord = {t.system for nr in ("5055", "5056", "5059") for t in plans[nr].takeovers if t.part == "1613"
+                  and t.day < 18262}  # before 2020-01-01: one EPJ for the whole of Snillfjord
+    assert len(snillfjord) == 1

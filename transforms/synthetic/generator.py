@@ -85,14 +85,14 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
         root, plans, world, holdings, seed, planner.rows, planner.file_bytes
     )
     corruptions = planner.files + epj_marks + xml_marks
-    write_truth(root, plans, world, holdings, ids37, corruptions)
+    truth_tables = write_truth(root, plans, world, holdings, ids37, corruptions)
     return GenerationSummary(
         scale=scale,
         seed=seed,
         municipalities=len(plans),
         persons=world.persons.height,
         episodes=world.episodes.height,
-        files_written=1 + epj_files + xml_files + 8,
+        files_written=1 + epj_files + xml_files + len(truth_tables),
         corruptions=len(corruptions),
         elapsed_seconds=time.perf_counter() - started,
     )
