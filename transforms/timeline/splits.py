@@ -247,7 +247,7 @@ def no_split_assignments() -> SplitAssignments:
         pl.DataFrame(schema=SPLIT_UNITS_SCHEMA))
 
 
-def family_members(settings: Settings, units: pl.DataFrame, municipalities: list[Municipality]) -> set[str]:
+def family_members(units: pl.DataFrame, municipalities: list[Municipality]) -> set[str]:
     """The municipalities whose files the decisions read: the split's configured successors, and the holders of
     the EPJ systems they share."""
     members = {k for candidates in units["candidates"].to_list() for k in candidates}
@@ -266,7 +266,7 @@ def assign_splits(settings: Settings, files: dict[str, list[Path]],
     if units.height == 0:
         return no_split_assignments()
     municipalities = load_kommuner(settings.root.kommuner_toml)
-    members = family_members(settings, units, municipalities)
+    members = family_members(units, municipalities)
     with duck.connect() as con:
         register_staged(con, settings, members, files, SPLIT_INPUTS, shared)
         register_split_inputs(con, settings, units, members)
