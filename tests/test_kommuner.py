@@ -113,3 +113,19 @@ def test_packaged_copy_matches_the_official_reference():
         }
     table_codes = set(municipality_codes()["code"].to_list())
     assert codes_valid_since_2017 - {"Rest"} <= table_codes | {c for c in codes_valid_since_2017 if not c.isdigit()}
+
+
+def test_each_reference_file_has_exactly_one_loader_in_transforms_reference():
+    transforms = Path(__file__).resolve().parents[1] / "transforms"
+    sources = {p: p.read_text(encoding="utf-8") for p in transforms.rglob("*.py")}
+    for data in sorted((transforms / "reference" / "data").glob("*.csv")):
+        readers = [p.relative_to(transforms).as_posix() for p, text in sources.items() if data.name in text]
+        assert len(readers) == 1 and readers[0].startswith("reference/"), (data.name, readers)
+
+
+def test_code_lists_load_from_the_packaged_files():
+    from transforms.reference.codes import function_variables, person_id_types, service_codes, service_names
+
+    assert {"12", "13", "15", "29"} <= service_codes() and service_names()["21"] == "Langtidsopphold i institusjon"
+    assert person_id_types()[1] == "Norsk fødselsnummer" and 11 not in person_id_types()
+    assert len(function_variables()) == 17 and function_variables()[1] == "sosialDeltakelse"
