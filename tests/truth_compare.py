@@ -62,7 +62,7 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
     # that only sources from before the replacement held (an extract of a service ended before it, with no
     # later record of the same user number) is reconstructed under the D-nummer, as the sources knew it
     previous = pl.read_parquet(root / "truth" / "persons.parquet").select("fid", "previous_ids").explode(
-        "previous_ids").drop_nulls()
+        "previous_ids", empty_as_null=True).drop_nulls()
     aliases = {pseudonym(old): pseudonym(new) for new, old in previous.iter_rows()}
     truth_stops = pl.read_parquet(root / "truth" / "stops.parquet").select(
         pl.col("truth_episode_id").cast(pl.Utf8).alias("episode_id"), "from_date", "to_date")
