@@ -30,8 +30,11 @@ from transforms.tables import (
     COVERAGE_SEGMENTS,
     EPISODE_STOPS,
     EPISODES,
+    EPJ_SERVICE_VERSIONS,
     GAPS,
+    IPLOS_SERVICES,
     MISSING_EXTRACTS,
+    MUNICIPALITY_CODES,
     PROVIDER_CHANGES,
     SPLIT_ASSIGNMENTS,
     STREAMED_TABLES,
@@ -64,7 +67,7 @@ from transforms.timeline.staged import file_owner, register_staged, shared_file_
 log = logging.getLogger(__name__)
 
 # the staged tables the reconstruction reads (the municipality numbers are registered from the package)
-TIMELINE_INPUTS = tuple(name for name in RECONSTRUCTION_INPUTS if name != "municipality_codes")
+TIMELINE_INPUTS = tuple(name for name in RECONSTRUCTION_INPUTS if name != MUNICIPALITY_CODES.name)
 # staged service rows per batch: about 1-2 GiB of DuckDB working memory
 BATCH_SERVICE_ROWS = 1_000_000
 # DuckDB's share of the process: it spills beyond this instead of growing the process past ~4 GiB
@@ -140,7 +143,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         # every statement over the staged views binds their files again; their footers are read once
         con.execute("SET parquet_metadata_cache = true")
         register_staged(con, settings, kommuner, inputs.files, TIMELINE_INPUTS, inputs.shared)
-        con.register("municipality_codes", municipality_codes().to_arrow())
+        con.register(MUNICIPALITY_CODES.name, municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
         received = splits.received if with_splits else None
@@ -194,7 +197,7 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
     """
     files = files if files is not None else staged_file_index(settings)
     sizes: dict[str, int] = {}
-    for table in ("iplos_services", "epj_service_versions"):
+    for table in (IPLOS_SERVICES.name, EPJ_SERVICE_VERSIONS.name):
         for path in files[table]:
             kommune = file_owner(path)
             if kommune:

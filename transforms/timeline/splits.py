@@ -30,7 +30,7 @@ from transforms.core.config import ConfigError, Municipality, load_kommuner
 from transforms.core.settings import Settings
 from transforms.reference.municipalities import municipality_codes
 from transforms.reference.successions import split_of
-from transforms.tables import SPLIT_ASSIGNMENTS
+from transforms.tables import MUNICIPALITY_CODES, SPLIT_ASSIGNMENTS
 from transforms.timeline.coverage import epj_system_frame
 from transforms.timeline.episodes import EPISODES_SQL, STOPS_SQL
 from transforms.timeline.records import CODE29, EPJ_VERSION_KEY, PERSONS_SQL, RECORDS_SQL
@@ -287,7 +287,7 @@ def register_split_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, un
                           kommuner: set[str]) -> None:
     con.register("split_units", units.to_arrow())
     con.register("split_overrides", split_overrides(settings).to_arrow())
-    con.register("municipality_codes", municipality_codes().to_arrow())
+    con.register(MUNICIPALITY_CODES.name, municipality_codes().to_arrow())
     con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
 
 
