@@ -7,7 +7,9 @@ the truth. Both sides are expanded to days in DuckDB and compared with EXCEPT.
 Layout 3.6 (2017-2018) carries no temporary stops, so on days a 3.6 extract is the
 authority a stopped service is indistinguishable from an active one: on those days
 both sides are compared on allocation (active or stopped), everywhere else on the
-active state itself.
+active state itself. The same holds for a service no EPJ export holds on days an EPJ is
+the authority (a split unit's record placed by the default or by continuation, on days the
+EPJ of another piece of the unit covers it): its stops come from no authoritative source.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ EXPAND = """
 SELECT c.kommune, c.day, e.person_key, e.service_code
 FROM {episodes} e
 JOIN covered_days c ON c.kommune = e.kommune AND c.day BETWEEN e.start_date AND coalesce(e.end_date, DATE '9999-12-31')
-WHERE ({ignore_stops_on_36} AND c.layout_36)
+WHERE ({ignore_stops_on_36} AND (c.layout_36 OR (c.any_epj AND NOT e.in_epj)))
    OR NOT EXISTS (SELECT 1 FROM {stops} s WHERE s.episode_id = e.episode_id
                   AND c.day BETWEEN s.from_date AND coalesce(s.to_date, DATE '9999-12-31'))
 """
@@ -57,7 +59,9 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
         person_key=pl.col("fid").map_elements(pseudonym, return_dtype=pl.Utf8),
         episode_id=pl.col("truth_episode_id").cast(pl.Utf8),
         kommune=pl.col("reporting_kommune"),
-    ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date")
+        in_epj=pl.col("epj_ids").list.len() > 0,
+    ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date",
+             "in_epj")
     # a person whose D-nummer was replaced later is the truth's one person under the final number; a service
     # that only sources from before the replacement held (an extract of a service ended before it, with no
     # later record of the same user number) is reconstructed under the D-nummer, as the sources knew it
@@ -72,12 +76,14 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
         tl = root / "timeline"
         con.register("aliases", pl.DataFrame({"alias": list(aliases), "person": list(aliases.values())},
                                               schema={"alias": pl.Utf8, "person": pl.Utf8}).to_arrow())
-        con.execute(f"CREATE VIEW rec_episodes AS SELECT e.* REPLACE (coalesce(a.person, e.person_key) AS person_key) "
+        con.execute(f"CREATE VIEW rec_episodes AS SELECT e.* REPLACE (coalesce(a.person, e.person_key) AS person_key), "
+                    "list_bool_or([r LIKE 'epj:%' FOR r IN e.records]) AS in_epj "
                     f"FROM read_parquet('{tl / 'episodes.parquet'}') e LEFT JOIN aliases a ON a.alias = e.person_key")
         con.execute(f"CREATE VIEW rec_stops AS SELECT * FROM read_parquet('{tl / 'stops.parquet'}')")
         con.execute(f"""
             CREATE TABLE covered_days AS
-            SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36
+            SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36,
+                   bool_or(source LIKE 'epj:%') AS any_epj
             FROM read_parquet('{tl / 'coverage.parquet'}')
             WHERE (day - DATE '2017-01-01') % {every_nth_day} = 0
               AND ({kommuner is None} OR kommune IN (SELECT unnest($kommuner)))

@@ -150,13 +150,17 @@ WITH wanted AS (
     LEFT JOIN person_alias a ON a.alias = s.person_key
     WHERE coalesce(a.person_key, s.person_key) IN (SELECT person_key FROM persons)
     UNION ALL
-    SELECT v.reporting_kommune, coalesce(a.person_key, e.person_key), {CODE29.format(c="v.service_code")},
+    -- an EPJ row counts for the municipality of the unit it is filed under (a holder's export may hold a
+    -- successor's own number); an annulled service never existed, so it continues nothing
+    SELECT m.reporting_kommune, coalesce(a.person_key, e.person_key), {CODE29.format(c="v.service_code")},
            v.start_date, v.end_date
     FROM epj_service_versions v
+    JOIN municipality_codes m ON m.code = v.unit AND NOT m.split
     JOIN epj_user e ON e.kommune = v.reporting_kommune AND e.system = v.system AND e.user_no = v.user_no
     LEFT JOIN person_alias a ON a.alias = e.person_key
-    WHERE v.unit NOT IN (SELECT unit FROM split_units)
-      AND coalesce(a.person_key, e.person_key) IN (SELECT person_key FROM persons)
+    WHERE coalesce(a.person_key, e.person_key) IN (SELECT person_key FROM persons)
+      AND NOT EXISTS (SELECT 1 FROM epj_service_versions x WHERE x.system = v.system
+                      AND x.service_id = v.service_id AND x.change_type = 'ANNULLERT')
 )
 SELECT r.record_id, list(DISTINCT w.kommune ORDER BY w.kommune) AS continuing
 FROM split_records r
