@@ -212,6 +212,9 @@ def build_holdings(
         )
         .filter((pl.col("from") >= pl.col("seg_start")) & (pl.col("from") <= pl.col("seg_end")))
         .filter(pl.col("to") <= pl.col("seg_end"))
+        # a stop ending on the last day its system holds the service would be completed the day after, by a
+        # system that no longer has it: the export would show it open for ever
+        .filter(pl.col("planned") | (pl.col("to") < pl.col("t_to")))
     )
     changes = (
         world.provider_changes.join(seg.select("eid", "seg_start", "seg_end"), on="eid")
