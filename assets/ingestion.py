@@ -126,6 +126,6 @@ def municipality_numbers(ktt: KttResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "codes": frame.height,
         "reporting_municipalities": frame["reporting_kommune"].drop_nulls().n_unique(),
-        "split_without_successor": frame.filter(~pl.col("has_successor")).height,
+        "split_codes": frame.filter(pl.col("split")).height,
         "path": str(target),
     })

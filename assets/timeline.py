@@ -21,6 +21,7 @@ from transforms.tables import (
     DAILY_ALLOCATION,
     EPISODES,
     RECONCILIATION,
+    SPLIT_ASSIGNMENTS,
     STREAMED_TABLES,
     TABLES,
 )
@@ -63,8 +64,17 @@ def timeline(context: AssetExecutionContext, ktt: KttResource):
         "conflicts_by_kind": dg.MetadataValue.json(
             dict(result.conflicts.group_by("conflict").len().sort("conflict").iter_rows())),
     })
+    splits = result.split_assignments
+    yield dg.MaterializeResult(asset_key=SPLIT_ASSIGNMENTS.asset, metadata={
+        "records": splits["record_id"].n_unique(),
+        "records_by_rule": dg.MetadataValue.json(
+            dict(splits.unique("record_id").group_by("rule").len().sort("rule").iter_rows())),
+        "to_review": dg.MetadataValue.md(markdown_table(
+            splits.filter(pl.col("rule").is_in(["default", "unassigned"])).group_by("divided_unit", "kommune", "rule")
+            .agg(pl.col("record_id").n_unique().alias("records")).sort("divided_unit", "kommune", "rule"))),
+    })
     for table in TIMELINE_TABLES:
-        if table not in (COVERAGE, EPISODES, CONFLICTS):
+        if table not in (COVERAGE, EPISODES, CONFLICTS, SPLIT_ASSIGNMENTS):
             yield dg.MaterializeResult(asset_key=table.asset, metadata={"rows": result.rows[table.name]})
     problems = checks.uncovered_days(result.coverage, result.gaps)
     yield dg.AssetCheckResult(asset_key=COVERAGE.asset, check_name="every_day_covered_or_gap",

@@ -9,8 +9,11 @@ stops, provider changes, written to timeline/) and `daily` (per-day aggregates
 2017-01-01..2025-12-31 written to timeline/daily/day=.../).
 
 Options: `--stages episodes,daily` runs only the stages named (`daily` reads the episodes
-an earlier run wrote). The load average before and after is printed with the figures: the
-machine is shared, and wall times taken under load are not comparable.
+an earlier run wrote). `--truth 5055,5056,5059,1806,1875,1580` compares the episodes with
+the generator's ground truth for those municipalities after the stages (every covered day,
+every person and service; not timed): the national check of the split municipalities.
+The load average before and after is printed with the figures: the machine is shared, and
+wall times taken under load are not comparable.
 Run national measurements one at a time: `flock /tmp/ktt-bench.lock python bench/...`.
 """
 
@@ -79,6 +82,8 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--stages", default="episodes,daily",
                         help="comma-separated stages to run (episodes, daily); default both")
+    parser.add_argument("--truth", default="",
+                        help="comma-separated municipalities to compare with the ground truth afterwards")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_root = args.data_root or ROOT / "data" / f"bench-{args.scale}"
@@ -116,6 +121,19 @@ def main() -> None:
     for r in results:
         detail = {k: v for k, v in r.items() if k not in ("stage", "seconds", "peak_rss_mib")}
         print(f"{r['stage']:<10} {r['seconds']:>8} {r.get('peak_rss_mib', ''):>13}  {detail}")
+    if args.truth:
+        truth_agreement(data_root, args.truth.split(","))
+
+
+def truth_agreement(data_root: Path, kommuner: list[str]) -> None:
+    """Per municipality: days compared and (kommune, day, person, service) rows missing or extra."""
+    from tests.truth_compare import compare_with_truth
+
+    print("\nground truth:")
+    for kommune in kommuner:
+        agreement = compare_with_truth(data_root, kommuner=[kommune])
+        print(f"{kommune}: {agreement.compared_days:,} days compared, {agreement.truth_rows:,} rows; "
+              f"missing {agreement.n_missing:,}, extra {agreement.n_extra:,}")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,26 @@ def sent_root(demo_root, tmp_path_factory, key_file) -> Path:
     from tests.phantoms import sent_before_annulment
 
     return sent_before_annulment(demo_root, tmp_path_factory.mktemp("sent") / "data", key_file)
+
+
+@pytest.fixture(scope="session")
+def synthetic_demo(tmp_path_factory) -> Path:
+    """The demo world as generated (not ingested), shared by the generator's tests."""
+    from transforms.synthetic import generate
+
+    path = tmp_path_factory.mktemp("synthetic-demo")
+    generate(path, "demo", seed=42)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_timeline(small_root):
+    """The small world's timeline, built once per session: (settings, TimelineSummary)."""
+    import dataclasses
+    import datetime as dt
+
+    from transforms.core.settings import load_settings
+    from transforms.timeline.build import build_timeline
+
+    settings = dataclasses.replace(load_settings(small_root), as_of_date=dt.date(2025, 12, 31))
+    return settings, build_timeline(settings)

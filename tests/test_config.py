@@ -49,3 +49,43 @@ def test_an_edited_file_is_read_anew(tmp_path: Path) -> None:
     assert load_kommuner(path)[0].epj[0].system == "epj_a"
     path.write_text(path.read_text().replace("epj_a", "epj_b"), encoding="utf-8")
     assert load_kommuner(path)[0].epj[0].system == "epj_b"
+
+
+SHARED = """
+[[kommune]]
+nr = "1508"
+[[kommune.epj]]
+system = "epj_a"
+format = "epj-b-jsonl"
+path = "raw/epj/1508-epj_a"
+active_from = "2015-01-01"
+
+[[kommune]]
+nr = "1580"
+[[kommune.shared_epj]]
+system = "{system}"
+{kommuner}
+active_to = "2023-12-31"
+"""
+
+
+def test_a_shared_export_is_the_holders_system_for_the_units_named(tmp_path: Path) -> None:
+    path = tmp_path / "kommuner.toml"
+    path.write_text(SHARED.format(system="epj_a", kommuner='kommuner = ["1507"]'), encoding="utf-8")
+    alesund, haram = load_kommuner(path)
+    (shared,) = haram.shared_epj
+    assert (shared.system, shared.path, shared.format, shared.kommuner) == ("epj_a", "raw/epj/1508-epj_a",
+                                                                            "epj-b-jsonl", ("1507",))
+    assert str(shared.active_from) == "2015-01-01" and str(shared.active_to) == "2023-12-31"
+    assert haram.epj == () and [s.system for s in haram.systems()] == ["epj_a"] and alesund.shared_epj == ()
+
+
+@pytest.mark.parametrize(("system", "kommuner", "message"), [
+    ("epj_x", 'kommuner = ["1507"]', "must be an EPJ system another municipality configures"),
+    ("epj_a", "", "kommuner is required"),
+])
+def test_a_shared_export_must_name_a_held_system_and_its_units(tmp_path: Path, system, kommuner, message) -> None:
+    path = tmp_path / "kommuner.toml"
+    path.write_text(SHARED.format(system=system, kommuner=kommuner), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_kommuner(path)

@@ -5,7 +5,6 @@ import polars as pl
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from tests.idgen import break_check_digit, synthetic_number
 from transforms.privacy.identity import (
     TYPE_DNR,
     TYPE_DUF,
@@ -18,6 +17,7 @@ from transforms.privacy.identity import (
     encrypt_frame,
 )
 from transforms.privacy.keys import MissingKeyError, init_key_file, load_keys
+from transforms.synthetic.ids import birth_number, break_check_digits
 
 EXAMPLE_IDS = ["14894710005", "07834110096"]  # the spec's example persons
 
@@ -34,17 +34,17 @@ def test_synthetic_numbers_are_a_finding_unless_allowed():
 
 
 def test_broken_check_digit_is_rejected():
-    assert check_identifier(break_check_digit(EXAMPLE_IDS[0]), allow_synthetic=True).rule_id == "id.check_digits"
+    assert check_identifier(break_check_digits(EXAMPLE_IDS[0]), allow_synthetic=True).rule_id == "id.check_digits"
 
 
 def test_d_number_type_derived_from_digits():
-    number = synthetic_number(12, 3, 55, 123, d_number=True)
+    number = birth_number(12, 3, 55, 123, d_number=True)
     check = check_identifier(number, declared_type=TYPE_FNR, allow_synthetic=True)
     assert check.rule_id is None and check.id_type == TYPE_DNR
 
 
 def test_h_number_type():
-    number = synthetic_number(12, 3, 55, 123, h_number=True)
+    number = birth_number(12, 3, 55, 123, h_number=True)
     check = check_identifier(number, allow_synthetic=False)
     assert check.rule_id is None and check.id_type == TYPE_HNR and not check.synthetic
 
@@ -96,3 +96,9 @@ def test_key_file_created_private_and_never_overwritten(tmp_path, monkeypatch):
     _, created_again = init_key_file()
     assert not created_again and load_keys() == first
     assert len(first.pseudonym_key) == 32 and first.pseudonym_key != first.vault_key
+
+
+def test_declared_type_outside_code_list_9032_is_refused():
+    check = check_identifier(EXAMPLE_IDS[0], declared_type=11, allow_synthetic=True)
+    assert check.rule_id == "code.unknown_value" and "9032" in check.message
+    assert check_identifier("P1234567", declared_type=4, allow_synthetic=True).rule_id is None  # passport

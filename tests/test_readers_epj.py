@@ -10,7 +10,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from stdnum.no.fodselsnummer import calc_check_digit1, calc_check_digit2
 
 from tests.privacy import find_identifiers
 from transforms.core.layout import DataRoot
@@ -19,6 +18,7 @@ from transforms.ingest.readers.epj_a_csv import LAYOUTS, read_epj_a_file
 from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
+from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import EPJ_TABLES, IDENTITY_PARTS, QUARANTINE
 from transforms.tables.model import source_slug
 
@@ -37,31 +37,10 @@ FNR_1 = "14894710005"
 FNR_2 = "07834110096"
 
 
-# --- synthetic identifiers (test-data convention: birth month + 80, valid check digits) -----------
-def synthetic_number(day: int, month: int, year2: int, *, dnr: bool = False, start: int = 100,
-                     must_be_valid: bool = True) -> str:
-    """An 11-digit synthetic birth number; D-nummer adds 4 to the first digit."""
-    for individual in range(start, 500):
-        base = f"{day + 40 if dnr else day:02d}{month + 80:02d}{year2:02d}{individual:03d}"
-        k1 = calc_check_digit1(base)
-        if len(k1) != 1:
-            continue
-        k2 = calc_check_digit2(base + k1)
-        if len(k2) != 1:
-            continue
-        number = base + k1 + k2
-        if not must_be_valid or check_identifier(number, None, True).rule_id is None:
-            return number
-    raise AssertionError("no synthetic number found")
-
-
-def broken_check_digit(number: str) -> str:
-    return number[:10] + str((int(number[10]) + 1) % 10)
-
-
-DNR_1 = synthetic_number(14, 9, 47, dnr=True)          # a D-nummer later replaced by FNR_1
-FNR_3 = synthetic_number(2, 3, 61)
-BAD_DATE_NR = synthetic_number(31, 2, 50, must_be_valid=False)  # check digits fine, 31 Feb
+# more synthetic identifiers (test-data convention: birth month + 80, valid check digits)
+DNR_1 = birth_number(14, 9, 47, d_number=True)          # a D-nummer later replaced by FNR_1
+FNR_3 = birth_number(2, 3, 61)
+BAD_DATE_NR = birth_number(31, 2, 50)  # check digits fine, 31 Feb
 DUF_1 = "2014123456" + duf_check_digits("2014123456")
 
 
@@ -71,7 +50,7 @@ def test_synthetic_helpers():
     assert check_identifier(DNR_1, 2, True).id_type == 2
     assert check_identifier(FNR_3, 1, True).synthetic
     assert check_identifier(BAD_DATE_NR, 1, True).rule_id == "id.birth_date"
-    assert check_identifier(broken_check_digit(FNR_1), 1, True).rule_id == "id.check_digits"
+    assert check_identifier(break_check_digits(FNR_1), 1, True).rule_id == "id.check_digits"
     assert check_identifier(DUF_1, 10, True).rule_id is None
 
 
@@ -322,7 +301,7 @@ def test_csv_person_rules(tmp_path: Path):
     path = write(tmp_path, "raw/epj/a/brukere.csv", csv_text(
         BRUKERE_HEADER,
         f"0602;1001;{FNR_1};FNR;2;1947;;;{ts}",                        # 2 staged
-        f"0602;1002;{broken_check_digit(FNR_2)};FNR;2;1941;;;{ts}",   # 3
+        f"0602;1002;{break_check_digits(FNR_2)};FNR;2;1941;;;{ts}",   # 3
         f"0602;1003;1234;FNR;2;1941;;;{ts}",                           # 4
         f"0602;1004;;FNR;2;1941;;;{ts}",                               # 5
         f"0602;1005;{FNR_2};XYZ;2;1941;;;{ts}",                        # 6
@@ -331,7 +310,7 @@ def test_csv_person_rules(tmp_path: Path):
         f"0602;1008;{FNR_2};FNR;2;1941;;2020-01-01;{ts}",              # 9
         f"0602;1009;{BAD_DATE_NR};FNR;2;1950;;;{ts}",                  # 10
         f"0602;;{FNR_2};FNR;2;1941;;;{ts}",                            # 11
-        f"0602;1011;{broken_check_digit(FNR_3)};FNR;2;1961;;31.02.2020;{ts}",  # 12: the id's rule wins
+        f"0602;1011;{break_check_digits(FNR_3)};FNR;2;1961;;31.02.2020;{ts}",  # 12: the id's rule wins
         f"0602;1012;{FNR_2};FNR;2;1941;;;",                            # 13
         f"06020;1013;{FNR_2};FNR;2;1941;;;{ts}",                       # 14
         f"0602;1014;{FNR_2};;2;1941;;;{ts}",                           # 15
@@ -500,7 +479,7 @@ def test_jsonl_rules_and_status_mapping(tmp_path: Path):
         service("e-10", status="CANCELLED"),                        # 10 staged ANNULLERT
         service("e-11", status="PAUSED"),                           # 11
         service("e-12", municipality="301"),                        # 12
-        client("e-13", broken_check_digit(FNR_2)),                  # 13
+        client("e-13", break_check_digits(FNR_2)),                  # 13
         service("e-14", sid="S-2", to="2021-03-14"),                # 14
         pause("e-15", to="2022-03-31"),                             # 15
         pause("e-16"),                                              # 16 staged NY
@@ -595,7 +574,7 @@ def test_synthetic_identifiers_refused_when_not_allowed(tmp_path: Path):
 
 
 def test_no_raw_identifier_in_any_parquet_file(tmp_path: Path):
-    bad = broken_check_digit(FNR_2)
+    bad = break_check_digits(FNR_2)
     ids = [FNR_1, FNR_2, FNR_3, DNR_1, bad, BAD_DATE_NR, DUF_1]
     ts = "28.04.2016 10:02:11"
     paths = [

@@ -5,13 +5,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.idgen import break_check_digit, synthetic_number
 from tests.privacy import find_identifiers
 from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer
+from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import QUARANTINE, TABLES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root"
@@ -81,7 +81,7 @@ def test_spec_examples_stage_without_quarantine(tmp_path, year):
 
 
 def test_invalid_identifier_quarantines_the_person_and_all_its_records(tmp_path):
-    bad = break_check_digit(FID)
+    bad = break_check_digits(FID)
     xml = doc37(bruker(bad, tjeneste(stops='<MidlertidigStopp stoppID="S" fraDato="2019-02-01" tilDato=""/>\n'))
                 + bruker(FID, tjeneste("T-2"), user_no="2"))
     sink = read(tmp_path, xml)
@@ -135,7 +135,7 @@ def test_unknown_root_and_misfiled_header(tmp_path):
 
 
 def test_layout_36_derives_type_and_maps_scores(tmp_path):
-    d_number = synthetic_number(3, 4, 51, 234, d_number=True)
+    d_number = birth_number(3, 4, 51, 234, d_number=True)
     xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<IPLOS versjon="3.6">\n'
            '<Hode><Aar>2017</Aar><Kommunenr>1601</Kommunenr><Uttaksdato>15.01.2018</Uttaksdato></Hode>\n'
            f'<Person>\n<Brukernr>7</Brukernr><Fnr>{d_number}</Fnr><Kjonn>1</Kjonn><Fodt>1951</Fodt><Dod></Dod>\n'
@@ -152,7 +152,7 @@ def test_layout_36_derives_type_and_maps_scores(tmp_path):
 
 
 def test_no_raw_identifier_in_any_output(tmp_path):
-    bad = break_check_digit(FID)
+    bad = break_check_digits(FID)
     read(tmp_path, doc37(bruker(FID, tjeneste()) + bruker(bad, tjeneste("T-9"), user_no="2")))
     outputs = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "in.xml"]
     assert any(p.suffix == ".parquet" for p in outputs)

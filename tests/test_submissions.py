@@ -261,7 +261,7 @@ def test_small_backfill_validates_and_replays(small_root, tmp_path):
     shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox", "timeline"))
     prepare(root)
     report = backfill(root)
-    assert report.files > 10_000 and report.municipalities == 6
+    assert report.files > 10_000 and report.municipalities == 9
     schema = load_schema(OFFICIAL)
     invalid = [f.name for f in (root / "submissions").rglob("*.xml") if schema_issues(f.read_bytes(), schema)]
     assert invalid == []

@@ -29,8 +29,8 @@ def demo(demo_root):
 
 
 @pytest.fixture(scope="module")
-def small(small_root):
-    return _build(small_root)
+def small(small_timeline):
+    return small_timeline
 
 
 @pytest.mark.parametrize("scale", ["demo", "small"])
@@ -89,7 +89,7 @@ def test_rebuilding_gives_identical_parquet(demo):
 
     first = digest()
     build_timeline(settings)
-    assert digest() == first and len(first) == 8
+    assert digest() == first and len(first) == 9
 
 
 @pytest.mark.parametrize("workers", [1, 2])

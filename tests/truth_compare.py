@@ -7,7 +7,9 @@ the truth. Both sides are expanded to days in DuckDB and compared with EXCEPT.
 Layout 3.6 (2017-2018) carries no temporary stops, so on days a 3.6 extract is the
 authority a stopped service is indistinguishable from an active one: on those days
 both sides are compared on allocation (active or stopped), everywhere else on the
-active state itself.
+active state itself. The same holds for a service no EPJ export holds on days an EPJ is
+the authority (a split unit's record placed by the default or by continuation, on days the
+EPJ of another piece of the unit covers it): its stops come from no authoritative source.
 """
 
 from __future__ import annotations
@@ -41,15 +43,15 @@ EXPAND = """
 SELECT c.kommune, c.day, e.person_key, e.service_code
 FROM {episodes} e
 JOIN covered_days c ON c.kommune = e.kommune AND c.day BETWEEN e.start_date AND coalesce(e.end_date, DATE '9999-12-31')
-WHERE ({ignore_stops_on_36} AND c.layout_36)
+WHERE ({ignore_stops_on_36} AND (c.layout_36 OR (c.any_epj AND NOT e.in_epj)))
    OR NOT EXISTS (SELECT 1 FROM {stops} s WHERE s.episode_id = e.episode_id
                   AND c.day BETWEEN s.from_date AND coalesce(s.to_date, DATE '9999-12-31'))
 """
 
 
-def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 50, every_nth_day: int = 1
-                       ) -> Agreement:
-    """`every_nth_day` > 1 compares a regular sample of days (for the large scales)."""
+def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 50, every_nth_day: int = 1,
+                       kommuner: list[str] | None = None) -> Agreement:
+    """`every_nth_day` > 1 compares a regular sample of days (for the large scales); `kommuner` only those."""
     keys = load_keys(key_file)
     pseudonym = Pseudonymizer(keys.pseudonym_key)
     truth = pl.read_parquet(root / "truth" / "episodes.parquet")
@@ -57,21 +59,35 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
         person_key=pl.col("fid").map_elements(pseudonym, return_dtype=pl.Utf8),
         episode_id=pl.col("truth_episode_id").cast(pl.Utf8),
         kommune=pl.col("reporting_kommune"),
-    ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date")
+        in_epj=pl.col("epj_ids").list.len() > 0,
+    ).select("episode_id", "kommune", "person_key", pl.col("service_code").cast(pl.Utf8), "start_date", "end_date",
+             "in_epj")
+    # a person whose D-nummer was replaced later is the truth's one person under the final number; a service
+    # that only sources from before the replacement held (an extract of a service ended before it, with no
+    # later record of the same user number) is reconstructed under the D-nummer, as the sources knew it
+    previous = pl.read_parquet(root / "truth" / "persons.parquet").select("fid", "previous_ids").explode(
+        "previous_ids", empty_as_null=True).drop_nulls()
+    aliases = {pseudonym(old): pseudonym(new) for new, old in previous.iter_rows()}
     truth_stops = pl.read_parquet(root / "truth" / "stops.parquet").select(
         pl.col("truth_episode_id").cast(pl.Utf8).alias("episode_id"), "from_date", "to_date")
     with duck.connect() as con:
         con.register("truth_episodes", truth.to_arrow())
         con.register("truth_stops", truth_stops.to_arrow())
         tl = root / "timeline"
-        con.execute(f"CREATE VIEW rec_episodes AS SELECT * FROM read_parquet('{tl / 'episodes.parquet'}')")
+        con.register("aliases", pl.DataFrame({"alias": list(aliases), "person": list(aliases.values())},
+                                              schema={"alias": pl.Utf8, "person": pl.Utf8}).to_arrow())
+        con.execute(f"CREATE VIEW rec_episodes AS SELECT e.* REPLACE (coalesce(a.person, e.person_key) AS person_key), "
+                    "list_bool_or([r LIKE 'epj:%' FOR r IN e.records]) AS in_epj "
+                    f"FROM read_parquet('{tl / 'episodes.parquet'}') e LEFT JOIN aliases a ON a.alias = e.person_key")
         con.execute(f"CREATE VIEW rec_stops AS SELECT * FROM read_parquet('{tl / 'stops.parquet'}')")
         con.execute(f"""
             CREATE TABLE covered_days AS
-            SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36
+            SELECT kommune, day, bool_or(source IN ('iplos:2017', 'iplos:2018')) AS layout_36,
+                   bool_or(source LIKE 'epj:%') AS any_epj
             FROM read_parquet('{tl / 'coverage.parquet'}')
             WHERE (day - DATE '2017-01-01') % {every_nth_day} = 0
-            GROUP BY kommune, day HAVING bool_and(source <> 'gap')""")
+              AND ({kommuner is None} OR kommune IN (SELECT unnest($kommuner)))
+            GROUP BY kommune, day HAVING bool_and(source <> 'gap')""", {"kommuner": kommuner or []})
         for table, source in (("t", "truth"), ("r", "rec")):
             expand = EXPAND.format(episodes=f"{source}_episodes", stops=f"{source}_stops", ignore_stops_on_36="TRUE")
             con.execute(f"CREATE TABLE {table} AS {expand}")

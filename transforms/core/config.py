@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 EPJ_FORMATS = ("epj-a-csv", "epj-b-jsonl")
@@ -46,6 +46,13 @@ class Municipality:
     contacts: tuple[Contact, ...] = ()
     epj: tuple[EpjSystem, ...] = field(default_factory=tuple)
     her_id: int | None = None  # the address register's HER-id: the sender (FromHerId) of its messages
+    # another municipality's exports that also hold records of this one's territory (`[[kommune.shared_epj]]`):
+    # after a split, both successors took records from the divided municipality's EPJ. Read once, by its holder
+    shared_epj: tuple[EpjSystem, ...] = field(default_factory=tuple)
+
+    def systems(self) -> tuple[EpjSystem, ...]:
+        """Its own exports and the shared ones: every system whose records may be this municipality's."""
+        return self.epj + self.shared_epj
 
 
 def _date(value, where: str, name: str, required: bool = True) -> dt.date | None:
@@ -125,4 +132,34 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
             epj=tuple(systems),
             her_id=her_id,
         ))
-    return result
+    return _with_shared_systems(path, data, result)
+
+
+def _with_shared_systems(path: Path, data: dict, municipalities: list[Municipality]) -> list[Municipality]:
+    """Resolve each `[[kommune.shared_epj]]` against the system its holder configures.
+
+    A shared entry names the holder's system id and the units of this municipality's territory it holds
+    (required: the export also holds the holder's own records); its dates default to the holder's.
+    """
+    held = {s.system: (m.nr, s) for m in municipalities for s in m.epj}
+    resolved = []
+    for i, (entry, municipality) in enumerate(zip(data.get("kommune", []), municipalities, strict=True), start=1):
+        shared = []
+        for j, share in enumerate(entry.get("shared_epj", []), start=1):
+            where = f"{path} [[kommune]] #{i} [[kommune.shared_epj]] #{j}"
+            system = share.get("system")
+            if system not in held or held[system][0] == municipality.nr:
+                raise ConfigError(f"{where}: system {system!r} must be an EPJ system another municipality "
+                                  "configures (its holder reads the export)")
+            if not share.get("kommuner"):
+                raise ConfigError(f"{where}: kommuner is required: the units of this municipality's territory "
+                                  f"that {system!r} holds")
+            holder = held[system][1]
+            shared.append(EpjSystem(
+                system=system, format=holder.format, path=holder.path,
+                active_from=_date(share.get("active_from"), where, "active_from", required=False)
+                or holder.active_from,
+                active_to=_date(share.get("active_to"), where, "active_to", required=False) or holder.active_to,
+                history_from=holder.history_from, kommuner=tuple(share["kommuner"])))
+        resolved.append(replace(municipality, shared_epj=tuple(shared)))
+    return resolved

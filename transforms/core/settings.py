@@ -44,6 +44,34 @@ class Reconciliation:
 
 
 @dataclass(frozen=True)
+class SplitOverride:
+    """An analyst's decision: the records of `person_key` filed under the split unit `unit` belong to `kommune`."""
+
+    unit: str
+    person_key: str
+    kommune: str
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """`[splits]`: who receives a split unit's records that no rule places, and an analyst's moves.
+
+    `default` maps a divided unit (5012, 1850, 1507) to a successor, replacing the succession table's
+    default; `override` moves one person's records of a split unit (the `split_assignments` listing
+    names them by pseudonym).
+    """
+
+    default: dict[str, str] = field(default_factory=dict)
+    override: tuple[SplitOverride, ...] = ()
+
+    @classmethod
+    def from_toml(cls, values: dict) -> SplitSettings:
+        overrides = tuple(SplitOverride(str(o["unit"]), str(o["person_key"]), str(o["kommune"]))
+                          for o in values.get("override", []))
+        return cls({str(k): str(v) for k, v in values.get("default", {}).items()}, overrides)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_root: Path
     allow_synthetic_ids: bool = False
@@ -51,6 +79,7 @@ class Settings:
     as_of_date: dt.date | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     reconciliation: Reconciliation = field(default_factory=Reconciliation)
+    splits: SplitSettings = field(default_factory=SplitSettings)
 
     @property
     def root(self) -> DataRoot:
@@ -65,7 +94,7 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     """Resolve settings: explicit argument, then `KTT_DATA_ROOT`, then `./data`.
 
     `config/settings.toml` under the data root may set `allow_synthetic_ids`,
-    `as_of_date`, `[tolerances]` and `[reconciliation]`; the environment wins over the file so that a
+    `as_of_date`, `[tolerances]`, `[reconciliation]` and `[splits]`; the environment wins over the file so that a
     test or the demo can switch synthetic identifiers on without editing config.
     """
     root = Path(data_root or os.environ.get("KTT_DATA_ROOT") or "data").resolve()
@@ -80,4 +109,4 @@ def load_settings(data_root: str | Path | None = None) -> Settings:
     tol = Tolerances(**file_values.get("tolerances", {}))
     reconciliation = Reconciliation(**file_values.get("reconciliation", {}))
     return Settings(data_root=root, allow_synthetic_ids=allow, as_of_date=as_of, tolerances=tol,
-                    reconciliation=reconciliation)
+                    reconciliation=reconciliation, splits=SplitSettings.from_toml(file_values.get("splits", {})))

@@ -23,9 +23,10 @@ from stdnum.no import fodselsnummer
 from transforms.core.atomic import write_bytes
 from transforms.core.settings import Settings
 from transforms.privacy.keys import Keys
+from transforms.reference.codes import person_id_types
 from transforms.tables import IDENTITY_PARTS, IDENTITY_VAULT
 
-# Code list 9032.
+# Code list 9032 (`reference.codes.person_id_types` has all of it): the types the rules below tell apart.
 TYPE_FNR = 1
 TYPE_DNR = 2
 TYPE_HNR = 3
@@ -79,6 +80,10 @@ def check_identifier(raw: str | None, declared_type: int | None = None,
     number = (raw or "").strip().replace(" ", "")
     if not number:
         return IdCheck(None, False, "id.missing", "person identifier is empty")
+    if declared_type is not None and declared_type not in person_id_types():
+        # the message would fail the schema's code list later; the record is refused where it came in
+        return IdCheck(None, False, "code.unknown_value",
+                       f"identifier type {declared_type} is not in code list 9032")
     if declared_type == TYPE_DUF or (len(number) == 12 and number.isdigit()):
         if len(number) != 12 or not number.isdigit():
             return IdCheck(TYPE_DUF, False, "id.format", "DUF number must be 12 digits")

@@ -17,9 +17,10 @@ from transforms.core import duck
 from transforms.core.atomic import replacing
 from transforms.core.duck import sql_literal
 from transforms.core.settings import Settings
-from transforms.tables import EPISODE_STOPS, EPISODES, TABLES, Table
+from transforms.tables import EPISODE_STOPS, EPISODES, SPLIT_ASSIGNMENTS, TABLES, Table
 from transforms.timeline.coverage import as_of_date
 from transforms.timeline.daily import ALLOCATION_VIEW_SQL
+from transforms.timeline.splits import SPLIT_DEFAULTS_DESCRIPTION, SPLIT_DEFAULTS_VIEW, SPLIT_DEFAULTS_VIEW_SQL
 
 ALLOCATION_DESCRIPTION = ("Episodes expanded to one row per day and person (computed on demand): "
                           "day, kommune, person_key, service_code, episode_id, state (active or stopped).")
@@ -51,6 +52,10 @@ def build_warehouse(settings: Settings) -> tuple[Path, list[str]]:
         for table in sorted(tables, key=lambda t: t.name):
             _create_view(con, settings.data_root, table)
         views = [t.name for t in tables]
+        if SPLIT_ASSIGNMENTS in tables:
+            con.execute(SPLIT_DEFAULTS_VIEW_SQL)
+            con.execute(f"COMMENT ON VIEW {SPLIT_DEFAULTS_VIEW} IS {sql_literal(SPLIT_DEFAULTS_DESCRIPTION)}")
+            views.append(SPLIT_DEFAULTS_VIEW)
         if {EPISODES, EPISODE_STOPS} <= set(tables):
             con.execute(ALLOCATION_VIEW_SQL.format(first_day=settings.cutoff_date.isoformat(),
                                                    last_day=as_of_date(settings).isoformat()))

@@ -16,7 +16,7 @@ import json
 import polars as pl
 
 from .ids import break_check_digits
-from .render_iplos import (
+from .iplos_rows import (
     EL_ASSESSMENT,
     EL_CLOSE,
     EL_DIAGNOSIS,

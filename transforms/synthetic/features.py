@@ -14,7 +14,8 @@ import polars as pl
 
 from .dates import SPAN_END
 from .ids import person_numbers
-from .segments import Holdings, person_rows, unit_frame
+from .registrations import person_rows, unit_frame
+from .segments import Holdings
 from .sources import FMT_A, FMT_B, MunicipalityPlan
 from .world import World
 

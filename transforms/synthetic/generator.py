@@ -26,6 +26,7 @@ from .render_iplos import render_iplos
 from .scales import SCALES
 from .segments import build_holdings
 from .sources import plan_municipalities
+from .split_plans import end_before_split_era
 from .truth import write_truth
 from .world import PERSONS_PER_ACTIVE, build_world
 
@@ -75,7 +76,7 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
         else dict(spec.persons)
     )
     plans = plan_municipalities(sizes, municipalities, rng)
-    world = build_world(plans, rng)
+    world = end_before_split_era(build_world(plans, rng), plans)
     world, holdings = build_holdings(rng, world, plans)
     world, holdings = ensure_dnr_replacements(rng, world, holdings, plans)
     planner = CorruptionPlanner(plans)

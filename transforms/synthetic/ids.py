@@ -1,10 +1,11 @@
 """Synthetic identifiers: birth numbers in the national test range and organisation numbers.
 
-Person numbers follow the test-data convention (birth month + 80) so that nothing the
-generator writes can be a real person's number, and their check digits come from
-python-stdnum so that a reader checking them with the same rules accepts them. D-numbers
-add 4 to the first digit. The individual digits agree with the birth century and the
-third of them with sex (odd = male), because readers may cross-check both.
+The one generator of synthetic identifiers, for the worlds and for the tests. Person numbers
+follow the test-data convention (birth month + 80) so that nothing the generator writes can be
+a real person's number, and their check digits come from python-stdnum so that a reader
+checking them with the same rules accepts them. D-numbers add 4 to the first digit. The
+individual digits agree with the birth century and the third of them with sex (odd = male),
+because readers may cross-check both.
 """
 
 from __future__ import annotations
@@ -26,11 +27,32 @@ def _with_check_digits(first9: str) -> str | None:
     return first9 + k1 + k2
 
 
+def _date_digits(day: int, month: int, year2: int, d_number: bool = False, h_number: bool = False) -> str:
+    """DDMMYY of a synthetic number: month + 80 (an H-number's month + 40 instead), a D-number's day + 40."""
+    dd = day + (40 if d_number else 0)
+    mm = month + (40 if h_number else 80)
+    return f"{dd:02d}{mm:02d}{year2:02d}"
+
+
+def birth_number(day: int, month: int, year2: int, individual: int = 100, *, d_number: bool = False,
+                 h_number: bool = False) -> str:
+    """A birth number with valid check digits for a date and an individual number (tests' examples).
+
+    Individual numbers whose check digit would be 10 are skipped: the next ones are tried. The date is
+    not checked, so a 31 February makes a number that fails only the birth-date rule. An H-number
+    (month + 40) is not in the +80 range: the convention has no room for both offsets.
+    """
+    for candidate in range(individual, individual + 50):
+        number = _with_check_digits(f"{_date_digits(day, month, year2, d_number, h_number)}{candidate % 1000:03d}")
+        if number is not None:
+            return number
+    raise ValueError(f"no valid birth number from individual number {individual} on")
+
+
 def _birth_prefix(birth_day: int, d_number: bool) -> tuple[str, int]:
     """DDMMYY with the synthetic month (+80) and, for a D-number, day + 40; plus century base."""
     born = to_date(birth_day)
-    dd = born.day + (40 if d_number else 0)
-    return f"{dd:02d}{born.month + 80:02d}{born.year % 100:02d}", (0 if born.year < 2000 else 500)
+    return _date_digits(born.day, born.month, born.year % 100, d_number), (0 if born.year < 2000 else 500)
 
 
 def person_numbers(
@@ -57,7 +79,8 @@ def person_numbers(
 
 
 def break_check_digits(number: str) -> str:
-    """The same number with a last digit that fails the mod-11 check (a bad-input sample)."""
+    """The same number with a last digit that fails the mod-11 check (a bad-input sample): for a valid
+    number, the last digit plus one."""
     for delta in range(1, 10):
         candidate = number[:10] + str((int(number[10]) + delta) % 10)
         if not fodselsnummer.is_valid(candidate) and _with_check_digits(candidate[:9]) != candidate:

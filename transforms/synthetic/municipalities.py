@@ -1,46 +1,28 @@
-"""Municipality numbers over time, derived from the packaged copy of SSB's grouping.
+"""Municipality numbers over time, as `transforms.reference` has them (SSB's grouping and the
+curated succession table).
 
 The generator files every record under the number valid for its part of the territory
 on that day, exactly as a municipality's systems did: Drammen's 2019 extracts are
-0602/0625/0711, its 2021 extract 3005, its 2024 extract 3301. SSB's grouping gives
-validity years only for retired codes ("Drammen (2020-2023)"); the start year of a
-current code is inferred (see `_current_code_start`). The result is, per 2024
-municipality, a fixed list of territory *parts* (the codes valid in 2017) and the code
-each part reported under in every data year 2017–2025.
+0602/0625/0711, its 2021 extract 3005, its 2024 extract 3301. Per 2024 municipality the
+result is a fixed list of territory *parts* (the codes valid in 2017) and the code each
+part reported under in every data year 2017–2025 (`reference.unit_succession`). The part
+of a split unit that a municipality took is one of its parts: Hitra's part 1613 is the
+piece of Snillfjord it took in 2020, filed under 1613, 5012, 5012 and then 5056; Haram's
+part 1534 is filed under 1534, then Ålesund 1507 in 2020–2023, then 1580.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+
+import polars as pl
+
+from transforms.reference.municipalities import unit_owners, unit_succession
 
 FIRST_YEAR = 2017
 LAST_YEAR = 2025
 YEARS = tuple(range(FIRST_YEAR, LAST_YEAR + 1))
-
-_VALIDITY = re.compile(r"\s*\((\d{4})?-(\d{4})\)\s*$")
-# Counties created by the reforms: a current code with one of these prefixes cannot be older.
-_COUNTY_START = {
-    "50": 2018,
-    "30": 2020,
-    "34": 2020,
-    "38": 2020,
-    "42": 2020,
-    "46": 2020,
-    "54": 2020,
-    "31": 2024,
-    "32": 2024,
-    "33": 2024,
-    "39": 2024,
-    "40": 2024,
-    "55": 2024,
-    "56": 2024,
-}
-_OPEN_END = 9999
 
 
 @dataclass(frozen=True)
@@ -67,86 +49,20 @@ class Municipality:
         return tuple(sorted({code for u in self.units for code in u}))
 
 
-def _norm_name(name: str) -> str:
-    """Name root used to follow a code to its successor ('Trondheim (-2017)' ~ 'Trondheim - Tråante')."""
-    name = re.sub(r"\s*\(.*?\)", "", name)
-    return name.split(" - ")[0].strip().lower()
-
-
-def _current_code_start(code: str, name: str, retired: dict[str, tuple[int, int, str]]) -> int:
-    """First year a code without validity parentheses was in use.
-
-    A code retired in 2023 means the current code is a 2024 renumbering; a retired code of
-    the same name means the current one replaced it; otherwise a code of a county created
-    by a reform starts with that county (and after any retired code of the same county),
-    and an old-county code has existed throughout.
-    """
-    if any(end == 2023 for _, end, _ in retired.values()):
-        return 2024
-    same_name = [end for _, end, nm in retired.values() if _norm_name(nm) == _norm_name(name)]
-    if same_name:
-        return max(same_name) + 1
-    county_start = _COUNTY_START.get(code[:2])
-    if county_start is None:
-        return 0
-    same_county = [end for c, (_, end, _) in retired.items() if c[:2] == code[:2] and end >= county_start]
-    return max([county_start, *[end + 1 for end in same_county]])
-
-
-def _build(group: str, name: str, rows: list[tuple[str, str]]) -> Municipality:
-    """Parts and per-year codes of one group from its (code, name_with_validity) rows."""
-    retired: dict[str, tuple[int, int, str]] = {}
-    current: list[tuple[str, str]] = []
-    for code, label in rows:
-        m = _VALIDITY.search(label)
-        if m:
-            retired[code] = (int(m.group(1) or 0), int(m.group(2)), _VALIDITY.sub("", label).strip())
-        else:
-            current.append((code, label))
-    validity = dict(retired)
-    for code, label in current:
-        validity[code] = (_current_code_start(code, label, retired), _OPEN_END, label)
-    by_year = {y: sorted(c for c, (s, e, _) in validity.items() if s <= y <= e) for y in YEARS}
-    # A group whose predecessors SSB files under "Rest" has no code in early years: the
-    # grouping names no predecessor, so the generator files those years under the first code used.
-    first = next(codes for codes in by_year.values() if codes)
-    for y in YEARS:
-        if not by_year[y]:
-            by_year[y] = first
-        else:
-            break
-    parts = tuple(by_year[FIRST_YEAR])
-    chains: list[list[str]] = [[p] for p in parts]
-    for y in YEARS[1:]:
-        codes, prev_codes = by_year[y], set(by_year[y - 1])
-        new_codes = [c for c in codes if c not in prev_codes]
-        for chain in chains:
-            prev = chain[-1]
-            if prev in codes:
-                chain.append(prev)
-                continue
-            named = [c for c in new_codes if _norm_name(validity[c][2]) == _norm_name(validity[prev][2])]
-            chain.append((named or new_codes or codes)[0])
-    return Municipality(nr=group, name=name, parts=parts, units=tuple(tuple(c) for c in chains))
-
-
 @cache
 def load_municipalities() -> dict[str, Municipality]:
-    """All 2024 municipalities (numeric groups that contain their own code), keyed by number."""
-    text = (
-        resources.files("transforms")
-        .joinpath("reference/data/ssb-kommune-grouping-1994-2024.csv")
-        .read_text(encoding="utf-8")
-    )
-    groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        entry = groups.setdefault(row["group_code_2024"], (row["group_name_2024"], []))
-        entry[1].append((row["code"], row["name_with_validity"]))
+    """All 2024 municipalities, keyed by number, with their parts' codes per data year."""
+    owners = unit_owners()
+    current = owners.filter(pl.col("code") == pl.col("kommune"))
+    names = dict(current.select("kommune", "name").iter_rows())
+    in_2017 = owners.filter((pl.col("valid_from").is_null() | (pl.col("valid_from") <= FIRST_YEAR))
+                            & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= FIRST_YEAR)))
+    chain = {(unit, kommune, year): code for unit, year, code, kommune in unit_succession().iter_rows()}
     result = {}
-    for group in sorted(groups):
-        name, rows = groups[group]
-        if group.isdigit() and any(code == group for code, _ in rows):
-            result[group] = _build(group, name, rows)
+    for nr in sorted(names):
+        parts = tuple(sorted(in_2017.filter(pl.col("kommune") == nr)["code"].to_list()))
+        units = tuple(tuple(chain[(part, nr, year)] for year in YEARS) for part in parts)
+        result[nr] = Municipality(nr=nr, name=names[nr], parts=parts, units=units)
     return result
 
 

@@ -1,7 +1,8 @@
 """`config/kommuner.toml`: the reporting municipalities and their exported EPJ systems (inputs.md §5).
 
 Only exported systems are configured: an EPJ whose history was never exported is not a
-source the pipeline can read; its traces are the ids in the yearly extracts it produced.
+source the pipeline can read; its traces are the ids in the yearly extracts it produced. Another
+municipality's export that held one of its parts is shared (`[[kommune.shared_epj]]`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .dates import SPAN_END, to_date
 from .sources import MunicipalityPlan
+from .split_plans import shared_systems
 
 # synthetic HER-ids (address register numbers) for the sandbox registry: a fixed base plus the kommunenummer
 SYNTHETIC_HER_ID_BASE = 90_000_000
@@ -52,6 +54,12 @@ def _kommune(plan: MunicipalityPlan) -> str:
             lines.append(f'active_to = "{to_date(s.active_to).isoformat()}"')
         lines.append(f'history_from = "{to_date(s.history_from).isoformat()}"')
         lines.append("kommuner = [" + ", ".join(f'"{k}"' for k in s.kommuner) + "]")
+    for system, units, first, last in shared_systems(plan):
+        lines += ["", "[[kommune.shared_epj]]", f'system = "{system.system}"',
+                  "kommuner = [" + ", ".join(f'"{k}"' for k in units) + "]",
+                  f'active_from = "{to_date(first).isoformat()}"']
+        if last is not None:
+            lines.append(f'active_to = "{to_date(last).isoformat()}"')
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,9 @@
 
 Every scale contains the three feature municipalities (Drammen, Trondheim, Herøy) whose
 sources are set up to exercise every rule of timeline.md, so a test at any scale finds
-every feature; the scales differ in the other municipalities and in size.
+every feature; the scales differ in the other municipalities and in size. `small` adds the
+split municipalities' successors: Narvik and Hamarøy (Tysfjord, 2020), Ålesund and Haram
+(Ålesund 1507, 2024); `national` has every municipality, the six successors included.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ SCALES: dict[str, Scale] = {
     "demo": Scale("demo", "3 feature municipalities, about 2,000 persons", dict(_DEMO)),
     "small": Scale(
         "small",
-        "6 municipalities, about 10,000 persons",
-        {"3301": 2200, "5001": 2800, "1515": 600, "4601": 2400, "1508": 1400, "3101": 600},
+        "9 municipalities, about 11,000 persons: with Tysfjord's 2020 split (Narvik, Hamarøy) and the 2024 "
+        "Ålesund/Haram split",
+        {"3301": 2200, "5001": 2800, "1515": 600, "4601": 2400, "1508": 1400, "3101": 600, "1580": 400,
+         "1806": 700, "1875": 300},
     ),
     "oslo": Scale(
         "oslo", "Oslo with about 45,000 persons plus the demo municipalities", {"0301": 45_000, **_DEMO}

@@ -83,13 +83,15 @@ class MunicipalityPlan:
     providers: tuple[str, ...] = ()
     feature: str | None = None
     part_weights: tuple[float, ...] | None = None  # share of persons per part; None = first part double
+    # other municipalities' systems that held one of this one's parts for a while (a split unit's EPJ)
+    borrowed: tuple[SystemPlan, ...] = ()
 
     def weights(self) -> np.ndarray:
         w = np.array(self.part_weights or [2.0] + [1.0] * (len(self.muni.parts) - 1), dtype=float)
         return w / w.sum()
 
     def system(self, name: str) -> SystemPlan:
-        return next(s for s in self.systems if s.system == name)
+        return next(s for s in (*self.systems, *self.borrowed) if s.system == name)
 
     def extract_status(self, unit: str, year: int) -> str:
         if (unit, year) in self.missing:
@@ -277,8 +279,11 @@ def _generic(m: Municipality, persons: int, rng: np.random.Generator) -> Municip
 def plan_municipalities(
     sizes: dict[str, int], municipalities: dict[str, Municipality], rng: np.random.Generator
 ) -> list[MunicipalityPlan]:
-    """Plans in kommunenummer order, each with its own provider organisations."""
-    special = {"3301": _drammen, "5001": _trondheim, "1515": _heroy, "0301": _oslo}
+    """Plans in kommunenummer order, each with its own provider organisations; the parts of split units
+    held as the split municipalities held them (`split_plans`)."""
+    from .split_plans import haram, plan_split_parts
+
+    special = {"3301": _drammen, "5001": _trondheim, "1515": _heroy, "0301": _oslo, "1580": haram}
     plans = []
     used_orgs: set[str] = set()
     for nr in sorted(sizes):
@@ -286,4 +291,4 @@ def plan_municipalities(
         plan = special[nr](m, sizes[nr]) if nr in special else _generic(m, sizes[nr], rng)
         plan.providers = tuple(org_numbers(rng, int(np.clip(sizes[nr] // 300, 3, 40)), used_orgs))
         plans.append(plan)
-    return plans
+    return plan_split_parts(plans)

@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .dates import OPEN, SPAN_END, to_date, year_end, year_start, years_of
+from transforms.reference.successions import split_of
+
+from .dates import OPEN, SPAN_END, day, to_date, year_end, year_start, years_of
 from .municipalities import YEARS
 from .segments import Holdings
 from .sources import MunicipalityPlan
+from .split_plans import shared_systems
 from .textio import Corruption
 from .world import World
 
@@ -43,6 +46,50 @@ def _present_years(plans: list[MunicipalityPlan]) -> pl.DataFrame:
         if p.extract_status(p.muni.unit(j, y), y) == "present"
     ]
     return pl.DataFrame(rows, schema={"plan": pl.Int32, "part": pl.Int32, "year": pl.Int32}, orient="row")
+
+
+def _split_parts(plans: list[MunicipalityPlan]) -> pl.DataFrame:
+    """(plan, part, divided_unit, split_from, split_to, split_day, default_kommune): the parts filed under a
+    split unit (days split_from..split_to), the day it was divided and the split's default successor."""
+    present = {p.muni.nr for p in plans}
+    rows = []
+    for i, p in enumerate(plans):
+        for j in range(len(p.muni.parts)):
+            years = [y for y in YEARS if split_of(p.muni.unit(j, y)) is not None]
+            if years:
+                split = split_of(p.muni.unit(j, years[0]))
+                default = split.default if split.default in present else None  # type: ignore[union-attr]
+                rows.append((i, j, split.unit, year_start(years[0]), year_end(years[-1]),  # type: ignore[union-attr]
+                             day(split.date), default))  # type: ignore[union-attr]
+    return pl.DataFrame(rows, orient="row", schema={
+        "plan": pl.Int32, "part": pl.Int32, "divided_unit": pl.Utf8, "split_from": pl.Int32, "split_to": pl.Int32,
+        "split_day": pl.Int32, "default_kommune": pl.Utf8})
+
+
+def split_assignments_table(plans: list[MunicipalityPlan], world: World, holdings: Holdings) -> pl.DataFrame:
+    """The episodes with records filed under a split unit: the successor that reports them by the rules
+    (one that ended before the split goes to the split's default) and the rules that may place their
+    records (configuration for an export only one successor configures; else continuation or default)."""
+    parts = _split_parts(plans)
+    single = {s.system for p in plans for s in p.systems if s.exported and s.system.endswith("t")}
+    eps = world.episodes.join(parts, on=["plan", "part"]).filter(
+        (pl.col("start") <= pl.col("split_to")) & (pl.col("end") >= pl.col("split_from")))
+    in_single = holdings.segments.filter(pl.col("system").is_in(sorted(single)) & pl.col("in_export"))["eid"]
+    ended = pl.col("end") < pl.col("split_day")
+    persons = world.persons.select("pid", pl.coalesce("fnr", "dnr").alias("fid"))
+    return (
+        eps.join(persons, on="pid").join(_plan_table(plans), on="plan")
+        .with_columns(
+            pl.when(ended).then(pl.col("default_kommune")).otherwise(pl.col("reporting_kommune")).alias("kommune"),
+            pl.concat_list([
+                pl.when(ended).then(pl.lit("default")).otherwise(pl.lit("continuation")),
+                pl.when(pl.col("eid").is_in(in_single.implode())).then(pl.lit("configuration")),
+            ]).list.drop_nulls().alias("rules"))
+        .sort("eid")
+        .select(pl.col("eid").alias("truth_episode_id"), "fid", pl.col("code").alias("service_code"),
+                _date(pl.col("start")).alias("start_date"), _date(pl.col("end")).alias("end_date"),
+                "divided_unit", pl.col("reporting_kommune").alias("piece_of"), "kommune", "rules")
+    )
 
 
 def episodes_table(
@@ -83,9 +130,15 @@ def episodes_table(
         schema={"plan": pl.Int32, "part": pl.Int32, "part_2017": pl.Utf8},
         orient="row",
     )
+    # an episode of a split unit's piece that ended before the split is reported by the split's default
+    split = split_assignments_table(plans, world, holdings).select(
+        pl.col("truth_episode_id").alias("eid"), pl.col("kommune").alias("_split_kommune"))
     out = (
         eps.join(persons, on="pid", how="left")
         .join(_plan_table(plans), on="plan", how="left")
+        .join(split, on="eid", how="left")
+        .with_columns(pl.when(pl.col("eid").is_in(split["eid"].implode())).then(pl.col("_split_kommune"))
+                      .otherwise(pl.col("reporting_kommune")).alias("reporting_kommune"))
         .join(parts, on=["plan", "part"], how="left")
         .join(epj, on="eid", how="left")
         .join(ids37, on="eid", how="left")
@@ -216,6 +269,10 @@ def gaps_table(plans: list[MunicipalityPlan]) -> pl.DataFrame:
                 if s.exported and unit in s.kommuner:
                     hi = s.active_to if s.active_to is not None else OPEN
                     covered |= (days >= max(s.active_from, s.history_from or OPEN)) & (days <= hi)
+            for s, units, first, last in shared_systems(p):
+                if unit in units:
+                    hi = last if last is not None else OPEN
+                    covered |= (days >= max(first, s.history_from or OPEN)) & (days <= hi)
             years = years_of(days)
             for y in np.unique(years):
                 if p.extract_status(unit, int(y)) == "present":
@@ -296,6 +353,7 @@ def write_truth(
             _date(pl.col("annul")).alias("annulled"),
         ),
         "sources": sources_table(plans),
+        "split_assignments": split_assignments_table(plans, world, holdings),
         "gaps": gaps_table(plans),
         "corruptions": pl.DataFrame(
             [(c.source_file, c.line, c.record_kind, c.rule_id, c.description) for c in corruptions],

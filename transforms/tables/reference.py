@@ -15,9 +15,11 @@ MUNICIPALITY_CODES = Table(
         Column("valid_from", pl.Int32, "first year the number was valid (null: before 1994)"),
         Column("valid_to", pl.Int32, "last year the number was valid (null: still valid)"),
         Column("reporting_kommune", pl.Utf8, "today's municipality that reports the records filed under it "
-                                             "(null: split between several)"),
+                                             "(null: split between several, see split_assignments)"),
         Column("reporting_name", pl.Utf8, "name of the reporting municipality"),
-        Column("has_successor", pl.Boolean, "false for numbers SSB files under 'Rest' (split municipalities)"),
+        Column("split", pl.Boolean, "the number's territory was divided between several of today's "
+                                    "municipalities (Snillfjord, Tysfjord, Ålesund 1507): its records are "
+                                    "assigned to them one by one"),
     ),
     path="reference/municipality_codes.parquet",
     asset="municipality_numbers",

@@ -167,6 +167,34 @@ CONFLICTS = Table(
     sort=("kommune", "conflict", "episode_id", "record_id", "detail"),
 )
 
+SPLIT_ASSIGNMENTS = Table(
+    "split_assignments",
+    "The records of split units (Snillfjord and Tysfjord in 2020, Ålesund 1507 in 2024) and the successor each "
+    "went to, by the first rule that placed it: an analyst's override, the EPJ configuration, the person's "
+    "continuation, the split's default. One row per record and source file; the view split_defaults lists "
+    "those placed by the default or left unassigned, to check and move with [[splits.override]].",
+    (
+        Column("unit", pl.Utf8, "the split unit the record's rows in this file are filed under"),
+        Column("divided_unit", pl.Utf8, "the code whose territory was divided (5012, 1850, 1507)"),
+        Column("record_id", pl.Utf8, "the record: epj:<system>:<service id>, or i37:/i36: with the divided unit "
+                                     "in place of the municipality"),
+        Column("source_file", pl.Utf8, "a source file holding rows of the record"),
+        Column("rows", pl.Int64, "the record's staged rows in that file (services or service versions)"),
+        Column("person_key", pl.Utf8, "pseudonym of the person"),
+        Column("service_code", pl.Utf8, "service type, code list 9151 (12 and 13 as 29)"),
+        Column("start_date", pl.Date, "the record's start"),
+        Column("end_date", pl.Date, "the record's end; null while open"),
+        Column("kommune", pl.Utf8, "the successor that reports the record (null: unassigned, the default "
+                                   "successor is not configured in this data root)"),
+        Column("rule", pl.Utf8, "override, configuration, continuation, default or unassigned"),
+        Column("candidates", pl.List(pl.Utf8), "the split's successors configured in this data root"),
+    ),
+    path="timeline/split_assignments.parquet",
+    asset="split_assignments",
+    reads=RECONSTRUCTION_INPUTS,
+    sort=("record_id", "source_file"),
+)
+
 DAILY_ALLOCATION = Table(
     "daily_allocation",
     "Per day, municipality and service code: persons active, stopped, started and ended that day.",
@@ -188,7 +216,7 @@ DAILY_ALLOCATION = Table(
 # the large outputs, written batch by batch as the reconstruction goes
 STREAMED_TABLES = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)
 # the small ones, combined from every batch at the end
-COMBINED_TABLES = (COVERAGE, COVERAGE_SEGMENTS, GAPS, MISSING_EXTRACTS, CONFLICTS)
+COMBINED_TABLES = (COVERAGE, COVERAGE_SEGMENTS, GAPS, MISSING_EXTRACTS, CONFLICTS, SPLIT_ASSIGNMENTS)
 
 # --- reconciliation with the yearly extracts that were not evidence (EPJ-covered years) -----------------
 _YEAR = Column("year", pl.Int32, "data year of the yearly extract")

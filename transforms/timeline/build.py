@@ -36,6 +36,7 @@ from transforms.tables import (
     MISSING_EXTRACTS,
     MUNICIPALITY_CODES,
     PROVIDER_CHANGES,
+    SPLIT_ASSIGNMENTS,
     STREAMED_TABLES,
     Table,
 )
@@ -62,8 +63,17 @@ from transforms.timeline.linking import link_records
 from transforms.timeline.override_sql import BatchOverrides
 from transforms.timeline.overrides import Override, StaleOverride, load_overrides
 from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
+from transforms.timeline.splits import (
+    SPLIT_EPISODES_SQL,
+    SPLIT_RECORD_ROWS_SQL,
+    SPLIT_RECORDS_FROM_ROWS_SQL,
+    SPLIT_STOPS_SQL,
+    SplitAssignments,
+    assign_splits,
+    register_batch_lookups,
+)
 from transforms.timeline.sql import run_script
-from transforms.timeline.staged import file_owner, register_staged, staged_file_index
+from transforms.timeline.staged import file_owner, register_staged, shared_file_owners, staged_file_index
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +93,18 @@ WAITING_RESULTS = 4
 @dataclass(frozen=True)
 class BatchResult:
     """The small outputs of one batch (the large ones stay on its connection until written)."""
-    tables: dict[Table, pl.DataFrame]  # COMBINED_TABLES
+    tables: dict[Table, pl.DataFrame]  # COMBINED_TABLES but the split assignments (decided once per build)
     linking_rounds: int
 
 
 @dataclass(frozen=True)
 class StagedInputs:
-    """What every batch reads about the staging tree (listed once per build instead of once per batch),
-    and the analysts' overrides (`config/overrides.toml`)."""
+    """What every batch reads about the staging tree (listed once per build instead of once per batch), the
+    split units' records decided once for all batches, and the analysts' overrides (`config/overrides.toml`)."""
     files: dict[str, list[Path]]
     extracts: pl.DataFrame
+    shared: dict[str, frozenset[str]]  # `shared_file_owners`
+    splits: SplitAssignments
     overrides: tuple[Override, ...] = ()
 
     def overrides_of(self, kommuner: set[str] | None) -> list[Override]:
@@ -107,7 +119,8 @@ def staged_inputs(settings: Settings) -> StagedInputs:
         raise StaleOverride("config/overrides.toml: " + "; ".join(
             f"override {o.id} ({o.kind}) matches nothing any more: kommune {o.kommune} is not configured"
             for o in foreign))
-    return StagedInputs(staged_file_index(settings), staged_extracts(settings), overrides)
+    files, shared = staged_file_index(settings), shared_file_owners(settings)
+    return StagedInputs(files, staged_extracts(settings), shared, assign_splits(settings, files, shared), overrides)
 
 
 # the large outputs, written batch by batch, and the batch's table that holds each. Each table's sort order is
@@ -143,26 +156,36 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
     """
     as_of = as_of_date(settings)
     memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
+    members = kommuner if kommuner is not None else {m.nr for m in load_kommuner(settings.root.kommuner_toml)}
+    splits = inputs.splits.for_batch(members)
+    # a batch holds split units' files only when it holds a successor of a split (`shared_file_owners`)
+    with_splits = not inputs.splits.empty and any(
+        not members.isdisjoint(family) for family in inputs.splits.families())
     with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
         # every statement over the staged views binds their files again; their footers are read once
         con.execute("SET parquet_metadata_cache = true")
-        register_staged(con, settings, kommuner, inputs.files, TIMELINE_INPUTS)
+        register_staged(con, settings, kommuner, inputs.files, TIMELINE_INPUTS, inputs.shared)
         con.register(MUNICIPALITY_CODES.name, municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
-        coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts)
+        received = splits.received if with_splits else None
+        coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts, received)
         con.register("extract_evidence", extract_evidence(coverage).to_arrow())
         overrides = BatchOverrides(con, inputs.overrides_of(kommuner), segments.filter(pl.col("source") == "gap"))
         run_script(con, PERSONS_SQL)
-        run_script(con, RECORD_ROWS_SQL)
+        if with_splits:
+            register_batch_lookups(con, inputs.splits, members)
+        run_script(con, SPLIT_RECORD_ROWS_SQL if with_splits else RECORD_ROWS_SQL)
         overrides.run(override_sql.ROWS_SQL)
-        run_script(con, RECORDS_FROM_ROWS_SQL)
+        run_script(con, SPLIT_RECORDS_FROM_ROWS_SQL if with_splits else RECORDS_FROM_ROWS_SQL)
         check_record_count(con.execute("SELECT count(*) FROM resolved_records").fetchone()[0])
         rounds = link_records(con, settings.tolerances.iplos36_start_days, settings.tolerances.switch_window_days,
                               edit_edges=lambda: overrides.run(override_sql.EDGES_SQL))
         # the overrides' stages between the reconstruction's: dates, conflicts, lineage (each only with overrides)
-        for script, after in ((EPISODES_SQL, override_sql.DATES_SQL), (CONFLICTS_SQL, override_sql.CONFLICTS_SQL),
-                              (EPISODES_OUT_SQL, override_sql.LINEAGE_SQL), (STOPS_SQL, None), (PROVIDERS_SQL, None)):
+        for script, after in ((SPLIT_EPISODES_SQL if with_splits else EPISODES_SQL, override_sql.DATES_SQL),
+                              (CONFLICTS_SQL, override_sql.CONFLICTS_SQL),
+                              (EPISODES_OUT_SQL, override_sql.LINEAGE_SQL),
+                              (SPLIT_STOPS_SQL if with_splits else STOPS_SQL, None), (PROVIDERS_SQL, None)):
             run_script(con, script, {"as_of": as_of})
             if after:
                 overrides.run(after)
@@ -170,7 +193,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         small = {
             COVERAGE: coverage, COVERAGE_SEGMENTS: segments,
             GAPS: segments.filter(pl.col("source") == "gap").drop("source"),
-            MISSING_EXTRACTS: missing_extracts(settings, coverage, kommuner, inputs.extracts),
+            MISSING_EXTRACTS: missing_extracts(settings, coverage, kommuner, inputs.extracts, received),
             CONFLICTS: con.execute("SELECT * FROM conflicts_out").pl(),
         }
         yield con, BatchResult(small, rounds)
@@ -204,7 +227,7 @@ def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
     bounded by the largest batch instead of growing with the country. Batches follow the
     order of the municipality numbers. `files` is a `staged_file_index` when the caller has one.
     """
-    files = files or staged_file_index(settings)
+    files = files if files is not None else staged_file_index(settings)
     sizes: dict[str, int] = {}
     for table in (IPLOS_SERVICES.name, EPJ_SERVICE_VERSIONS.name):
         for path in files[table]:
@@ -283,6 +306,10 @@ class TimelineSummary:
     @property
     def conflicts(self) -> pl.DataFrame:
         return self.tables[CONFLICTS]
+
+    @property
+    def split_assignments(self) -> pl.DataFrame:
+        return self.tables[SPLIT_ASSIGNMENTS]
 
     def read(self, table: Table) -> pl.DataFrame:
         """A written output (the large ones are not kept in memory)."""
@@ -378,7 +405,8 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None,
             small.append(part.small)
             del part
         rows = appender.rows
-    combined = {table: _combined(table, [p.tables[table] for p in small]) for table in COMBINED_TABLES}
+    combined = {table: _combined(table, [p.tables[table] for p in small]) if table is not SPLIT_ASSIGNMENTS
+                else inputs.splits.listing for table in COMBINED_TABLES}
     for table, frame in combined.items():
         write_parquet(frame, table.location(settings.data_root))
         rows[table.name] = frame.height

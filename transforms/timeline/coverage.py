@@ -15,7 +15,7 @@ import polars as pl
 from transforms.core import duck
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
-from transforms.reference.municipalities import municipality_codes
+from transforms.reference.municipalities import municipality_codes, unit_owners
 from transforms.tables import FILE_COUNTS
 from transforms.tables.model import source_slug
 
@@ -28,12 +28,13 @@ def as_of_date(settings: Settings) -> dt.date:
 
 
 def epj_system_frame(settings: Settings, kommuner: set[str] | None = None) -> pl.DataFrame:
-    """One row per configured EPJ system with its validity (open ends as 9999-12-31)."""
+    """One row per configured EPJ system and municipality (a shared export once per municipality that
+    configures it), with its validity (open ends as 9999-12-31)."""
     rows = [
         {"kommune": m.nr, "system": s.system, "format": s.format, "active_from": s.active_from,
          "active_to": s.active_to or OPEN_END, "history_from": s.history_from,
          "units": list(s.kommuner) if s.kommuner is not None else None}
-        for m in load_kommuner(settings.root.kommuner_toml) for s in m.epj
+        for m in load_kommuner(settings.root.kommuner_toml) for s in m.systems()
         if kommuner is None or m.nr in kommuner
     ]
     return pl.DataFrame(rows, schema={
@@ -41,11 +42,22 @@ def epj_system_frame(settings: Settings, kommuner: set[str] | None = None) -> pl
         "active_to": pl.Date, "history_from": pl.Date, "units": pl.List(pl.Utf8)})
 
 
-def unit_years(settings: Settings, last_year: int, kommuner: set[str] | None = None) -> pl.DataFrame:
-    """(kommune, unit, year) for every configured municipality and year from the cut-off."""
+def unit_years(settings: Settings, last_year: int, kommuner: set[str] | None = None,
+               received: pl.DataFrame | None = None) -> pl.DataFrame:
+    """(kommune, unit, year) for every configured municipality and year from the cut-off.
+
+    A split unit counts for the successors that `received` records of it (kommune, unit): its days are
+    theirs too; a successor that received none of its records has no days (and no gap) for it.
+    """
     configured = [m.nr for m in load_kommuner(settings.root.kommuner_toml)
                   if kommuner is None or m.nr in kommuner]
     codes = municipality_codes().filter(pl.col("reporting_kommune").is_in(configured))
+    codes = codes.select("code", "reporting_kommune", "valid_from", "valid_to")
+    if received is not None and received.height:
+        parts = unit_owners().join(received.rename({"unit": "code"}), on=["code", "kommune"]).filter(
+            pl.col("kommune").is_in(configured))
+        codes = pl.concat([codes, parts.select("code", pl.col("kommune").alias("reporting_kommune"),
+                                               "valid_from", "valid_to")])
     years = pl.DataFrame({"year": list(range(settings.cutoff_date.year, last_year + 1))}, schema={"year": pl.Int32})
     return (
         codes.join(years, how="cross")
@@ -110,18 +122,18 @@ ORDER BY kommune, unit, first_day
 
 
 def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = None,
-                   kommuner: set[str] | None = None, extracts: pl.DataFrame | None = None
-                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+                   kommuner: set[str] | None = None, extracts: pl.DataFrame | None = None,
+                   received: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Day-level coverage and its segments (gap segments are the segments with source 'gap').
 
     `extracts` is `staged_extracts(settings)` when the caller already read it (once per build,
-    not once per batch: it reads every file count).
+    not once per batch: it reads every file count); `received` the split units' successors (`unit_years`).
     """
     last_day = as_of_date(settings)
     own = con is None
     con = con or duck.connect()
     try:
-        con.register("unit_years", unit_years(settings, last_day.year, kommuner).to_arrow())
+        con.register("unit_years", unit_years(settings, last_day.year, kommuner, received).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
         con.register("extracts", (staged_extracts(settings) if extracts is None else extracts).to_arrow())
         coverage = con.execute(COVERAGE_SQL, {"first_day": settings.cutoff_date, "last_day": last_day}).pl()
@@ -147,10 +159,10 @@ def extract_evidence(coverage: pl.DataFrame) -> pl.DataFrame:
 
 
 def missing_extracts(settings: Settings, coverage: pl.DataFrame, kommuner: set[str] | None = None,
-                     extracts: pl.DataFrame | None = None) -> pl.DataFrame:
+                     extracts: pl.DataFrame | None = None, received: pl.DataFrame | None = None) -> pl.DataFrame:
     """Yearly extracts of the data years that do not exist, with how many of their days EPJ covers."""
     last_year = min(as_of_date(settings).year, 2025)
-    expected = unit_years(settings, last_year, kommuner)
+    expected = unit_years(settings, last_year, kommuner, received)
     present = staged_extracts(settings) if extracts is None else extracts
     missing = expected.join(present, on=["year", "unit"], how="anti")
     covered = (

@@ -15,12 +15,13 @@ from transforms.timeline.records import HOLDS_YEAR
 from transforms.timeline.sql import run_script
 
 CHAIN_SQL = """
--- coverage followed along a unit's successors: 0625 in 2019 continues as 3005 in 2020, 3301 in 2024
+-- coverage followed along a unit's successors: 0625 in 2019 continues as 3005 in 2020, 3301 in 2024; a split
+-- unit's part along its successor's numbers (Haram 1534 in 2019, 1507 in 2020-2023, 1580 from 2024)
 CREATE OR REPLACE TABLE chain_segments AS
 WITH chain AS (
     SELECT c.kommune, s.unit, c.day, c.source
     FROM coverage c
-    JOIN unit_succession s ON s.unit_in_year = c.unit AND s.year = year(c.day)
+    JOIN unit_succession s ON s.unit_in_year = c.unit AND s.year = year(c.day) AND s.reporting_kommune = c.kommune
 ), islands AS (
     SELECT *, day - CAST(row_number() OVER (PARTITION BY kommune, unit, source ORDER BY day) AS INTEGER) AS grp
     FROM chain

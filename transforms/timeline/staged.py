@@ -6,9 +6,12 @@ import functools
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
+from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.reference.municipalities import municipality_codes
+from transforms.reference.successions import split_of
 from transforms.tables import STAGED_TABLES
 
 
@@ -16,29 +19,59 @@ def sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def files_of(files: list[Path], kommuner: set[str] | None) -> list[Path]:
+def files_of(files: list[Path], kommuner: set[str] | None,
+             shared: dict[str, frozenset[str]] | None = None) -> list[Path]:
     """The staged files that belong to the reporting municipalities `kommuner` (all when None).
 
     Yearly extracts sit under `kommune=<unit>` (the number valid in the data year), EPJ exports under
     `system=<reporting kommune>-<system>`; episodes never cross reporting municipalities, so a batch of
-    municipalities can be reconstructed from its own files alone.
+    municipalities can be reconstructed from its own files alone. `shared` (`shared_file_owners`) adds
+    the other municipalities a folder's records may go to: a split unit's successors, the municipalities
+    that share another one's EPJ export.
     """
     if kommuner is None:
         return files
-    return [path for path in files if file_owner(path) in kommuner]
+    if not shared:
+        return [path for path in files if file_owner(path) in kommuner]
+    return [path for path in files
+            if file_owner(path) in kommuner or not shared.get(partition_folder(path), frozenset()).isdisjoint(kommuner)]
+
+
+@functools.cache
+def partition_folder(path: Path) -> str:
+    """The `kommune=<unit>` or `system=<key>` folder of a staged file ('' when it has neither)."""
+    return next((p for p in path.parts if p.startswith(("kommune=", "system="))), "")
 
 
 @functools.cache
 def file_owner(path: Path) -> str | None:
-    """The reporting municipality a staged file belongs to, by its partition folder (None: neither).
+    """The reporting municipality a staged file belongs to, by its partition folder (None: neither, or a
+    split unit's file, which belongs to its successors through `shared_file_owners`).
 
     Cached: every batch of a national build filters the same tens of thousands of paths.
     """
-    part = next((p for p in path.parts if p.startswith(("kommune=", "system="))), "")
-    key, _, value = part.partition("=")
+    key, _, value = partition_folder(path).partition("=")
     if key == "kommune":
         return _reporting_kommune().get(value)
     return value.split("-", 1)[0] if key == "system" else None
+
+
+def shared_file_owners(settings: Settings) -> dict[str, frozenset[str]]:
+    """Partition folder -> the municipalities besides its owner whose records it may hold: a split unit's
+    configured successors (`kommune=1507`), the municipalities sharing an EPJ export (`system=1508-epj_a`)."""
+    municipalities = load_kommuner(settings.root.kommuner_toml)
+    configured = {m.nr for m in municipalities}
+    shared: dict[str, frozenset[str]] = {}
+    for code in municipality_codes().filter(pl.col("split"))["code"].to_list():
+        successors = frozenset(split_of(code).successors) & configured  # type: ignore[union-attr]
+        if successors:
+            shared[f"kommune={code}"] = successors
+    holder = {s.system: m.nr for m in municipalities for s in m.epj}
+    for m in municipalities:
+        for system in m.shared_epj:
+            key = f"system={holder[system.system]}-{system.system}"
+            shared[key] = shared.get(key, frozenset()) | {m.nr}
+    return shared
 
 
 @functools.cache
@@ -63,7 +96,8 @@ def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
 
 def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner: set[str] | None = None,
                     index: dict[str, list[Path]] | None = None,
-                    tables: tuple[str, ...] | None = None) -> dict[str, int]:
+                    tables: tuple[str, ...] | None = None,
+                    shared: dict[str, frozenset[str]] | None = None) -> dict[str, int]:
     """One view per staged table (those named in `tables`, else all); a table with no files yet is an
     empty table of the declared schema.
 
@@ -75,7 +109,7 @@ def register_staged(con: duckdb.DuckDBPyConnection, settings: Settings, kommuner
     for name, table in STAGED_TABLES.items():
         if tables is not None and name not in tables:
             continue
-        files = files_of(index[name] if index is not None else settings.root.files(table), kommuner)
+        files = files_of(index[name] if index is not None else settings.root.files(table), kommuner, shared)
         counts[name] = len(files)
         if files:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_list(files)}, "

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from functools import cache
-from importlib import resources
 
 from stdnum.no import orgnr
 
 from transforms.ingest.quarantine import Rejection
+from transforms.reference.codes import service_codes
 
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 
@@ -25,21 +24,6 @@ class FieldError(ValueError):
     def __init__(self, rule_id: str, message: str):
         super().__init__(message)
         self.rejection = Rejection(rule_id, message)
-
-
-@cache
-def service_codes() -> frozenset[str]:
-    """Code list 9151 (including 12 and 13, valid in layout 3.6 only)."""
-    text = resources.files("transforms.reference.data").joinpath("tjenestetype-9151.csv").read_text(encoding="utf-8")
-    return frozenset(line.split(",", 1)[0] for line in text.splitlines()[1:] if line.strip())
-
-
-@cache
-def function_variables() -> dict[int, str]:
-    """Function variable number (layout 3.6) -> layout 3.7 name."""
-    text = resources.files("transforms.reference.data").joinpath("funksjonsvariabler.csv").read_text(encoding="utf-8")
-    rows = [line.split(",") for line in text.splitlines()[1:] if line.strip()]
-    return {int(r[0]): r[1] for r in rows}
 
 
 def blank(value: str | None) -> bool:

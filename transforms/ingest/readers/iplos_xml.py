@@ -20,6 +20,7 @@ from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.iplos_layouts import XmlLayout, layout_for_root
 from transforms.ingest.readers.persons import resolve_person
 from transforms.ingest.sink import FileSink
+from transforms.reference.codes import function_variables
 
 VALID_SCORES = {1, 2, 3, 4, 5, 9}
 
@@ -290,7 +291,7 @@ def _read_stop(elem: etree._Element, path: str, service: dict[str, Any], layout:
 def _read_assessment(elem: etree._Element, path: str, person: dict[str, Any], layout: XmlLayout,
                      header: _Header, sink: FileSink) -> None:
     sink.seen("assessment")
-    names = f.function_variables()
+    names = function_variables()
     try:
         date = f.parse_date(_get(elem, layout.assessment_date, layout), layout.date_format, "assessment date")
         rows = []

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from importlib import resources
 from pathlib import Path
 
 import matplotlib.dates as mdates
 import polars as pl
 
 from transforms.core import duck
+from transforms.reference.codes import service_names
 from transforms.report.charts.render import DPI_METADATA, chart_style, message_figure, new_figure, png_bytes, thousands
 
 TITLE = "Active users per service code"
@@ -43,13 +43,6 @@ FROM periods p CROSS JOIN (SELECT DISTINCT service_code FROM per_day) c
 LEFT JOIN sums s ON s.period = p.period AND s.service_code = c.service_code
 ORDER BY period, service_code
 """
-
-
-def service_names() -> dict[str, str]:
-    """Code list 9151: service code -> its Norwegian name."""
-    text = resources.files("transforms.reference.data").joinpath("tjenestetype-9151.csv").read_text(encoding="utf-8")
-    return {row["code"]: row["text"] for row in pl.read_csv(text.encode(), schema_overrides={"code": pl.Utf8})
-            .iter_rows(named=True)}
 
 
 def period_unit(first: dt.date, last: dt.date) -> str:
