@@ -22,8 +22,17 @@ import numpy as np
 import polars as pl
 
 from .dates import day, to_date, year_end, year_start
-from .segments import ORDER_ANNUL, ORDER_END, ORDER_NEW, ORDER_PROVIDER, ORDER_STOP, Holdings, unit_frame, with_unit
-from .segments import _timestamps as timestamps
+from .registrations import (
+    ORDER_ANNUL,
+    ORDER_END,
+    ORDER_NEW,
+    ORDER_PROVIDER,
+    ORDER_STOP,
+    timestamps,
+    unit_frame,
+    with_unit,
+)
+from .segments import Holdings
 from .sources import MunicipalityPlan
 from .world import World
 
