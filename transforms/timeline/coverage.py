@@ -146,15 +146,17 @@ def build_coverage(settings: Settings, con: duckdb.DuckDBPyConnection | None = N
 
 
 def extract_evidence(coverage: pl.DataFrame) -> pl.DataFrame:
-    """(unit, year) of the yearly extracts that are the authoritative source on at least one day.
+    """(kommune, unit, year) of the yearly extracts that are the authoritative source on at least one day of
+    the unit under that reporting municipality (a split unit's extract can be one successor's source and
+    not the other's).
 
     Only these extracts' rows are evidence for the timeline; where an EPJ covers every day of a unit's
     year, that year's extract is compared with the reconstruction (`reconciliation`) and nothing more.
     """
     return (
         coverage.filter(pl.col("source").str.starts_with("iplos:"))
-        .select("unit", pl.col("day").dt.year().cast(pl.Int32).alias("year"))
-        .unique().sort("unit", "year")
+        .select("kommune", "unit", pl.col("day").dt.year().cast(pl.Int32).alias("year"))
+        .unique().sort("kommune", "unit", "year")
     )
 
 

@@ -23,7 +23,7 @@ import polars as pl
 
 from transforms.timeline.linking import HOLDS
 from transforms.timeline.overrides import Override, StaleOverride, override_frame
-from transforms.timeline.records import CODE29, IPLOS_RECORD_ID, IPLOS_ROWS_SELECT
+from transforms.timeline.records import CODE29, EVIDENCE_JOIN, IPLOS_RECORD_ID, IPLOS_ROWS_SELECT
 from transforms.timeline.sql import run_script
 
 EPJ_RECORD_ID = "'epj:' || {e}.system || ':' || {e}.service_id"
@@ -36,7 +36,7 @@ EPJ_OF_OVERRIDE = EPJ_RECORD_ID.format(e="e")
 EPJ_EPJ_CURRENT = EPJ_RECORD_ID.format(e="epj_current")
 ROWS_KEYED = ROW_KEYED.format(columns="rowid AS row_id, *", rows="iplos_rows")
 SET_ASIDE_KEYED = ROW_KEYED.format(columns="*", rows="(" + IPLOS_ROWS_SELECT.format(
-    evidence="ANTI JOIN extract_evidence x ON x.unit = s.unit AND x.year = s.data_year") + ")")
+    evidence=EVIDENCE_JOIN.format(join="ANTI JOIN")) + ")")
 GAP_HOLDS = HOLDS.format(r="r", s="cs.source")
 
 ROWS_SQL = f"""

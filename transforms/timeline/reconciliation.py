@@ -34,8 +34,9 @@ from transforms.reference.municipalities import municipality_codes, unit_success
 from transforms.tables import COVERAGE, EPISODES, RECONCILIATION, RECONCILIATION_PERSONS, RECONCILIATION_SERVICES
 from transforms.timeline.coverage import as_of_date, staged_extracts
 from transforms.timeline.records import CODE29, PERSONS_SQL
+from transforms.timeline.splits import assign_splits
 from transforms.timeline.sql import run_script
-from transforms.timeline.staged import register_staged
+from transforms.timeline.staged import register_staged, shared_file_owners, staged_file_index
 
 INPUTS = ("iplos_services", "iplos_persons", "epj_persons", "epj_service_versions")
 
@@ -52,16 +53,24 @@ SELECT r.kommune, s.unit, s.data_year AS year, s.layout, s.source_file || ':' ||
        coalesce(a.person_key, s.person_key) AS person_key, s.service_id,
        {CODE29.format(c="s.service_code")} AS service_code, s.start_date, s.end_date
 FROM iplos_services s
-JOIN reconciled r ON r.unit = s.unit AND r.year = s.data_year
+JOIN municipality_codes m ON m.code = s.unit
+-- a split unit's rows go to the successor that received them (`timeline.splits`), not to every successor
+LEFT JOIN split_iplos_rows sx ON sx.source_file = s.source_file AND sx.line = s.line
+JOIN reconciled r ON r.unit = s.unit AND r.year = s.data_year AND r.kommune = coalesce(sx.kommune, m.reporting_kommune)
 LEFT JOIN person_alias a ON a.alias = s.person_key
-WHERE s.person_key IS NOT NULL;
+-- a split unit's row no EPJ of its successor knows was the timeline's evidence (`timeline.splits`)
+WHERE s.person_key IS NOT NULL AND NOT coalesce(sx.unheld, FALSE);
 
 -- the EPJ records of the episodes with their current start and end, and the unit each version was
 -- registered under (the number valid on its registration day)
 CREATE OR REPLACE TABLE epj_record_facts AS
-SELECT 'epj:' || system || ':' || service_id AS record_id, reporting_kommune AS kommune, service_id,
-       arg_max(start_date, registered_at) AS start_date, arg_max(end_date, registered_at) AS end_date
-FROM epj_service_versions WHERE service_id IS NOT NULL GROUP BY ALL;
+-- (a split unit's record belongs to the successor it was assigned to, not to the export's holder)
+SELECT 'epj:' || v.system || ':' || v.service_id AS record_id,
+       coalesce(sx.kommune, v.reporting_kommune) AS kommune, v.service_id,
+       arg_max(v.start_date, v.registered_at) AS start_date, arg_max(v.end_date, v.registered_at) AS end_date
+FROM epj_service_versions v
+LEFT JOIN split_epj_records sx ON sx.system = v.system AND sx.service_id = v.service_id
+WHERE v.service_id IS NOT NULL GROUP BY ALL;
 
 CREATE OR REPLACE TABLE epj_version_units AS
 SELECT 'epj:' || system || ':' || service_id AS record_id, CAST(timezone('Europe/Oslo', registered_at) AS DATE)
@@ -139,15 +148,18 @@ ANTI JOIN matched m ON m.kommune = t.kommune AND m.unit = t.unit AND m.year = t.
 CREATE OR REPLACE TABLE summary AS
 WITH counts AS (
     SELECT r.kommune, r.unit, r.year, r.authoritative,
-           (SELECT count(*) FROM extract_rows x WHERE x.unit = r.unit AND x.year = r.year) AS extract_services,
+           (SELECT count(*) FROM extract_rows x WHERE x.kommune = r.kommune AND x.unit = r.unit AND x.year = r.year)
+               AS extract_services,
            (SELECT count(*) FROM timeline_side t WHERE t.unit = r.unit AND t.year = r.year
                                                  AND t.kommune = r.kommune) AS timeline_services,
-           (SELECT count(*) FROM matched m WHERE m.unit = r.unit AND m.year = r.year) AS matched,
-           (SELECT count(DISTINCT lineage) FROM discrepancies d WHERE d.unit = r.unit AND d.year = r.year
+           (SELECT count(*) FROM matched m WHERE m.kommune = r.kommune AND m.unit = r.unit AND m.year = r.year)
+               AS matched,
+           (SELECT count(DISTINCT lineage) FROM discrepancies d WHERE d.kommune = r.kommune AND d.unit = r.unit
+                AND d.year = r.year
                 AND d.discrepancy IN ('start_disagrees', 'end_disagrees')) AS disagreeing
     FROM reconciled r
 ), kinds AS (
-    SELECT unit, year, count(*) FILTER (WHERE discrepancy = 'only_in_extract') AS only_in_extract,
+    SELECT kommune, unit, year, count(*) FILTER (WHERE discrepancy = 'only_in_extract') AS only_in_extract,
            count(*) FILTER (WHERE discrepancy = 'only_in_timeline') AS only_in_timeline,
            count(*) FILTER (WHERE discrepancy = 'start_disagrees') AS start_disagreements,
            count(*) FILTER (WHERE discrepancy = 'end_disagrees') AS end_disagreements
@@ -160,7 +172,7 @@ SELECT c.kommune, c.unit, c.year, c.authoritative, c.extract_services, c.timelin
        CASE WHEN c.matched + coalesce(k.only_in_extract, 0) + coalesce(k.only_in_timeline, 0) > 0
             THEN (c.matched - c.disagreeing)
                  / (c.matched + coalesce(k.only_in_extract, 0) + coalesce(k.only_in_timeline, 0)) END AS agreement
-FROM counts c LEFT JOIN kinds k USING (unit, year);
+FROM counts c LEFT JOIN kinds k USING (kommune, unit, year);
 
 -- persons per service code on 31 December, from each side
 CREATE OR REPLACE TABLE persons_31dec AS
@@ -197,6 +209,10 @@ def reconcile(settings: Settings) -> Reconciliation:
         con.register("municipality_codes", municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("extracts", staged_extracts(settings).to_arrow())
+        files, shared = staged_file_index(settings), shared_file_owners(settings)
+        splits = assign_splits(settings, files, shared)
+        con.register("split_iplos_rows", splits.iplos_rows.to_arrow())
+        con.register("split_epj_records", splits.epj_records.to_arrow())
         run_script(con, PERSONS_SQL)
         run_script(con, SIDES_SQL)
         run_script(con, MATCH_SQL, {"tolerance": settings.tolerances.iplos36_start_days})

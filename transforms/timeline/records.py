@@ -92,10 +92,14 @@ SELECT f.file_no, s.line, s.data_year, s.unit, s.extract_date, s.user_no, s.serv
        m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,
        coalesce(s.layout = '3.7', FALSE) AS is37
 FROM iplos_services s
-{evidence}
 JOIN municipality_codes m ON m.code = s.unit
+{evidence}
 LEFT JOIN person_alias a ON a.alias = s.person_key
 LEFT JOIN lineage_files f ON f.source_file = s.source_file"""
+
+# the unit-years (of the reporting municipality the row belongs to) whose extract rows count
+EVIDENCE_JOIN = ("{join} extract_evidence x ON x.kommune = m.reporting_kommune AND x.unit = s.unit "
+                 "AND x.year = s.data_year")
 
 RECORD_ROWS_SQL = f"""
 -- the batch's source files, ranked by name (NULL names no file: its rows' lineage is NULL, as before)
@@ -140,7 +144,7 @@ FROM history;
 -- a yearly extract's row is evidence only where that extract is the authoritative source on some day of its
 -- unit and year (`extract_evidence`); on days an EPJ covers, it serves reconciliation only (timeline.md)
 CREATE OR REPLACE TABLE iplos_rows AS
-{IPLOS_ROWS_SELECT.format(evidence="JOIN extract_evidence x ON x.unit = s.unit AND x.year = s.data_year")};
+{IPLOS_ROWS_SELECT.format(evidence=EVIDENCE_JOIN.format(join="JOIN"))};
 """
 
 # the records from the rows: `RECORD_ROWS_SQL`, then (analyst overrides may admit rows in between) this

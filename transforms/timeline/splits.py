@@ -36,6 +36,7 @@ from transforms.timeline.episodes import EPISODES_SQL, STOPS_SQL
 from transforms.timeline.records import (
     CODE29,
     EPJ_VERSION_KEY,
+    EVIDENCE_JOIN,
     PERSONS_SQL,
     RECORD_ROWS_SQL,
     RECORDS_FROM_ROWS_SQL,
@@ -217,12 +218,32 @@ FROM per_file p JOIN split_decided d USING (record_id);
 """
 
 
+# Coverage is decided per unit, but after a split the EPJ a successor configured may hold one piece of the unit
+# only: an extract row whose person no EPJ record of that successor (under the split unit) knows belongs to
+# another piece, whose EPJ was never exported, and the extract is its only source (`unheld`)
+SPLIT_IPLOS_ROWS_SQL = """
+WITH known AS (
+    -- the persons each successor's EPJ exports that hold a split unit know
+    SELECT DISTINCT s.kommune, u.unit, coalesce(a.person_key, e.person_key) AS person_key
+    FROM epj_user e
+    JOIN epj_systems s ON s.system = e.system
+    JOIN split_units u ON s.units IS NULL OR list_contains(s.units, u.unit)
+    LEFT JOIN person_alias a ON a.alias = e.person_key
+)
+SELECT i.source_file, i.line, d.kommune, k.person_key IS NULL AS unheld
+FROM split_iplos i JOIN split_decided d USING (record_id)
+LEFT JOIN known k ON k.kommune = d.kommune AND k.unit = i.unit AND k.person_key = i.person_key
+"""
+
+
 @dataclass(frozen=True)
 class SplitAssignments:
     """The build's decisions: the listing, and the look-ups the batches use."""
 
     listing: pl.DataFrame  # SPLIT_ASSIGNMENTS
-    iplos_rows: pl.DataFrame  # source_file, line, kommune (null: unassigned)
+    # source_file, line, kommune (null: unassigned), unheld: no EPJ record of the successor's knows the person, so
+    # no EPJ can have annulled the row's service and the extract is its evidence whatever the unit's coverage
+    iplos_rows: pl.DataFrame
     iplos_keys: pl.DataFrame  # unit, service_id, person_key, kommune: the 3.7 records, for their stops
     epj_records: pl.DataFrame  # system, service_id, kommune (null: unassigned)
     units: pl.DataFrame  # split_units(): every split code with a configured successor
@@ -251,7 +272,8 @@ class SplitAssignments:
 
 def no_split_assignments() -> SplitAssignments:
     return SplitAssignments(
-        SPLIT_ASSIGNMENTS.empty(), pl.DataFrame(schema={"source_file": pl.Utf8, "line": pl.Int64, "kommune": pl.Utf8}),
+        SPLIT_ASSIGNMENTS.empty(), pl.DataFrame(schema={"source_file": pl.Utf8, "line": pl.Int64, "kommune": pl.Utf8,
+                                                "unheld": pl.Boolean}),
         pl.DataFrame(schema={"unit": pl.Utf8, "service_id": pl.Utf8, "person_key": pl.Utf8, "kommune": pl.Utf8}),
         pl.DataFrame(schema={"system": pl.Utf8, "service_id": pl.Utf8, "kommune": pl.Utf8}),
         pl.DataFrame(schema=SPLIT_UNITS_SCHEMA))
@@ -284,8 +306,7 @@ def assign_splits(settings: Settings, files: dict[str, list[Path]],
         run_script(con, SPLITS_SQL, {"switch_window": settings.tolerances.switch_window_days})
         listing = SPLIT_ASSIGNMENTS.sorted(SPLIT_ASSIGNMENTS.conform(con.execute(
             "SELECT * FROM split_assignments_out").pl()))
-        iplos_rows = con.execute("SELECT i.source_file, i.line, d.kommune FROM split_iplos i "
-                                 "JOIN split_decided d USING (record_id)").pl()
+        iplos_rows = con.execute(SPLIT_IPLOS_ROWS_SQL).pl()
         iplos_keys = con.execute("SELECT DISTINCT i.unit, i.service_id, i.person_key, d.kommune FROM split_iplos i "
                                  "JOIN split_decided d USING (record_id) WHERE i.layout = '3.7'").pl()
         epj_records = con.execute("SELECT e.system, e.service_id, d.kommune FROM split_epj e "
@@ -330,14 +351,18 @@ def _rewritten(script: str, changes: list[tuple[str, str]]) -> str:
 
 # the reconstruction's scripts for a batch that holds split units' files: a row or record of a split unit
 # takes its successor from the decisions, and what went to a municipality outside the batch is left out
+_SPLIT_KOMMUNE_ROW = "coalesce(sx.kommune, m.reporting_kommune)"
 _SPLIT_KOMMUNE_EPJ = "CASE WHEN x.system IS NULL THEN e.kommune ELSE x.kommune END"
 SPLIT_RECORD_ROWS_SQL = _rewritten(RECORD_ROWS_SQL, [
     ("       m.reporting_kommune AS kommune, coalesce(a.person_key, s.person_key) AS person,",
-     "       coalesce(sx.kommune, m.reporting_kommune) AS kommune, coalesce(a.person_key, s.person_key) AS person,"),
+     f"       {_SPLIT_KOMMUNE_ROW} AS kommune, coalesce(a.person_key, s.person_key) AS person,"),
+    (EVIDENCE_JOIN.format(join="JOIN"),
+     "LEFT JOIN split_iplos_rows sx ON sx.source_file = s.source_file AND sx.line = s.line\n"
+     + EVIDENCE_JOIN.format(join="LEFT JOIN").replace("m.reporting_kommune", _SPLIT_KOMMUNE_ROW)),
     ("LEFT JOIN lineage_files f ON f.source_file = s.source_file;",
      "LEFT JOIN lineage_files f ON f.source_file = s.source_file\n"
-     "LEFT JOIN split_iplos_rows sx ON sx.source_file = s.source_file AND sx.line = s.line\n"
-     "WHERE coalesce(sx.kommune, m.reporting_kommune) IN (SELECT kommune FROM batch_kommuner);"),
+     f"WHERE {_SPLIT_KOMMUNE_ROW} IN (SELECT kommune FROM batch_kommuner)\n"
+     "  AND (x.kommune IS NOT NULL OR coalesce(sx.unheld, FALSE));"),
 ])
 SPLIT_RECORDS_FROM_ROWS_SQL = _rewritten(RECORDS_FROM_ROWS_SQL, [
     ("SELECT 'epj:' || e.system || ':' || e.service_id AS record_id, e.kommune, 'epj' AS kind,",
