@@ -15,6 +15,8 @@ bytes for a whole frame of notifications at once, without weakening what a messa
   apply to that message alone. The schema checks the parser's events as they stream by, and no tree is
   built (building it cost as much as the validation). When a batch fails, its messages are validated one
   by one with `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
+
+`Xpr56Serializer` offers this as its `FrameWriter` capability (`render_days`, `check_rendered`).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
 # --- rendering --------------------------------------------------------------------------------------------
 
 def _esc(expr: pl.Expr) -> pl.Expr:
-    """`xpr56._escape` over a column (the prefilter leaves only &, <, > and \" to escape)."""
+    """`render._escape` over a column (the prefilter leaves only &, <, > and \" to escape)."""
     return (expr.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
             .str.replace_all(">", "&gt;", literal=True).str.replace_all('"', "&quot;", literal=True))
 
