@@ -16,6 +16,7 @@ from tests.conftest import SHARED
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
+from transforms.submit.checks import CHECKS, check_replay, check_schema, check_sequence_and_chain, submission_checks
 from transforms.submit.events import write_events
 from transforms.submit.ledger import (
     SCHEMA_SQL,
@@ -29,6 +30,7 @@ from transforms.submit.replay import repeated_starts, replay_differences
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 from transforms.submit.writer import SubmissionWriter
+from transforms.tables import EVENTS
 from transforms.timeline.build import build_timeline
 
 D = dt.date
@@ -133,6 +135,37 @@ def test_ledger_numbering_chain_and_replay(written):
     assert all(lo == 1 and hi == n for _, lo, hi, n in per_kommune)
     manifest = pl.read_parquet(written / "submissions" / "manifest.parquet")
     assert manifest.height == len(list((written / "submissions").rglob("*.xml")))
+
+
+def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path):
+    events = pl.read_parquet(EVENTS.location(written))
+    with open_ledger(written, read_only=True) as con:
+        outcomes = submission_checks(con, written, CUTOFF, AS_OF, events)
+        assert [o.check for o in outcomes] == list(CHECKS) and all(o.passed for o in outcomes)
+        assert outcomes[0].figures["files_checked"] == len(list((written / "submissions").rglob("*.xml")))
+        assert outcomes[2].figures == {"differences": 0, "repeated_starts": 0}
+        # a message file changed after it was written
+        day, rel = con.execute("SELECT day, file FROM written_days WHERE file IS NOT NULL AND day >= '2021-03-01' "
+                               "ORDER BY day, kommune LIMIT 1").fetchone()
+        damaged = tmp_path / "damaged"
+        for (other,) in con.execute("SELECT file FROM written_days WHERE day = ? AND file IS NOT NULL", [day]
+                                    ).fetchall():
+            (damaged / other).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(written / other, damaged / other)
+        (damaged / rel).write_bytes((written / rel).read_bytes().replace(b'versjon="56.0.0"', b'versjon="55.0.0"'))
+        schema = check_schema(con, damaged, day, day)
+        assert not schema.passed and schema.tables["invalid"]["file"].to_list() == [rel]
+        # an event the ledger sent that is no longer an event
+        gone = events["event_key"][0]
+        replay = check_replay(con, events.filter(pl.col("event_key") != gone))
+        assert not replay.passed and replay.tables["first"].rows() == [(gone.split("|")[0], gone,
+                                                                         "sent but no longer an event")]
+    # a hole in the numbering
+    shutil.copytree(written / "ledger", tmp_path / "holed" / "ledger")
+    with open_ledger(tmp_path / "holed") as con:
+        con.execute("DELETE FROM notifications WHERE seq = 5 AND kommune = (SELECT min(kommune) FROM notifications)")
+        chain = check_sequence_and_chain(con)
+    assert not chain.passed and "numbering" in chain.tables["problems"]["problem"].to_list()
 
 
 def test_initial_load_holds_the_services_active_on_the_cutoff(written):
