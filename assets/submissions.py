@@ -3,7 +3,6 @@
 import datetime as dt
 
 import dagster as dg
-import polars as pl
 from dagster import AssetExecutionContext
 from pydantic import Field
 
@@ -14,11 +13,10 @@ from assets.resources import KttResource
 from assets.specs import asset_spec
 from transforms.report.charts import notifications_chart
 from transforms.report.markdown import markdown_table
+from transforms.submit.checks import CHECKS, CheckOutcome, submission_checks
 from transforms.submit.dry_run import plan_backfill, plan_summary, write_plan
 from transforms.submit.events import write_events
-from transforms.submit.ledger import integrity_problems, open_ledger
-from transforms.submit.replay import repeated_starts, replay_differences
-from transforms.submit.serializers import get_serializer
+from transforms.submit.ledger import open_ledger
 from transforms.submit.writer import SubmissionWriter
 from transforms.tables import EVENTS, NOTIFICATIONS, PLAN
 
@@ -43,19 +41,20 @@ class SubmissionsConfig(dg.Config):
     kommuner: list[str] = Field(default_factory=list)
 
 
-CHECKS = [
-    dg.AssetCheckSpec("messages_schema_valid", asset="daily_submissions", blocking=True,
-                      description="every message written in the run validates against XPR(ipl).xsd"),
-    dg.AssetCheckSpec("ledger_sequence_and_chain", asset="daily_submissions", blocking=True,
-                      description="notifikasjonLopeNr 1..N without holes, GUID chain intact, nothing sent twice"),
-    dg.AssetCheckSpec("replay_reproduces_episodes", asset="daily_submissions", blocking=True,
-                      description="N/M/C replayed give exactly the current events; one start per service"),
-]
+CHECK_SPECS = [dg.AssetCheckSpec(c.name, asset=NOTIFICATIONS.asset, blocking=True, description=c.description)
+               for c in CHECKS]
+
+
+def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    """A check's outcome as Dagster records it: its figures, and its tables as Markdown (first 20 rows)."""
+    tables = {name: dg.MetadataValue.md(markdown_table(frame, 20)) for name, frame in outcome.tables.items()}
+    return dg.AssetCheckResult(check_name=outcome.check.name, asset_key=NOTIFICATIONS.asset, passed=outcome.passed,
+                               metadata={**outcome.figures, **tables})
 
 
 @dg.multi_asset(
     specs=[asset_spec(NOTIFICATIONS.asset, GROUP, {"xml", "duckdb"})],
-    check_specs=CHECKS,
+    check_specs=CHECK_SPECS,
     partitions_def=days,
     backfill_policy=single_run,
     pool=LEDGER_POOL,
@@ -68,7 +67,7 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
     report = writer.run(first, last, kommuner=config.kommuner or None)
     context.log.info(f"{first}..{last}: {report.files} files, notifications {report.notifications}")
     with open_ledger(settings.data_root, read_only=True) as con:
-        yield dg.MaterializeResult(asset_key="daily_submissions", metadata={
+        yield dg.MaterializeResult(asset_key=NOTIFICATIONS.asset, metadata={
             "first_day": str(first), "last_day": str(last), "files_written": report.files,
             "days_reproduced": report.days_reproduced,
             "notifications": dg.MetadataValue.json(report.notifications),
@@ -76,28 +75,8 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
             **chart_metadata(context, "notifications_per_day_chart",
                              lambda: notifications_chart(settings.data_root, con)),
         })
-        written = con.execute("SELECT file FROM written_days WHERE file IS NOT NULL AND day BETWEEN ? AND ?",
-                              [first, last]).fetchall()
-        serializer = get_serializer()
-        invalid = []
-        for (rel,) in written:
-            issues = serializer.validate((settings.data_root / rel).read_bytes())
-            if issues:
-                invalid.append({"file": rel, "first_issue": str(issues[0])})
-        yield dg.AssetCheckResult(check_name="messages_schema_valid", asset_key="daily_submissions",
-                                  passed=not invalid, metadata={"files_checked": len(written),
-                                                                "invalid": dg.MetadataValue.md(
-                                                                    markdown_table(pl.DataFrame(invalid), 20))})
-        problems = integrity_problems(con)
-        yield dg.AssetCheckResult(check_name="ledger_sequence_and_chain", asset_key="daily_submissions",
-                                  passed=problems.height == 0,
-                                  metadata={"problems": dg.MetadataValue.md(markdown_table(problems, 20))})
-        differences = replay_differences(con, writer.events)
-        starts = repeated_starts(con)
-        yield dg.AssetCheckResult(check_name="replay_reproduces_episodes", asset_key="daily_submissions",
-                                  passed=differences.height == 0 and starts.height == 0,
-                                  metadata={"differences": differences.height, "repeated_starts": starts.height,
-                                            "first": dg.MetadataValue.md(markdown_table(differences, 20))})
+        for outcome in submission_checks(con, settings.data_root, first, last, writer.events):
+            yield check_result(outcome)
 
 
 @dg.multi_asset(specs=[asset_spec(PLAN.asset, GROUP, {"parquet"})], partitions_def=days, backfill_policy=single_run,

@@ -73,9 +73,10 @@ def _cpu_seconds() -> tuple[float, float]:
 
 def remove_previous(data_root: Path) -> int:
     """Remove the previous run's ledger and messages; returns how many files there were."""
-    removed = 0
-    for folder in ("ledger", "submissions"):
-        path = data_root / folder
+    from transforms.core.layout import DataRoot
+
+    layout, removed = DataRoot(data_root), 0
+    for path in (layout.ledger, layout.submissions):
         removed += sum(len(files) for _, _, files in os.walk(path))
         shutil.rmtree(path, ignore_errors=True)
     return removed

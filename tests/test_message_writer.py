@@ -1,4 +1,5 @@
-"""The bulk path of the XPR 56 writer: same bytes as `serialize`, same failures, schema-valid or not written."""
+"""The message jobs: the XPR 56 bulk path gives the same bytes as `serialize`, the same failures, schema-valid
+or not written; and the path a job takes is what its serializer offers, not what class it is."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import pytest
 
 from transforms.core.config import Contact, Municipality
 from transforms.submit.messages import MessageJob, empty_message, message_of, write_messages
-from transforms.submit.serializers import NIL_GUID, MessageInvalid, Xpr56Serializer
-from transforms.submit.serializers.xpr56_batch import (
-    FRAME_COLUMNS,
-    BatchValidator,
-    MessageFrame,
-    day_messages,
-    suspect_rows,
+from transforms.submit.serializers import (
+    NIL_GUID,
+    SERIALIZERS,
+    FrameWriter,
+    Message,
+    MessageInvalid,
+    MessageSerializer,
+    ValidationIssue,
+    Xpr56Serializer,
+    frame_writer,
 )
+from transforms.submit.serializers.xpr56.batch import BatchValidator, MessageFrame, day_messages, suspect_rows
+from transforms.tables import MESSAGE_FRAME
 
 SER = Xpr56Serializer()
 MUNICIPALITY = Municipality("0301", "Oslo", 'Leverandør & "Co" AS', "Omsorg <B>", "4.2",
@@ -56,9 +62,7 @@ def frame(days: int = 4, per_day: int = 6) -> pl.DataFrame:
                 "fid": FIDS[seq % 2], "id_type": (1, 9)[seq % 5 == 0],
             })
             previous = guid
-    schema = {"day": pl.Date, "seq": pl.Int64, "event_date": pl.Date, "registered_at": pl.Datetime("us", "UTC"),
-              "id_type": pl.Int32}
-    return pl.DataFrame(rows, schema_overrides=schema).select(FRAME_COLUMNS)
+    return MESSAGE_FRAME.conform(pl.DataFrame(rows, schema_overrides=MESSAGE_FRAME.schema))
 
 
 def slow_bytes(f: pl.DataFrame) -> dict[dt.date, bytes]:
@@ -143,3 +147,67 @@ def test_message_invalid_survives_a_process_boundary():
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.rule, copy.detail, copy.notification_guid, copy.sequence_no, str(copy)) == (
         error.rule, error.detail, error.notification_guid, error.sequence_no, str(error))
+
+
+# --- the serializer decides the path, not its class --------------------------------------------------------
+
+class PlainSerializer:
+    """A second, minimal format: one line per notification; it offers only `MessageSerializer`."""
+
+    name = "plain"
+    file_suffix = ".txt"
+
+    def __init__(self) -> None:
+        self.serialized = 0
+
+    def serialize(self, message: Message) -> bytes:
+        self.serialized += 1
+        lines = [f"{message.kommune_nr} {n.sequence_no} {n.status} {n.event.kind}" for n in message.in_sequence_order()]
+        return ("\n".join(lines) + "\n").encode()
+
+    def validate(self, data: bytes) -> list[ValidationIssue]:
+        return [] if data.endswith(b"\n") else [ValidationIssue(None, "no final newline", rule="plain")]
+
+
+class PlainFrameSerializer(PlainSerializer):
+    """The same format, also rendering whole frames (`FrameWriter`); it flags every day of 2024-03-30."""
+
+    name = "plain-frames"
+    suspect_day = dt.date(2024, 3, 30)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[bytes] = []
+
+    def render_days(self, frame: pl.DataFrame, header: Message) -> pl.DataFrame:
+        line = pl.concat_str([pl.lit(header.kommune_nr), pl.col("seq").cast(pl.Utf8), "status", "event_type"],
+                             separator=" ")
+        return (frame.sort("day", "seq").group_by("day", maintain_order=True)
+                .agg(message=(line + "\n").str.join("").cast(pl.Binary), n=pl.len(), first_seq=pl.col("seq").min(),
+                     last_seq=pl.col("seq").max())
+                .with_columns(suspect=pl.col("day") == self.suspect_day))
+
+    def check_rendered(self, messages: list[bytes]) -> list[MessageInvalid | None]:
+        self.checked += messages
+        return [None if not (issues := self.validate(m)) else MessageInvalid.from_issue(issues[0]) for m in messages]
+
+
+@pytest.mark.parametrize("serializer_class", [PlainSerializer, PlainFrameSerializer])
+def test_a_job_takes_the_path_its_serializer_offers(tmp_path, monkeypatch, serializer_class):
+    instance = serializer_class()
+    monkeypatch.setitem(SERIALIZERS, instance.name, lambda: instance)
+    assert isinstance(instance, MessageSerializer)
+    offers_frames = serializer_class is PlainFrameSerializer
+    assert (frame_writer(instance) is instance) is offers_frames
+    assert isinstance(instance, FrameWriter) is offers_frames
+
+    f = frame()
+    days = write_messages(MessageJob(tmp_path, MUNICIPALITY, f, serializer=instance.name))
+    expected = {day: PlainSerializer().serialize(message_of(MUNICIPALITY, part.sort("seq")))
+                for (day,), part in f.group_by("day", maintain_order=True)}
+    assert {d.day: (tmp_path / d.file).read_bytes() for d in days} == expected  # the same files on either path
+    if offers_frames:  # one serialize call for the flagged day; every other day rendered and checked in bulk
+        assert instance.serialized == 1
+        assert sorted(instance.checked) == sorted(v for k, v in expected.items() if k != instance.suspect_day)
+    else:  # the interface's fallback: a serialize call per day
+        assert instance.serialized == len(expected)

@@ -1,4 +1,8 @@
-"""The XPR 56.0.0 "IPLOS i KPR" serializer: packaged schema, corpus, byte stability, errors, round trip."""
+"""The XPR 56.0.0 "IPLOS i KPR" serializer, what it writes: packaged schema, the spec's examples byte for
+byte, byte stability, local time, escaping, round trip, the interface and its registry.
+
+What it refuses (the schema and its own rules, on models and on bytes) is in `test_serializer_xpr56_rules.py`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,29 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.xpr56_messages import (
+    CONTACTS,
+    EXAMPLES,
+    FID_B,
+    OFFICIAL,
+    ORG_1,
+    SER,
+    UTC,
+    chain,
+    eguid,
+    event,
+    full_message,
+    guid,
+    message,
+    strip_comments,
+)
 from transforms.submit.serializers import (
     EVENT_KINDS,
     NIL_GUID,
     SERIALIZERS,
-    Contact,
     Event,
+    FrameWriter,
     Message,
-    MessageInvalid,
     MessageSerializer,
     Notification,
     Person,
@@ -36,125 +55,6 @@ from transforms.submit.serializers.xpr56 import (
     schema_dir,
     schema_issues,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
-EXAMPLES = SHARED / "spec" / "examples" / "xpr56"
-UTC = dt.UTC
-
-# Synthetic identifiers (birth month + 80, valid check digits).
-FID_A = "14894710005"
-FID_B = "07834110096"
-ORG_1 = "974760673"
-ORG_2 = "974760681"
-
-SER = Xpr56Serializer()
-
-
-def guid(n: int, prefix: str = "6f1c2a10-0000-5000-8000") -> str:
-    return f"{prefix}-{n:012x}"
-
-
-def eguid(n: int) -> str:
-    return guid(n, "6f1c2a10-0000-5000-9000")
-
-
-PERSON_A = Person(guid(0xF1, "6f1c2a10-0000-5000-a000"), "1001", FID_A, 1)
-PERSON_B = Person(guid(0xF2, "6f1c2a10-0000-5000-a000"), "c-5041", FID_B, 1, district="030101")
-CONTACTS = (Contact("Kari Nordmann", "kari@example.org", 16), Contact("Ola Nordmann", "ola@example.org", 17))
-
-
-def event(kind: str, n: int, person: Person = PERSON_A, **kw) -> Event:
-    values = dict(kind=kind, service_type="21", service_id="A-00001", event_date=dt.date(2025, 3, 1),
-                  registered_at=dt.datetime(2025, 3, 1, 9, 30, tzinfo=UTC), event_guid=eguid(n), person=person)
-    if kind == "TjenesteutforerEndret":
-        values["provider_org"] = ORG_2
-    if kind in ("MidlertidigStoppFra", "MidlertidigStoppTil"):
-        values["stop_id"] = "S-17"
-    values.update(kw)
-    return Event(**values)
-
-
-def chain(*items: tuple[str, Event, int | None], start: int = 1) -> tuple[Notification, ...]:
-    """Notifications numbered from `start`, chained; items are (status, event, ref sequence no or None)."""
-    out = []
-    previous = NIL_GUID if start == 1 else guid(start - 1)
-    for i, (status, ev, ref) in enumerate(items):
-        seq = start + i
-        out.append(Notification(guid(seq), previous, seq, status, dt.datetime(2026, 1, 1), ev,
-                                None if ref is None else guid(ref)))
-        previous = guid(seq)
-    return tuple(out)
-
-
-def message(notifications, contacts=CONTACTS, kommune_nr: str = "3301") -> Message:
-    return Message(kommune_nr, "Leverandør AS", "Omsorg A", "9.1", "ktt-backfill 0.1.0", contacts, notifications)
-
-
-def kind_status_message(kind: str, status: str) -> Message:
-    """The original (N) of one event kind, and for M/C its correction (new hendelseGUID) as the next one."""
-    original = event(kind, 1)
-    items = [("N", original, None)]
-    if status == "M":
-        items.append(("M", dataclasses.replace(original, event_date=dt.date(2025, 3, 2), event_guid=eguid(2),
-                                               registered_at=dt.datetime(2025, 12, 31, 8, 5, tzinfo=UTC)), 1))
-    elif status == "C":
-        items.append(("C", dataclasses.replace(original, event_guid=eguid(2),
-                                               registered_at=dt.datetime(2025, 12, 31, 8, 5, tzinfo=UTC)), 1))
-    return message(chain(*items))
-
-
-def full_message() -> Message:
-    """Every event kind, with N, M and C; two persons, one with a district."""
-    start = event("TjenesteStart", 1, provider_org=ORG_1, event_date=dt.date(2015, 1, 10),
-                  registered_at=dt.date(2018, 1, 14))
-    stop_from = event("MidlertidigStoppFra", 2, event_date=dt.date(2024, 5, 1),
-                      registered_at=dt.datetime(2024, 5, 2, 6, 0, tzinfo=UTC))
-    stop_to = event("MidlertidigStoppTil", 3, event_date=dt.date(2024, 5, 20),
-                    registered_at=dt.datetime(2024, 5, 20, 22, 30, tzinfo=UTC))
-    change = event("TjenesteutforerEndret", 4, event_date=dt.date(2024, 11, 1),
-                   registered_at=dt.datetime(2024, 11, 1, 12, 0))
-    end = event("TjenesteSlutt", 5, event_date=dt.date(2025, 2, 20),
-                registered_at=dt.datetime(2025, 2, 20, 10, 0, 0, 123456, tzinfo=UTC))
-    other = event("TjenesteStart", 6, person=PERSON_B, service_type=4, service_id="B-00041",
-                  event_date=dt.date(2023, 9, 1), registered_at=dt.datetime(2023, 9, 1, 9, 0))
-    return message(chain(
-        ("N", start, None),
-        ("N", stop_from, None),
-        ("N", stop_to, None),
-        ("N", change, None),
-        ("N", end, None),
-        ("N", other, None),
-        ("M", dataclasses.replace(end, event_date=dt.date(2025, 2, 22), event_guid=eguid(7),
-                                  registered_at=dt.datetime(2025, 12, 31, 8, 5, tzinfo=UTC)), 5),
-        ("C", dataclasses.replace(other, event_guid=eguid(8),
-                                  registered_at=dt.datetime(2025, 12, 31, 8, 0, tzinfo=UTC)), 6),
-        ("M", dataclasses.replace(change, provider_org=ORG_1, event_guid=eguid(9)), 4),
-        ("C", dataclasses.replace(stop_to, event_guid=eguid(10)), 3),
-        ("M", dataclasses.replace(stop_from, event_date=dt.date(2024, 4, 30), event_guid=eguid(11)), 2),
-        ("M", dataclasses.replace(start, service_type="18", event_guid=eguid(12)), 1),
-    ))
-
-
-def strip_comments(data: bytes) -> bytes:
-    return re.sub(rb"<!--.*?-->\n", b"", data, flags=re.S)
-
-
-def packaged_valid(data: bytes) -> bool:
-    return not schema_issues(data, load_schema())
-
-
-def official_schema():
-    if not OFFICIAL.exists():
-        pytest.skip("shared/reference/xpr-ipl-56.0.0 not beside the checkout")
-    return load_schema(OFFICIAL)
-
-
-def mutate(data: bytes, old: str, new: str, count: int = 1) -> bytes:
-    text = data.decode("utf-8")
-    assert old in text, old
-    return text.replace(old, new, count).encode("utf-8")
-
 
 # --- the packaged schema ---------------------------------------------------------------------------
 
@@ -240,124 +140,6 @@ def test_serializer_reproduces_the_examples_byte_for_byte(name, build):
     assert SER.serialize(build()) == strip_comments(path.read_bytes())
 
 
-# --- (b) packaged and official schema agree on a corpus ----------------------------------------------
-
-def _valid_corpus() -> list[tuple[str, bytes]]:
-    corpus = [(f"{kind}-{status}", SER.serialize(kind_status_message(kind, status)))
-              for kind in EVENT_KINDS for status in ("N", "M", "C")]
-    corpus.append(("full", SER.serialize(full_message())))
-    corpus.append(("no-notifications", SER.serialize(message(()))))
-    for path in sorted(EXAMPLES.glob("*.xml")) if EXAMPLES.exists() else ():
-        corpus.append((f"example-{path.name}", path.read_bytes()))
-    return corpus
-
-
-def _base() -> bytes:
-    return SER.serialize(full_message())
-
-
-# (name, mutation of the full message, valid for the schema?, rule of serializer.validate if it flags it)
-MUTATIONS = [
-    ("wrong-namespace", lambda d: mutate(d, NAMESPACE, "http://www.npr.no/xmlstds/55_0_0_ipl"), False, "xsd"),
-    ("no-namespace", lambda d: mutate(d, f' xmlns="{NAMESPACE}"', ""), False, "xsd"),
-    ("missing-tjenesteID", lambda d: mutate(d, ' tjenesteID="A-00001"', ""), False, "xsd"),
-    ("missing-notifikasjonLopeNr", lambda d: mutate(d, ' notifikasjonLopeNr="3"', ""), False, "xsd"),
-    ("bad-service-code", lambda d: mutate(d, 'tjenesteType="21"', 'tjenesteType="99"'), True, "code-list-9151"),
-    ("layout-3.6-code-12", lambda d: mutate(d, 'tjenesteType="21"', 'tjenesteType="12"'), True, "code-list-9151"),
-    ("bad-typeID", lambda d: mutate(d, 'typeID="1"', 'typeID="11"'), True, "code-list-9032"),
-    ("status-T", lambda d: mutate(d, 'statusNotifikasjon="M"', 'statusNotifikasjon="T"'), True, "code-list-7316"),
-    ("bad-date", lambda d: mutate(d, 'hendelseDato="2025-02-20"', 'hendelseDato="2025-02-30"'), False, "xsd"),
-    ("norwegian-date", lambda d: mutate(d, 'hendelseDato="2025-02-20"', 'hendelseDato="20.02.2025"'), False,
-     "xsd"),
-    ("bad-timestamp", lambda d: mutate(d, 'notifikasjonTid="2026-01-01T00:00:00"',
-                                       'notifikasjonTid="2026-01-01 00:00"'), False, "xsd"),
-    ("timestamp-with-offset", lambda d: mutate(d, 'notifikasjonTid="2026-01-01T00:00:00"',
-                                               'notifikasjonTid="2026-01-01T00:00:00+01:00"'), True,
-     "datetime-format"),
-    ("unknown-element", lambda d: mutate(d, "</Notifikasjon>", '  <Merknad tekst="x"/>\n  </Notifikasjon>'), False,
-     "xsd"),
-    ("unknown-attribute", lambda d: mutate(d, 'brukerNr="1001"', 'brukerNr="1001" alder="77"'), False, "xsd"),
-    ("prohibited-kjonn", lambda d: mutate(d, 'brukerNr="1001"', 'brukerNr="1001" kjonn="2"'), False, "xsd"),
-    ("prohibited-uttakDato", lambda d: mutate(d, 'meldingstype="K"', 'meldingstype="K" uttakDato="2026-01-01"'),
-     False, "xsd"),
-    ("wrong-versjon", lambda d: mutate(d, 'versjon="56.0.0"', 'versjon="55.0.0"'), False, "xsd"),
-    ("meldingstype-B", lambda d: mutate(d, 'meldingstype="K"', 'meldingstype="B"'), False, "xsd"),
-    ("bad-guid", lambda d: mutate(d, f'notifikasjonGUID="{guid(2)}"', 'notifikasjonGUID="not-a-guid"'), False,
-     "xsd"),
-    ("duplicate-notification-guid", lambda d: mutate(d, f'notifikasjonGUID="{guid(3)}"',
-                                                     f'notifikasjonGUID="{guid(2)}"'), False, "xsd"),
-    ("provider-change-without-orgnr", lambda d: mutate(d, f' tjenesteOrgNr="{ORG_2}"', ""), False, "xsd"),
-    ("stop-without-stop-id", lambda d: mutate(d, ' midlertidigStoppID="S-17"', ""), False, "xsd"),
-    ("stop-id-on-start", lambda d: mutate(d, f'tjenesteOrgNr="{ORG_1}" hendelseGUID="{eguid(1)}"',
-                                          f'tjenesteOrgNr="{ORG_1}" hendelseGUID="{eguid(1)}" midlertidigStoppID="S"'),
-     False, "xsd"),
-    ("bydel-too-long", lambda d: mutate(d, 'bydel="030101"', 'bydel="0301011"'), False, "xsd"),
-    ("missing-bruker", lambda d: re.sub(rb"\n\s*<Bruker [^>]*/>", b"", d, count=1), False, "xsd"),
-    ("wrong-order-kommune-first", lambda d: re.sub(rb"((?:\s*<Kontaktperson [^>]*/>)+)(\s*<Kommune [^>]*/>)",
-                                                   rb"\2\1", d), False, "xsd"),
-    ("missing-kommune", lambda d: re.sub(rb"\n\s*<Kommune [^>]*/>", b"", d), False, "xsd"),
-    ("missing-kontaktperson", lambda d: re.sub(rb"\n\s*<Kontaktperson [^>]*/>", b"", d), False, "xsd"),
-    ("two-kommune", lambda d: mutate(d, '<Kommune kommuneNr="3301"/>',
-                                     '<Kommune kommuneNr="3301"/>\n  <Kommune kommuneNr="3302"/>'), True,
-     "kommune-count"),
-    ("two-events-in-schema-order", lambda d: re.sub(
-        rb"(</TjenesteStart>)", b'\\1\n    <TjenesteSlutt tjenesteType="21" hendelseRegTid="2025-01-01T00:00:00" '
-        + b'hendelseDato="2025-01-01" tjenesteID="A-00001" hendelseGUID="' + eguid(99).encode() + b'">'
-        + b'<Bruker pasientGUID="' + PERSON_A.patient_guid.encode() + b'" brukerNr="1001" fid="' + FID_A.encode()
-        + b'" typeID="1"/></TjenesteSlutt>', d, count=1), True, "one-event"),
-    ("two-events-wrong-order", lambda d: re.sub(
-        rb"(<TjenesteStart )", b'<TjenesteSlutt tjenesteType="21" hendelseRegTid="2025-01-01T00:00:00" '
-        + b'hendelseDato="2025-01-01" tjenesteID="A-00001" hendelseGUID="' + eguid(99).encode() + b'">'
-        + b'<Bruker pasientGUID="' + PERSON_A.patient_guid.encode() + b'" brukerNr="1001" fid="' + FID_A.encode()
-        + b'" typeID="1"/></TjenesteSlutt>\\1', d, count=1), False, "xsd"),
-    ("empty-notification", lambda d: re.sub(rb"(<Notifikasjon [^>]*>).*?(</Notifikasjon>)", rb"\1\2", d, count=1,
-                                            flags=re.S), True, "one-event"),
-    ("not-well-formed", lambda d: d.replace(b"</Melding>", b"</Meld>"), False, "xml"),
-]
-
-
-def test_corpus_is_large_enough():
-    assert len(_valid_corpus()) + len(MUTATIONS) >= 15
-    assert len(MUTATIONS) >= 15
-
-
-@pytest.mark.parametrize(("name", "data"), _valid_corpus())
-def test_valid_corpus_packaged_and_official_schema_agree(name, data):
-    official = official_schema()
-    assert packaged_valid(data), schema_issues(data)
-    assert not schema_issues(data, official)
-    assert SER.validate(data) == []
-
-
-@pytest.mark.parametrize(("name", "change", "schema_valid", "rule"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
-def test_mutated_corpus_packaged_and_official_schema_agree(name, change, schema_valid, rule):
-    data = change(_base())
-    assert data != _base()
-    official = official_schema()
-    assert packaged_valid(data) is schema_valid
-    assert (not schema_issues(data, official)) is schema_valid
-    # the serializer's validate rejects every mutation, naming the schema or its own rule
-    issues = SER.validate(data)
-    assert issues, name
-    assert rule in {i.rule for i in issues}, issues
-
-
-def test_validate_names_the_notification_and_line():
-    data = _base()
-    bad = mutate(data, 'hendelseDato="2025-02-20"', 'hendelseDato="2025-02-30"')
-    issues = SER.validate(bad)
-    assert len(issues) == 1
-    issue = issues[0]
-    assert (issue.notification_guid, issue.sequence_no, issue.rule) == (guid(5), 5, "xsd")
-    # libxml2 gives the line where the offending start tag ends: that of the TjenesteSlutt of notification 5
-    lines = bad.decode().splitlines()
-    assert f'hendelseGUID="{eguid(5)}">' in lines[issue.line - 1]
-    assert 'hendelseDato="2025-02-30"' in lines[issue.line - 2]
-    coded = SER.validate(mutate(data, 'tjenesteType="4"', 'tjenesteType="99"'))
-    assert [(i.notification_guid, i.sequence_no, i.rule) for i in coded] == [(guid(6), 6, "code-list-9151")]
-    assert "TjenesteStart" in coded[0].message and "99" in coded[0].message
-
-
 # --- (c) byte stability --------------------------------------------------------------------------------
 
 def test_serialize_is_byte_stable():
@@ -388,114 +170,6 @@ def test_special_characters_are_escaped_and_round_trip():
     assert etree.fromstring(data).get("navnEPJ") == text
     assert SER.serialize(dataclasses.replace(message(chain(("N", event("TjenesteStart", 1), None))),
                                              epj_name=text)) == data
-
-
-# --- (d) MessageInvalid names the notification and the rule --------------------------------------------
-
-def _one(kind: str = "TjenesteStart", status: str = "N", ref: int | None = None, **kw) -> Message:
-    items = [("N", event("TjenesteStart", 1), None), ("N", event("TjenesteStart", 2, service_id="A-2"), None)]
-    items.append((status, event(kind, 3, **kw), ref))
-    return message(chain(*items))
-
-
-INVALID_MODELS = [
-    ("provider change without tjenesteOrgNr", _one("TjenesteutforerEndret", provider_org=None), "orgnr-required",
-     "tjenesteOrgNr"),
-    ("unknown service code", _one(service_type="99"), "code-list-9151", "'99'"),
-    ("layout 3.6 service code", _one(service_type=12), "code-list-9151", "'12'"),
-    ("organisation number", _one("TjenesteutforerEndret", provider_org="97476067"), "orgnr-format", "97476067"),
-    ("stop without stop id", _one("MidlertidigStoppTil", stop_id=None), "stop-id-required", "midlertidigStoppID"),
-    ("stop id on a start", _one(stop_id="S-1"), "stop-id-forbidden", "midlertidigStoppID"),
-    ("M without reference", _one(status="M"), "ref-required", "notifikasjonRef"),
-    ("C without reference", _one(status="C"), "ref-required", "notifikasjonRef"),
-    ("N with reference", _one(ref=1), "ref-forbidden", "notifikasjonRef"),
-    ("status T", _one(status="T", ref=1), "code-list-7316", "'T'"),
-    ("unknown kind", _one("TjenesteEndret"), "event-kind", "TjenesteEndret"),
-    ("person id type", _one(person=dataclasses.replace(PERSON_A, type_id=11)), "code-list-9032", "'11'"),
-    ("check digits", _one(person=dataclasses.replace(PERSON_A, fid=FID_A[:-1] + "6")), "fid-check-digits", "typeID"),
-    ("event guid", _one(event_guid="hendelse-3"), "guid-format", "hendelseGUID"),
-    ("repeated event guid", _one(event_guid=eguid(1)), "event-guid-unique", eguid(1)),
-    ("date type", _one(event_date=dt.datetime(2025, 3, 1, 12, 0)), "type", "hendelseDato"),
-    ("empty service id", _one(service_id=""), "tjenesteID", "tjenesteID"),
-    ("control character", _one(service_id="A\x01"), "xml-characters", "tjenesteID"),
-    ("district too long", _one(person=dataclasses.replace(PERSON_A, district="0301011")), "bydel-format", "bydel"),
-    ("missing person", _one(person=None), "required", "Bruker"),
-]
-
-
-@pytest.mark.parametrize(("name", "msg", "rule", "mention"), INVALID_MODELS, ids=[m[0] for m in INVALID_MODELS])
-def test_invalid_event_raises_naming_notification_and_rule(name, msg, rule, mention):
-    with pytest.raises(MessageInvalid) as info:
-        SER.serialize(msg)
-    exc = info.value
-    assert (exc.notification_guid, exc.sequence_no, exc.rule) == (guid(3), 3, rule)
-    text = str(exc)
-    assert guid(3) in text and "sequence no 3" in text and f"[rule {rule}]" in text and mention in text
-
-
-def test_the_first_failing_notification_is_named():
-    notifications = chain(("N", event("TjenesteStart", 1), None),
-                          ("N", event("TjenesteutforerEndret", 2, provider_org=None), None),
-                          ("N", event("TjenesteStart", 3, service_type="99"), None))
-    with pytest.raises(MessageInvalid) as info:
-        SER.serialize(message(notifications[::-1]))
-    assert (info.value.notification_guid, info.value.sequence_no, info.value.rule) == (guid(2), 2, "orgnr-required")
-
-
-@pytest.mark.parametrize(("notifications", "rule", "seq"), [
-    ((*chain(("N", event("TjenesteStart", 1), None), start=5),
-      Notification(guid(7), guid(4), 5, "N", dt.datetime(2026, 1, 1), event("TjenesteStart", 2))),
-     "lopenr-order", 5),
-    ((Notification(guid(1), guid(0), 1, "N", dt.datetime(2026, 1, 1), event("TjenesteStart", 1)),),
-     "forrige-guid", 1),
-    ((Notification(guid(4), NIL_GUID, 4, "N", dt.datetime(2026, 1, 1), event("TjenesteStart", 1)),),
-     "forrige-guid", 4),
-    ((*chain(("N", event("TjenesteStart", 1), None)),
-      Notification(guid(2), guid(9), 2, "N", dt.datetime(2026, 1, 1), event("TjenesteStart", 2))),
-     "forrige-guid", 2),
-    (chain(("N", event("TjenesteStart", 1), None), ("M", event("TjenesteStart", 2), 1),
-           ("C", event("TjenesteStart", 3), 2)), "ref-target-original", 3),
-    (chain(("N", event("TjenesteStart", 1), None), ("C", event("TjenesteStart", 2), 2)), "ref-self", 2),
-])
-def test_sequence_and_chain_rules(notifications, rule, seq):
-    with pytest.raises(MessageInvalid) as info:
-        SER.serialize(message(notifications))
-    assert (info.value.rule, info.value.sequence_no) == (rule, seq)
-
-
-def test_bytes_failing_the_schema_are_never_returned(monkeypatch):
-    """Should a rule be missing, the schema check of the rendered bytes still refuses them."""
-    from transforms.submit.serializers import xpr56
-
-    monkeypatch.setattr(xpr56._Rules, "_event", lambda self, event: iter(()))
-    with pytest.raises(MessageInvalid) as info:
-        SER.serialize(_one("TjenesteutforerEndret", provider_org=None))
-    exc = info.value
-    assert (exc.notification_guid, exc.sequence_no, exc.rule) == (guid(3), 3, "xsd")
-    assert "tjenesteOrgNr" in str(exc) and exc.issues
-
-
-def test_a_resend_with_gaps_in_the_sequence_is_valid():
-    everything = full_message().notifications
-    resend = dataclasses.replace(full_message(), notifications=(everything[1], everything[6], everything[9]))
-    assert SER.validate(SER.serialize(resend)) == []
-
-
-@pytest.mark.parametrize(("change", "rule"), [
-    (dict(contacts=(CONTACTS[0],)), "contact-iplos-types"),
-    (dict(contacts=()), "contact-required"),
-    (dict(contacts=(*CONTACTS, Contact("Per", "per@example.org", 42))), "code-list-8471"),
-    (dict(contacts=(Contact("", "kari@example.org", 16), CONTACTS[1])), "contact-text"),
-    (dict(kommune_nr="301"), "kommune-nr"),
-    (dict(vendor=""), "header-text"),
-    (dict(epj_version="x" * 101), "header-text"),
-])
-def test_message_level_rules(change, rule):
-    with pytest.raises(MessageInvalid) as info:
-        SER.serialize(dataclasses.replace(full_message(), **change))
-    assert info.value.rule == rule
-    assert info.value.notification_guid is None and info.value.sequence_no is None
-    assert str(info.value).startswith("message: ")
 
 
 # --- (e) round trip -----------------------------------------------------------------------------------
@@ -562,6 +236,7 @@ def test_registry():
     assert SERIALIZERS["xpr56"] is Xpr56Serializer
     serializer = get_serializer("xpr56")
     assert isinstance(serializer, Xpr56Serializer) and isinstance(serializer, MessageSerializer)
+    assert isinstance(serializer, FrameWriter)  # it offers the bulk path (see test_message_writer.py)
     assert (serializer.name, serializer.file_suffix) == ("xpr56", ".xml")
     with pytest.raises(ValueError, match="xpr56"):
         get_serializer("kpr-current")

@@ -8,6 +8,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -15,17 +16,66 @@ from tests.conftest import SHARED
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
+from transforms.submit.checks import CHECKS, check_replay, check_schema, check_sequence_and_chain, submission_checks
 from transforms.submit.events import write_events
-from transforms.submit.ledger import DayOrderError, LedgerBusy, integrity_problems, open_ledger, writer_lock
+from transforms.submit.ledger import (
+    SCHEMA_SQL,
+    DayOrderError,
+    LedgerBusy,
+    integrity_problems,
+    open_ledger,
+    writer_lock,
+)
 from transforms.submit.replay import repeated_starts, replay_differences
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 from transforms.submit.writer import SubmissionWriter
+from transforms.tables import EVENTS
 from transforms.timeline.build import build_timeline
 
 D = dt.date
 AS_OF = D(2025, 12, 31)
 OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
+
+
+# The ledger's DDL as it was written by hand before the table registry (ledgers exist that were created with
+# it): the registry's must create the very same tables.
+HAND_WRITTEN_LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS notifications (
+    kommune VARCHAR NOT NULL, seq BIGINT NOT NULL, guid VARCHAR NOT NULL, previous_guid VARCHAR NOT NULL,
+    day DATE NOT NULL, status VARCHAR NOT NULL, ref_guid VARCHAR, event_key VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL, event_guid VARCHAR NOT NULL, event_type VARCHAR NOT NULL,
+    reporting_id VARCHAR NOT NULL, service_code VARCHAR NOT NULL, event_date DATE NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL, provider_org VARCHAR, stop_id VARCHAR, person_key VARCHAR NOT NULL,
+    PRIMARY KEY (kommune, seq)
+);
+CREATE TABLE IF NOT EXISTS written_days (
+    kommune VARCHAR NOT NULL, day DATE NOT NULL, n_notifications BIGINT NOT NULL, first_seq BIGINT,
+    last_seq BIGINT, file VARCHAR, sha256 VARCHAR, PRIMARY KEY (kommune, day)
+);
+CREATE TABLE IF NOT EXISTS persons (
+    kommune VARCHAR NOT NULL, person_key VARCHAR NOT NULL, bruker_nr VARCHAR NOT NULL,
+    pasient_guid VARCHAR NOT NULL, PRIMARY KEY (kommune, person_key), UNIQUE (kommune, bruker_nr)
+);
+"""
+
+
+def _catalog(ddl: str) -> tuple[list, list, list]:
+    """Columns (name, type, nullability, position), constraints and indexes that `ddl` creates."""
+    with duckdb.connect() as con:
+        con.execute(ddl)
+        return (con.execute("SELECT table_name, column_index, column_name, data_type, is_nullable "
+                            "FROM duckdb_columns() WHERE NOT internal ORDER BY ALL").fetchall(),
+                con.execute("SELECT table_name, constraint_type, constraint_column_names, constraint_text "
+                            "FROM duckdb_constraints() ORDER BY ALL").fetchall(),
+                con.execute("SELECT table_name, index_name, sql FROM duckdb_indexes() ORDER BY ALL").fetchall())
+
+
+def test_the_registry_s_ledger_ddl_creates_the_tables_the_hand_written_one_did():
+    registry, hand_written = _catalog(SCHEMA_SQL), _catalog(HAND_WRITTEN_LEDGER_DDL)
+    assert registry == hand_written
+    assert {row[0] for row in registry[0]} == {"notifications", "written_days", "persons"}
+    assert ("persons", "UNIQUE", ["kommune", "bruker_nr"], "UNIQUE(kommune, bruker_nr)") in registry[1]
 
 
 def prepare(root: Path) -> None:
@@ -85,6 +135,37 @@ def test_ledger_numbering_chain_and_replay(written):
     assert all(lo == 1 and hi == n for _, lo, hi, n in per_kommune)
     manifest = pl.read_parquet(written / "submissions" / "manifest.parquet")
     assert manifest.height == len(list((written / "submissions").rglob("*.xml")))
+
+
+def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path):
+    events = pl.read_parquet(EVENTS.location(written))
+    with open_ledger(written, read_only=True) as con:
+        outcomes = submission_checks(con, written, CUTOFF, AS_OF, events)
+        assert [o.check for o in outcomes] == list(CHECKS) and all(o.passed for o in outcomes)
+        assert outcomes[0].figures["files_checked"] == len(list((written / "submissions").rglob("*.xml")))
+        assert outcomes[2].figures == {"differences": 0, "repeated_starts": 0}
+        # a message file changed after it was written
+        day, rel = con.execute("SELECT day, file FROM written_days WHERE file IS NOT NULL AND day >= '2021-03-01' "
+                               "ORDER BY day, kommune LIMIT 1").fetchone()
+        damaged = tmp_path / "damaged"
+        for (other,) in con.execute("SELECT file FROM written_days WHERE day = ? AND file IS NOT NULL", [day]
+                                    ).fetchall():
+            (damaged / other).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(written / other, damaged / other)
+        (damaged / rel).write_bytes((written / rel).read_bytes().replace(b'versjon="56.0.0"', b'versjon="55.0.0"'))
+        schema = check_schema(con, damaged, day, day)
+        assert not schema.passed and schema.tables["invalid"]["file"].to_list() == [rel]
+        # an event the ledger sent that is no longer an event
+        gone = events["event_key"][0]
+        replay = check_replay(con, events.filter(pl.col("event_key") != gone))
+        assert not replay.passed and replay.tables["first"].rows() == [(gone.split("|")[0], gone,
+                                                                         "sent but no longer an event")]
+    # a hole in the numbering
+    shutil.copytree(written / "ledger", tmp_path / "holed" / "ledger")
+    with open_ledger(tmp_path / "holed") as con:
+        con.execute("DELETE FROM notifications WHERE seq = 5 AND kommune = (SELECT min(kommune) FROM notifications)")
+        chain = check_sequence_and_chain(con)
+    assert not chain.passed and "numbering" in chain.tables["problems"]["problem"].to_list()
 
 
 def test_initial_load_holds_the_services_active_on_the_cutoff(written):

@@ -1,6 +1,6 @@
 """A dry run: what a backfill of a range would send, planned against the current ledger, sending nothing.
 
-It plans exactly as the writer does (`writer.ACTIVE_SQL` and `writer.plan_notifications`, the same days
+It plans exactly as the writer does (`planning.ACTIVE_SQL` and `planning.plan_notifications`, the same days
 per municipality: days already in the ledger are reproduced, not planned), but opens the ledger
 read-only and writes only the plan (`PLAN`, `dry_run/plan.parquet`): no message file, no ledger row,
 no manifest. A real run over the same range and the same events then sends exactly the plan.
@@ -16,11 +16,8 @@ from transforms.core.atomic import write_parquet
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.submit.ledger import DayOrderError, last_written_days, open_ledger
-from transforms.submit.writer import ACTIVE_SQL, PLAN_COLUMNS, plan_notifications
+from transforms.submit.planning import ACTIVE_SQL, plan_notifications
 from transforms.tables import EVENTS, PLAN
-
-if PLAN.column_names != ("kommune", *PLAN_COLUMNS):
-    raise ImportError("the PLAN table's columns no longer follow writer.PLAN_COLUMNS")
 
 
 def plan_backfill(settings: Settings, first_day: dt.date, last_day: dt.date,

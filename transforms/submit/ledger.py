@@ -22,30 +22,16 @@ import duckdb
 import polars as pl
 
 from transforms.core import duck
+from transforms.core.layout import DataRoot
+from transforms.tables import LEDGER_TABLES
 
 NAMESPACE = uuid.UUID("5b0f6f0e-6a3c-5d8e-9c1b-4b7470626b74")  # ktt-backfill's own UUID5 namespace
 
-# A notification GUID is the UUID5 of (municipality, event key, sequence number), so the primary key makes it
-# unique; `integrity_problems` checks that it is. (A UNIQUE index on it tripled the cost of every insert and
-# made the ledger, not the messages, the bottleneck of a national backfill; ledgers created with it keep it.)
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS notifications (
-    kommune VARCHAR NOT NULL, seq BIGINT NOT NULL, guid VARCHAR NOT NULL, previous_guid VARCHAR NOT NULL,
-    day DATE NOT NULL, status VARCHAR NOT NULL, ref_guid VARCHAR, event_key VARCHAR NOT NULL,
-    content_hash VARCHAR NOT NULL, event_guid VARCHAR NOT NULL, event_type VARCHAR NOT NULL,
-    reporting_id VARCHAR NOT NULL, service_code VARCHAR NOT NULL, event_date DATE NOT NULL,
-    registered_at TIMESTAMPTZ NOT NULL, provider_org VARCHAR, stop_id VARCHAR, person_key VARCHAR NOT NULL,
-    PRIMARY KEY (kommune, seq)
-);
-CREATE TABLE IF NOT EXISTS written_days (
-    kommune VARCHAR NOT NULL, day DATE NOT NULL, n_notifications BIGINT NOT NULL, first_seq BIGINT,
-    last_seq BIGINT, file VARCHAR, sha256 VARCHAR, PRIMARY KEY (kommune, day)
-);
-CREATE TABLE IF NOT EXISTS persons (
-    kommune VARCHAR NOT NULL, person_key VARCHAR NOT NULL, bruker_nr VARCHAR NOT NULL,
-    pasient_guid VARCHAR NOT NULL, PRIMARY KEY (kommune, person_key), UNIQUE (kommune, bruker_nr)
-);
-"""
+# The ledger's DDL, from the table registry. A notification GUID is the UUID5 of (municipality, event key,
+# sequence number), so the primary key makes it unique; `integrity_problems` checks that it is. (A UNIQUE index
+# on it tripled the cost of every insert and made the ledger, not the messages, the bottleneck of a national
+# backfill; ledgers created with it keep it.)
+SCHEMA_SQL = "".join(table.create_sql() for table in LEDGER_TABLES)
 
 
 class LedgerBusy(RuntimeError):
@@ -60,14 +46,10 @@ def deterministic_guid(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, "|".join(str(p) for p in parts)))
 
 
-def ledger_dir(data_root: Path) -> Path:
-    return data_root / "ledger"
-
-
 def wanted_marker(data_root: Path) -> Path:
     """Present while a message writer waits for the lock: delivery, which holds it between its short
     state writes, lets go when it sees this (`transforms.deliver.state`)."""
-    return ledger_dir(data_root) / "writer.wanted"
+    return DataRoot(data_root).ledger / "writer.wanted"
 
 
 def lock_exclusively(handle, data_root: Path, timeout: float, announce: bool, poll: float = 0.2) -> None:
@@ -101,9 +83,9 @@ def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -
     A waiting writer that `announce`s itself marks `writer.wanted`, so that delivery yields the lock
     at its next state write instead of keeping the writer out for a whole delivery run.
     """
-    folder = ledger_dir(data_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "writer.lock").open("a+") as handle:
+    path = DataRoot(data_root).writer_lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
         lock_exclusively(handle, data_root, timeout, announce)
         handle.seek(0)
         handle.truncate()
@@ -118,7 +100,7 @@ def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -
 
 
 def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    path = ledger_dir(data_root) / "ledger.duckdb"
+    path = DataRoot(data_root).ledger_db
     if read_only and not path.exists():
         con = duck.connect()
         con.execute(SCHEMA_SQL)

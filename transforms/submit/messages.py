@@ -5,6 +5,9 @@ up to two processes render, validate and write the files of other municipalities
 importable and free of ledger state. Every message is validated against the schema before its file is
 written; a message that fails is never written and the job raises `MessageInvalid` naming its first
 failing notification and rule (the first failing day of the municipality).
+
+The job asks its serializer whether it renders whole frames (`FrameWriter`); if it does, the days come from
+it and are checked in batches, else (and for the days it flags) each day is one `serialize` call.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from pathlib import Path
 
 import polars as pl
 
+from transforms.core.atomic import Folders
 from transforms.core.config import Municipality
-from transforms.submit.serializers import get_serializer
+from transforms.core.layout import DataRoot
+from transforms.submit.serializers import frame_writer, get_serializer
 from transforms.submit.serializers.model import Contact, Event, Message, Notification, Person
-from transforms.submit.serializers.xpr56 import Xpr56Serializer
-from transforms.submit.serializers.xpr56_batch import FRAME_COLUMNS, BatchValidator, MessageFrame, day_messages
+from transforms.tables import MESSAGE_FRAME
 
 VERSION_OUT = "ktt-backfill 0.1.0"
 BATCH_NOTIFICATIONS = 4000  # notifications per schema validation call: a few MB of XML
@@ -51,7 +55,7 @@ class MessageJob:
 
     root: Path
     municipality: Municipality
-    frame: pl.DataFrame  # FRAME_COLUMNS
+    frame: pl.DataFrame  # MESSAGE_FRAME
     serializer: str = "xpr56"
     expected: dict[dt.date, tuple[str, str]] | None = None
 
@@ -67,12 +71,8 @@ def _job_from_ipc(root: Path, municipality: Municipality, frame: bytes, serializ
     return MessageJob(root, municipality, pl.read_ipc(io.BytesIO(frame)), serializer, expected)
 
 
-def relative_path(kommune: str, day: dt.date) -> str:
-    return f"submissions/kommune={kommune}/{day.year}/{day.isoformat()}.xml"
-
-
 def message_of(municipality: Municipality, rows: pl.DataFrame) -> Message:
-    """The model of one day's message (the slow path; rows in FRAME_COLUMNS)."""
+    """The model of one day's message (the per-message path; rows in MESSAGE_FRAME's columns)."""
     notifications = []
     for n in rows.iter_rows(named=True):
         event = Event(
@@ -97,66 +97,13 @@ def empty_message(municipality: Municipality, notifications: tuple[Notification,
         notifications=notifications)
 
 
-def write_atomic(path: Path, data: bytes, folders: Folders | None = None) -> None:
-    """Temporary file in the target directory, then rename: a reader never sees a partial file.
-
-    No fsync: a killed process loses nothing written (the page cache survives it), and a day whose file
-    was lost with the machine is rewritten, byte for byte, by the next run over it.
-    """
-    if folders is None:
-        with Folders() as own:
-            own.write(str(path.parent), path.name, data)
-    else:
-        folders.write(str(path.parent), path.name, data)
-
-
-class Folders:
-    """Open directories of one job: files created relative to them, without resolving the path each time."""
-
-    def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
-        self._tmp_suffix = f".{os.getpid()}.tmp"
-
-    def write(self, folder: str, name: str, data: bytes) -> None:
-        fd_dir = self._fds.get(folder)
-        if fd_dir is None:
-            os.makedirs(folder, exist_ok=True)
-            fd_dir = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        tmp = f".{name}{self._tmp_suffix}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666, dir_fd=fd_dir)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
-
-    def __enter__(self) -> Folders:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-
 def write_messages(job: MessageJob) -> list[DayFile]:
     """Render, validate and write the job's days in day order; raises at the first invalid message."""
     serializer = get_serializer(job.serializer)
     municipality, root = job.municipality, job.root
-    frame = job.frame.select(FRAME_COLUMNS)
-    fast = isinstance(serializer, Xpr56Serializer)
-    if fast:
-        wrapper = MessageFrame(serializer, empty_message(municipality))
-        days = day_messages(frame, wrapper)
-        if wrapper.error is not None:
-            days = days.with_columns(suspect=pl.lit(True))
-        validator = BatchValidator(serializer)
-    else:
-        days = (frame.sort("day", "seq").group_by("day", maintain_order=True)
-                .agg(n=pl.len(), first_seq=pl.col("seq").min(), last_seq=pl.col("seq").max())
-                .with_columns(message=pl.lit(None, pl.Binary), suspect=pl.lit(True)))
+    frame = MESSAGE_FRAME.conform(job.frame)
+    bulk = frame_writer(serializer)
+    days = bulk.render_days(frame, empty_message(municipality)) if bulk is not None else per_message_days(frame)
     slow_days = set(days.filter("suspect")["day"].to_list())
     by_day = ({d: f for (d,), f in frame.filter(pl.col("day").is_in(list(slow_days))).group_by("day")}
               if slow_days else {})
@@ -166,11 +113,11 @@ def write_messages(job: MessageJob) -> list[DayFile]:
     size = 0
 
     def flush() -> None:
-        checks = validator.check([data for *_, data in batch if data is not None]) if fast else []
+        checks = bulk.check_rendered([data for *_, data in batch if data is not None]) if bulk is not None else []
         results = iter(checks)
         ready = []
         for day, n, first, last, data in batch:
-            if data is None:  # the slow path: the serializer's own rules and schema check
+            if data is None:  # the per-message path: the serializer's own rules and schema check
                 data = serializer.serialize(message_of(municipality, by_day[day].sort("seq")))
             elif (problem := next(results)) is not None:
                 raise problem
@@ -191,6 +138,14 @@ def write_messages(job: MessageJob) -> list[DayFile]:
     return written
 
 
+def per_message_days(frame: pl.DataFrame) -> pl.DataFrame:
+    """The days of `frame` as `FrameWriter.render_days` gives them, none rendered: every day is suspect, so
+    each becomes one `serialize` call (the path of a serializer that renders no frames)."""
+    return (frame.sort("day", "seq").group_by("day", maintain_order=True)
+            .agg(n=pl.len(), first_seq=pl.col("seq").min(), last_seq=pl.col("seq").max())
+            .with_columns(message=pl.lit(None, pl.Binary), suspect=pl.lit(True)))
+
+
 @contextlib.contextmanager
 def no_gc() -> Iterator[None]:
     """No cyclic garbage collection while a job or a run makes millions of short-lived tuples (none of them
@@ -208,7 +163,7 @@ def _place(job: MessageJob, root: Path, kommune: str, day: dt.date, n: int, firs
            data: bytes, folders: Folders) -> DayFile:
     digest = hashlib.sha256(data).hexdigest()
     if job.expected is None:
-        rel = relative_path(kommune, day)
+        rel = DataRoot.message_relpath(kommune, day)
         folder, name = rel.rsplit("/", 1)
         folders.write(f"{root}/{folder}", name, data)
         return DayFile(day, n, first, last, rel, digest)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from transforms.tables import EVENTS
+
 REPLAY_SQL = """
 WITH replayed AS (
     SELECT kommune, event_key, arg_max(status, seq) AS last_status, arg_max(content_hash, seq) AS content_hash
@@ -42,7 +44,8 @@ GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL
 
 
 def replay_differences(ledger: duckdb.DuckDBPyConnection, events: pl.DataFrame) -> pl.DataFrame:
-    ledger.register("events", events.to_arrow())
+    """Per event key whose replayed state differs from `events` (`EVENTS`) up to the last written day: how."""
+    ledger.register(EVENTS.name, events.to_arrow())
     return ledger.execute(REPLAY_SQL).pl()
 
 

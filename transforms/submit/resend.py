@@ -12,11 +12,12 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from transforms.core.atomic import write_bytes
 from transforms.core.settings import Settings
 from transforms.privacy.identity import Pseudonymizer
 from transforms.privacy.keys import Keys
 from transforms.submit.ledger import open_ledger
-from transforms.submit.writer import SubmissionWriter, _write_atomic
+from transforms.submit.writer import SubmissionWriter
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,6 @@ def resend(settings: Settings, keys: Keys, selection: Selection) -> tuple[Path |
     writer = SubmissionWriter(settings, keys)
     data = writer.serialize(writer.municipalities[selection.kommune], notes, persons)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    path = settings.data_root / "outbox" / f"kommune={selection.kommune}" / f"resend-{stamp}-{selection.slug()}.xml"
-    _write_atomic(path, data)
+    path = settings.root.outbox / f"kommune={selection.kommune}" / f"resend-{stamp}-{selection.slug()}.xml"
+    write_bytes(path, data)
     return path, notes.height

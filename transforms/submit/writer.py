@@ -1,13 +1,12 @@
 """Daily submissions: plan each day's notifications against the ledger, write the messages.
 
 For a municipality and a range of days, days already in the ledger are reproduced
-from it byte for byte; the days after are planned set-based, the ledger's state of every
-sent key (one query) against the current events: new events (N), changed content of sent
-keys (M) and keys that disappeared (C), the last two and any late registrations going to
-the first day not yet written. Files are written
-atomically before the ledger commits them: a run killed half-way leaves no ledger
-rows for unwritten days, and the rerun writes identical files (everything is
-deterministic), so nothing is lost, doubled or renumbered.
+from it byte for byte; the days after are planned set-based (`transforms.submit.planning`), the
+ledger's state of every sent key (one query) against the current events: new events (N), changed
+content of sent keys (M) and keys that disappeared (C), the last two and any late registrations going
+to the first day not yet written. Files are written atomically before the ledger commits them: a run
+killed half-way leaves no ledger rows for unwritten days, and the rerun writes identical files
+(everything is deterministic), so nothing is lost, doubled or renumbered.
 
 Throughput: the parent process plans, numbers and commits one municipality at a time
 (one transaction each, in municipality order) while up to two pool processes render,
@@ -29,104 +28,30 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from transforms.core.atomic import remove_stale_temporaries, write_parquet
 from transforms.core.config import Municipality, load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest.quarantine import mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, read_vault
 from transforms.privacy.keys import Keys
-from transforms.submit.events import EVENT_ORDER
-from transforms.submit.ledger import (
-    NAMESPACE,
-    DayOrderError,
-    last_written_days,
-    open_ledger,
-    writer_lock,
-)
+from transforms.submit.ledger import DayOrderError, last_written_days, open_ledger, writer_lock
 from transforms.submit.messages import (
     VERSION_OUT,
     DayFile,
     MessageJob,
     message_of,
     no_gc,
-    relative_path,
     worker_init,
-    write_atomic,
     write_messages,
 )
+from transforms.submit.planning import ACTIVE_SQL, assign_persons, number_plan, plan_notifications
 from transforms.submit.serializers import MessageInvalid, get_serializer
-from transforms.submit.serializers.model import NIL_GUID
-from transforms.submit.serializers.xpr56_batch import FRAME_COLUMNS
+from transforms.tables import EVENTS, IDENTITY_VAULT, MANIFEST, MESSAGE_FRAME, WRITTEN_DAYS
 
-__all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "message_path", "write_manifest"]
+__all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "write_manifest"]
 
-STATUS_RANK = {"M": 1, "C": 2, "N": 3}
-FIRST_ALLOCATED_USER_NO = 900_000_001
 CHECKPOINT_THRESHOLD = "1GB"
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
-
-
-# The ledger's state of a municipality: per sent event key that is not withdrawn, its last notification's
-# content and the GUID of its original (N) notification; `withdrawn_at` is what a withdrawal (C) notification
-# gives as registration time (the first day to write, at midnight in the ledger's time zone).
-ACTIVE_SQL = """
-WITH state AS (
-    SELECT event_key,
-           arg_max(status, seq) AS last_status,
-           arg_max(content_hash, seq) AS last_hash,
-           arg_max(guid, seq) FILTER (WHERE status = 'N') AS original_guid,
-           arg_max(seq, seq) AS last_seq
-    FROM notifications WHERE kommune = $kommune GROUP BY event_key
-)
-SELECT s.event_key, s.original_guid, s.last_hash, n.event_type, n.reporting_id, n.service_code, n.event_date,
-       n.provider_org, n.stop_id, n.person_key, n.content_hash, CAST($first_day::DATE AS TIMESTAMPTZ) AS withdrawn_at
-FROM state s JOIN notifications n ON n.kommune = $kommune AND n.seq = s.last_seq
-WHERE s.last_status <> 'C'
-"""
-PLAN_COLUMNS = ("status", "ref_guid", "day", "event_key", "content_hash", "event_type", "reporting_id", "service_code",
-                "event_date", "registered_at", "provider_org", "stop_id", "person_key", "user_no")
-
-
-def plan_notifications(active: pl.DataFrame, current: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
-    """What to send (`PLAN_COLUMNS`, unnumbered) given the ledger's state (`ACTIVE_SQL`) and the current events.
-
-    New keys up to `last` are N notifications on their own day, or on `first` when that is later (late
-    registrations); sent keys with other content are M, sent keys gone are C, both on `first`.
-    """
-    c = pl.col
-    sent = active.select("event_key", "original_guid", "last_hash")
-    first_day = pl.lit(first, pl.Date)
-    new = (current.join(sent, on="event_key", how="anti").filter(c("day") <= last)
-           .with_columns(status=pl.lit("N"), ref_guid=pl.lit(None, pl.Utf8), day=pl.max_horizontal("day", first_day)))
-    changed = (current.join(sent, on="event_key", how="inner").filter(c("content_hash") != c("last_hash"))
-               .with_columns(status=pl.lit("M"), ref_guid=c("original_guid"), day=first_day))
-    gone = (active.join(current.select("event_key"), on="event_key", how="anti")
-            .with_columns(status=pl.lit("C"), ref_guid=c("original_guid"), day=first_day, user_no=pl.lit(None, pl.Utf8),
-                          registered_at=c("withdrawn_at").cast(current.schema["registered_at"])))
-    return pl.concat([part.select(PLAN_COLUMNS) for part in (new, changed, gone)])
-
-
-# deterministic_guid over a column: the SHA-1 of UUID5 (namespace bytes, then the name) in DuckDB, its text
-# (version and variant bits set, as str(uuid.uuid5(...))) in Polars; the column's order is kept
-HASH_SQL = "SELECT sha1(unhex($namespace) || encode(name)) AS h FROM guid_names"
-_VARIANT = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
-
-
-def deterministic_guids(con: duckdb.DuckDBPyConnection, names: pl.Series) -> pl.Series:
-    """`deterministic_guid` of many names at once (each name the '|'-joined parts)."""
-    con.register("guid_names", pl.DataFrame({"name": names}).to_arrow())
-    try:
-        hashes = con.execute(HASH_SQL, {"namespace": NAMESPACE.hex}).pl()
-    finally:
-        con.unregister("guid_names")
-    return hashes.select(_uuid5_text(pl.col("h")).alias(names.name))[names.name]
-
-
-def _uuid5_text(sha1_hex: pl.Expr) -> pl.Expr:
-    """The 8-4-4-4-12 text of a UUID5 from the 40 hex digits of its SHA-1."""
-    h = sha1_hex.str
-    return pl.concat_str([h.slice(0, 8), pl.lit("-"), h.slice(8, 4), pl.lit("-5"), h.slice(13, 3), pl.lit("-"),
-                          h.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.Utf8), h.slice(17, 3),
-                          pl.lit("-"), h.slice(20, 12)])
 
 
 @dataclass
@@ -138,16 +63,8 @@ class SubmissionReport:
     municipalities: int = 0
 
 
-def message_path(data_root: Path, kommune: str, day: dt.date) -> Path:
-    return data_root / relative_path(kommune, day)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    write_atomic(path, data)
-
-
-DAY_ROW_SCHEMA = {"day": pl.Date, "n_notifications": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
-                  "file": pl.Utf8, "sha256": pl.Utf8}
+# `written_days` without the municipality: what a municipality's job returns, one row per day
+DAY_ROW_SCHEMA = {name: dtype for name, dtype in WRITTEN_DAYS.schema.items() if name != "kommune"}
 
 
 def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFrame:
@@ -210,8 +127,7 @@ class SubmissionWriter:
         self.serializer_name = serializer
         self.serializer = get_serializer(serializer)
         self.municipalities = {m.nr: m for m in load_kommuner(settings.root.kommuner_toml)}
-        vault_path = self.root / "identity" / "vault.bin"
-        vault = read_vault([vault_path] if vault_path.exists() else [], keys.vault_key)
+        vault = read_vault(settings.root.files(IDENTITY_VAULT), keys.vault_key)
         # one row per person (the last, as before), sorted: `_message_frame` finds a person by binary search
         self.identities = (vault.select("person_key", "fid", "id_type")
                            .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
@@ -223,7 +139,7 @@ class SubmissionWriter:
     @property
     def events(self) -> pl.DataFrame:
         if self._events is None:
-            path = self.root / "timeline" / "events.parquet"
+            path = EVENTS.location(self.root)
             if not path.exists():
                 raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
             self._events = pl.read_parquet(path)
@@ -243,9 +159,7 @@ class SubmissionWriter:
             # one municipality at a time is too little work to share between threads: with the pool's
             # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
             con.execute("SET threads = 1")
-            # temporary files of a writer that was killed; the rerun writes the same bytes again
-            for stale in (self.root / "submissions").glob("**/.*.tmp"):
-                stale.unlink()
+            remove_stale_temporaries(self.settings.root.submissions)  # of a killed writer; the rerun rewrites them
             events = _by_municipality(self.events)
             no_events = self.events.clear()
             last = last_written_days(con)
@@ -329,8 +243,8 @@ class SubmissionWriter:
                   events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
         active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
         plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
-        plan = self._number(con, kommune, plan)
-        persons = self._assign_persons(con, kommune, plan)
+        plan = number_plan(con, kommune, plan)
+        persons = assign_persons(con, kommune, plan)
         job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
                          self.serializer_name)
         return plan, job
@@ -362,60 +276,6 @@ class SubmissionWriter:
         for status, n in plan.group_by("status").len().iter_rows():
             report.notifications[status] += n
 
-    def _number(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
-        """Sequence numbers, GUIDs and the chain, continuing the municipality's ledger."""
-        last_seq, last_guid = con.execute(
-            "SELECT coalesce(max(seq), 0), coalesce(arg_max(guid, seq), ?) FROM notifications WHERE kommune = ?",
-            [NIL_GUID, kommune]).fetchone()
-        plan = plan.with_columns(
-            pl.col("status").replace_strict(STATUS_RANK, return_dtype=pl.Int8).alias("_status"),
-            pl.col("event_type").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_type"),
-        ).sort("day", "_status", "event_date", "_type", "event_key").drop("_status", "_type")
-        plan = plan.with_columns(seq=pl.int_range(last_seq + 1, last_seq + 1 + plan.height, dtype=pl.Int64))
-        names = pl.concat([
-            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", pl.col("seq").cast(pl.Utf8)], separator="|")),
-            plan.select(name=pl.concat_str([pl.lit(kommune), "event_key", "content_hash", "status",
-                                            pl.col("seq").cast(pl.Utf8)], separator="|"))])["name"]
-        guids = deterministic_guids(con, names)  # both kinds in one query: the notification's, then the event's
-        return plan.with_columns(guid=guids.head(plan.height), event_guid=guids.tail(plan.height)).with_columns(
-            previous_guid=pl.col("guid").shift(1, fill_value=last_guid)).select(
-            *plan.columns, "guid", "previous_guid", "event_guid")
-
-    def _assign_persons(self, con: duckdb.DuckDBPyConnection, kommune: str, plan: pl.DataFrame) -> pl.DataFrame:
-        """The municipality's persons, known and new (person_key, bruker_nr, pasient_guid): one brukerNr per
-        person for all years, never reused.
-
-        A person keeps the source's user number when no other person has it in the
-        municipality; otherwise (two EPJs, or merged municipalities, numbered their users
-        independently) the person gets the next number of a reserved range.
-        """
-        known = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
-                            [kommune]).pl()
-        newcomers = (plan.join(known, on="person_key", how="anti")
-                     .sort("seq").unique("person_key", keep="first", maintain_order=True))
-        if newcomers.height == 0:
-            return known
-        taken = set(known["bruker_nr"].to_list())
-        allocated = con.execute("SELECT count(*) FROM persons WHERE kommune = ? AND TRY_CAST(bruker_nr AS BIGINT) >= ?",
-                                [kommune, FIRST_ALLOCATED_USER_NO]).fetchone()[0]
-        numbers = []
-        for user_no in newcomers["user_no"].to_list():
-            number = user_no if user_no and user_no not in taken else None
-            while number is None or number in taken:
-                number = str(FIRST_ALLOCATED_USER_NO + allocated)
-                allocated += 1
-            taken.add(number)
-            numbers.append(number)
-        frame = newcomers.select(pl.lit(kommune).alias("kommune"), "person_key",
-                                 pl.Series("bruker_nr", numbers, dtype=pl.Utf8))
-        names = frame.select(pasient_guid=pl.concat_str([pl.lit("pasient"), "kommune", "person_key"],
-                                                         separator="|"))["pasient_guid"]
-        frame = frame.with_columns(deterministic_guids(con, names))
-        con.register("persons_frame", frame.to_arrow())
-        con.execute("INSERT INTO persons SELECT * FROM persons_frame")
-        con.unregister("persons_frame")
-        return pl.concat([known, frame.drop("kommune")])
-
     # --- messages -------------------------------------------------------------------
     def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
         """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
@@ -432,7 +292,8 @@ class SubmissionWriter:
         if missing.any():
             raise KeyError(keys.filter(missing)[0])
         people = people.with_columns(fid=found["fid"], id_type=found["id_type"])
-        return notes.join(people, on="person_key", how="left", maintain_order="left").select(FRAME_COLUMNS)
+        frame = notes.join(people, on="person_key", how="left", maintain_order="left")
+        return MESSAGE_FRAME.conform(frame.select(MESSAGE_FRAME.column_names))
 
     def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
         """One message of the given notifications (the resend's path); identifiers masked in a failure."""
@@ -459,11 +320,9 @@ class SubmissionWriter:
 
 
 def write_manifest(con: duckdb.DuckDBPyConnection, data_root: Path) -> Path:
+    """`MANIFEST`: every day with a message file, from the ledger (the files' system of record)."""
     frame = con.execute("""SELECT kommune, day, n_notifications, first_seq, last_seq, file, sha256
                            FROM written_days WHERE file IS NOT NULL ORDER BY kommune, day""").pl()
-    path = data_root / "submissions" / "manifest.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    path = MANIFEST.location(data_root)
+    write_parquet(MANIFEST.conform(frame), path)
     return path

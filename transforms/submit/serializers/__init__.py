@@ -1,16 +1,19 @@
 """Message serializers: the neutral message model and the formats it is written in.
 
 `get_serializer("xpr56")` gives the writer of Helsedirektoratet's event message "IPLOS i KPR",
-XPR 56.0.0; the registry's current format can be added to `SERIALIZERS` as a second one.
+XPR 56.0.0; the registry's current format can be added to `SERIALIZERS` as a second one. A serializer
+offers `MessageSerializer` (a message at a time) and may offer `FrameWriter` (whole frames at once).
 """
 
 # base first: it defines the interface and, at its end, imports the serializers for the registry.
 from transforms.submit.serializers.base import (
     DEFAULT_SERIALIZER,
     SERIALIZERS,
+    FrameWriter,
     MessageInvalid,
     MessageSerializer,
     ValidationIssue,
+    frame_writer,
     get_serializer,
 )
 from transforms.submit.serializers.model import (
@@ -41,6 +44,7 @@ __all__ = [
     "STOP_KINDS",
     "Contact",
     "Event",
+    "FrameWriter",
     "Message",
     "MessageInvalid",
     "MessageSerializer",
@@ -48,5 +52,6 @@ __all__ = [
     "Person",
     "ValidationIssue",
     "Xpr56Serializer",
+    "frame_writer",
     "get_serializer",
 ]

@@ -8,13 +8,15 @@ bytes for a whole frame of notifications at once, without weakening what a messa
   the code lists, check digits, chain and uniqueness within the frame...). A day with any suspect row is
   not rendered here; the caller gives it to `serialize`, which returns the same bytes or raises
   `MessageInvalid` naming the notification and the rule, exactly as before.
-- `render_rows` reproduces `render`'s layout (attribute lines, alignment, escaping); the message header,
+- `render_rows` reproduces `render.render`'s layout (attribute lines, alignment, escaping); the message header,
   contacts and `Kommune` come from `serialize` itself (`MessageFrame`), so they pass every rule.
 - `BatchValidator` validates many messages per lxml call against a wrapper schema that imports the
   packaged XPR schema: its root holds a sequence of `Melding`, so each message's identity constraints still
   apply to that message alone. The schema checks the parser's events as they stream by, and no tree is
   built (building it cost as much as the validation). When a batch fails, its messages are validated one
   by one with `Xpr56Serializer.validate`, so the failure is the same `MessageInvalid` that `serialize` raises.
+
+`Xpr56Serializer` offers this as its `FrameWriter` capability (`render_days`, `check_rendered`).
 """
 
 from __future__ import annotations
@@ -22,27 +24,27 @@ from __future__ import annotations
 import functools
 import io
 import threading
+from typing import TYPE_CHECKING
 
 import polars as pl
 from lxml import etree
 
 from transforms.submit.serializers.base import MessageInvalid
 from transforms.submit.serializers.model import EVENT_KINDS, NIL_GUID, STOP_KINDS, Message
-from transforms.submit.serializers.xpr56 import (
+from transforms.submit.serializers.xpr56.schema import PARSER_OPTIONS, SCHEMA_FILE, parser, schema_dir
+from transforms.submit.serializers.xpr56.vocabulary import (
+    BIRTH_NUMBER_WEIGHTS,
     MAX_TEXT,
     PERSON_ID_TYPE_9032,
-    SCHEMA_FILE,
     TJENESTETYPE_9151,
-    Xpr56Serializer,
-    _parser,
-    schema_dir,
 )
 
-# The columns of a notification frame: one row per notification, what `Notification`, `Event` and
-# `Person` hold. `provider_org` is written on TjenesteutforerEndret only (as the submission writer does).
-FRAME_COLUMNS = ("day", "seq", "guid", "previous_guid", "status", "ref_guid", "event_type", "service_code",
-                 "reporting_id", "event_date", "registered_at", "provider_org", "stop_id", "event_guid",
-                 "pasient_guid", "bruker_nr", "fid", "id_type")
+if TYPE_CHECKING:
+    from transforms.submit.serializers.xpr56.serializer import Xpr56Serializer
+
+# A frame holds one row per notification with what `Notification`, `Event` and `Person` hold: the columns of
+# `transforms.tables.MESSAGE_FRAME`. `provider_org` is written on TjenesteutforerEndret only (as `message_of`,
+# the submission writer's model of a day, does).
 
 DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 BATCH_NAMESPACE = "urn:ktt-backfill:xpr56-batch"
@@ -64,16 +66,17 @@ def _text_ok(expr: pl.Expr, nonempty: bool = True) -> pl.Expr:
 
 
 def _birth_number_ok(fid: pl.Expr) -> pl.Expr:
-    """Modulus-11 check digits, as `xpr56._birth_number_ok`, over a column."""
+    """Modulus-11 check digits, as `rules.birth_number_ok`, over a column."""
     digits = [fid.str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(11)]
 
     def check(weights: tuple[int, ...]) -> pl.Expr:
         rest = pl.sum_horizontal([w * d for w, d in zip(weights, digits, strict=False)]) % 11
         return pl.when(rest == 0).then(0).otherwise(11 - rest)
 
-    first = check((3, 7, 6, 1, 8, 9, 4, 5, 2))
-    second = check((5, 4, 3, 2, 7, 6, 5, 4, 3, 2))
-    return fid.str.contains(r"^[0-9]{11}$") & (first == digits[9]) & (second == digits[10])
+    ok = fid.str.contains(r"^[0-9]{11}$")
+    for weights, position in BIRTH_NUMBER_WEIGHTS:
+        ok = ok & (check(weights) == digits[position])
+    return ok
 
 
 def _local_time(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -128,7 +131,7 @@ def suspect_rows(frame: pl.DataFrame) -> pl.Series:
 # --- rendering --------------------------------------------------------------------------------------------
 
 def _esc(expr: pl.Expr) -> pl.Expr:
-    """`xpr56._escape` over a column (the prefilter leaves only &, <, > and \" to escape)."""
+    """`render._escape` over a column (the prefilter leaves only &, <, > and \" to escape)."""
     return (expr.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
             .str.replace_all(">", "&gt;", literal=True).str.replace_all('"', "&quot;", literal=True))
 
@@ -223,7 +226,7 @@ _WRAPPER = f"""<?xml version="1.0" encoding="UTF-8"?>
 @functools.cache
 def _batch_schema() -> etree.XMLSchema:
     base = schema_dir().as_posix().rstrip("/") + "/"
-    return etree.XMLSchema(etree.parse(io.BytesIO(_WRAPPER.encode("utf-8")), _parser(), base_url=base))
+    return etree.XMLSchema(etree.parse(io.BytesIO(_WRAPPER.encode("utf-8")), parser(), base_url=base))
 
 
 _BATCH_LOCK = threading.Lock()  # one validation at a time with the compiled schema (lxml promises no more)
@@ -242,14 +245,13 @@ def _stream_valid(document: bytes) -> bool:
     Anything the parser or the schema logs, warnings included, counts as not valid: the caller then lets
     `Xpr56Serializer.validate` judge each message.
     """
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                             schema=_batch_schema(), target=_NoTree())
+    streaming = etree.XMLParser(**PARSER_OPTIONS, schema=_batch_schema(), target=_NoTree())
     with _BATCH_LOCK:
         try:
-            etree.fromstring(document, parser)
+            etree.fromstring(document, streaming)
         except etree.XMLSyntaxError:
             return False
-        return len(parser.error_log) == 0
+        return len(streaming.error_log) == 0
 
 
 _BATCH_OPEN = b'<Batch xmlns="' + BATCH_NAMESPACE.encode() + b'">'
