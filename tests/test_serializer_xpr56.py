@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.conftest import EXAMPLE_MESSAGES, OFFICIAL
 from transforms.submit.serializers import (
     EVENT_KINDS,
     NIL_GUID,
@@ -37,9 +38,6 @@ from transforms.submit.serializers.xpr56 import (
     schema_issues,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
-EXAMPLES = SHARED / "spec" / "examples" / "xpr56"
 UTC = dt.UTC
 
 # Synthetic identifiers (birth month + 80, valid check digits).
@@ -145,8 +143,6 @@ def packaged_valid(data: bytes) -> bool:
 
 
 def official_schema():
-    if not OFFICIAL.exists():
-        pytest.skip("shared/reference/xpr-ipl-56.0.0 not beside the checkout")
     return load_schema(OFFICIAL)
 
 
@@ -166,8 +162,7 @@ def test_packaged_schema_lives_in_the_package():
 
 
 def test_packaged_schema_is_byte_identical_to_the_official():
-    if not OFFICIAL.exists():
-        pytest.skip("shared/reference/xpr-ipl-56.0.0 not beside the checkout")
+    assert sorted(p.name for p in OFFICIAL.glob("*.xsd")) == sorted(SCHEMA_FILES)
     for name in SCHEMA_FILES:
         assert (schema_dir() / name).read_bytes() == (OFFICIAL / name).read_bytes(), name
 
@@ -193,10 +188,7 @@ def test_code_lists_are_the_schemas(oid, codes):
 
 @pytest.mark.parametrize("name", ["2017-01-01-initial-load.xml", "2026-01-01-corrections.xml"])
 def test_examples_validate_with_the_packaged_schema(name):
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip("shared/spec/examples not beside the checkout")
-    data = path.read_bytes()
+    data = (EXAMPLE_MESSAGES / name).read_bytes()
     assert schema_issues(data) == []
     assert SER.validate(data) == []
 
@@ -234,10 +226,7 @@ def example_corrections() -> Message:
 @pytest.mark.parametrize(("name", "build"), [("2017-01-01-initial-load.xml", example_initial_load),
                                              ("2026-01-01-corrections.xml", example_corrections)])
 def test_serializer_reproduces_the_examples_byte_for_byte(name, build):
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip("shared/spec/examples not beside the checkout")
-    assert SER.serialize(build()) == strip_comments(path.read_bytes())
+    assert SER.serialize(build()) == strip_comments((EXAMPLE_MESSAGES / name).read_bytes())
 
 
 # --- (b) packaged and official schema agree on a corpus ----------------------------------------------
@@ -247,7 +236,9 @@ def _valid_corpus() -> list[tuple[str, bytes]]:
               for kind in EVENT_KINDS for status in ("N", "M", "C")]
     corpus.append(("full", SER.serialize(full_message())))
     corpus.append(("no-notifications", SER.serialize(message(()))))
-    for path in sorted(EXAMPLES.glob("*.xml")) if EXAMPLES.exists() else ():
+    examples = sorted(EXAMPLE_MESSAGES.glob("*.xml"))
+    assert len(examples) == 2, EXAMPLE_MESSAGES
+    for path in examples:
         corpus.append((f"example-{path.name}", path.read_bytes()))
     return corpus
 
