@@ -1,7 +1,7 @@
 """Shared fixtures: a key file per test session and the spec's worked example as a data root.
 
 Everything a test reads from outside the package is a copy under `tests/fixtures/` (origins in
-its README.md): a user's clone has no `../shared` beside it, so no test may look there.
+its README.md): a user's clone has no shared material beside it, so no test may look outside the checkout.
 """
 
 from __future__ import annotations

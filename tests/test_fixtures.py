@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import CODE_LISTS, FIXTURES
 
+# a path that leaves the checkout: `Path(__file__).parents[2] / "shared"` was how tests reached ../shared
+LEAVES_THE_CHECKOUT = re.compile(r"""parents\[[2-9]\]|\.\./shared|["']shared["']""")
 NOT_COPIES = {"README.md", "definitions.txt"}  # the origin list itself and the definitions snapshot
 LISTED = re.compile(r"^\| `(?P<fixture>[^`]+)` \| `shared/[^`]+` \| `(?P<sha256>[0-9a-f]{64})` \|$", re.M)
 
@@ -43,3 +45,12 @@ def test_packaged_code_list_is_byte_identical_to_the_published(name):
     report. (The SSB grouping and the XPR 56 schemas: test_kommuner.py, test_serializer_xpr56.py.)"""
     packaged = resources.files("transforms.reference.data").joinpath(name)
     assert packaged.read_bytes() == (CODE_LISTS / name).read_bytes()
+
+
+def test_no_test_reaches_outside_the_checkout():
+    """A clone has nothing beside it: what a test reads from outside the package is in tests/fixtures."""
+    tests = FIXTURES.parent
+    offenders = [f"{p.name}:{n}" for p in sorted(tests.rglob("*.py")) if p.name != "test_fixtures.py"
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if LEAVES_THE_CHECKOUT.search(line)]
+    assert offenders == []
