@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-ui test test-slow lint bench clean venv
+.PHONY: demo demo-ui test test-slow snapshots lint bench clean venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -m slow
+
+# rewrite tests/fixtures/definitions.txt after a deliberate change to the Dagster graph (commit it)
+snapshots: $(STAMP)
+	KTT_UPDATE_SNAPSHOTS=1 KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -q tests/test_definitions_snapshot.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,8 +17,20 @@ version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q .; then
     pg_createcluster "$version" main >/dev/null
 fi
+# PostgreSQL outlives this script, and a daemon keeps every descriptor it inherits: started under
+# `flock -s /tmp/ktt-cpu.lock .ci/run` it held the CPU lock (shared) as long as it ran, so every
+# exclusive locker (benchmarks) waited for ever. Start it with nothing open beyond stdin/out/err.
+without_inherited_fds() {
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    )
+}
 pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}' | grep -q online \
-    || pg_ctlcluster "$version" main start
+    || without_inherited_fds pg_ctlcluster "$version" main start
 
 as_postgres() { runuser -u postgres -- "$@"; }
 as_postgres psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'ktt_test'" | grep -q 1 \

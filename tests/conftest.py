@@ -1,4 +1,8 @@
-"""Shared fixtures: a key file per test session and the spec's worked example as a data root."""
+"""Shared fixtures: a key file per test session and the spec's worked example as a data root.
+
+Everything a test reads from outside the package is a copy under `tests/fixtures/` (origins in
+its README.md): a user's clone has no shared material beside it, so no test may look outside the checkout.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ import pytest
 
 from transforms.privacy.keys import init_key_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-EXAMPLE_ROOT = SHARED / "spec" / "examples" / "data-root"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLE_ROOT = FIXTURES / "examples" / "data-root"  # the spec's worked example
+EXAMPLE_MESSAGES = FIXTURES / "examples" / "xpr56"  # the spec's two schema-valid messages
+OFFICIAL = FIXTURES / "xpr-ipl-56.0.0"  # Helsedirektoratet's published XPR 56.0.0 schema set
+CODE_LISTS = FIXTURES / "reference" / "codes"  # code lists 9151, 9032, function variables
+SSB_GROUPING = FIXTURES / "reference" / "kommuner" / "ssb-kommune-grouping-1994-2024.csv"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,15 +36,11 @@ def key_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def example_root(tmp_path_factory, key_file) -> Path:
-    """The spec's example data root, copied (shared/ is read-only) and ingested."""
-    if not EXAMPLE_ROOT.exists():
-        pytest.skip("shared/spec/examples not beside the checkout")
+    """The spec's example data root, copied (ingestion writes into it) and ingested."""
     from pipelines.run import run_ingestion
 
     root = tmp_path_factory.mktemp("example") / "data-root"
     shutil.copytree(EXAMPLE_ROOT, root)
-    for path in root.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
     run_ingestion(root, key_file)
     return root
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import SSB_GROUPING
 from transforms.reference.municipalities import (
     municipality_codes,
     predecessor_codes,
@@ -12,9 +13,6 @@ from transforms.reference.municipalities import (
     unit_succession,
 )
 from transforms.reference.successions import split_of
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kommuner" / \
-    "ssb-kommune-grouping-1994-2024.csv"
 
 
 @pytest.mark.parametrize(("kommune", "year", "units"), [
@@ -102,11 +100,10 @@ def test_predecessors_and_reporting_number():
     assert reporting_kommune_of("1662") == "5001"
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference not beside the checkout")
 def test_packaged_copy_matches_the_official_reference():
-    packaged = Path(__file__).resolve().parents[1] / "transforms" / "reference" / "data" / REFERENCE.name
-    assert packaged.read_bytes() == REFERENCE.read_bytes()
-    with REFERENCE.open(encoding="utf-8") as handle:
+    packaged = Path(__file__).resolve().parents[1] / "transforms" / "reference" / "data" / SSB_GROUPING.name
+    assert packaged.read_bytes() == SSB_GROUPING.read_bytes()
+    with SSB_GROUPING.open(encoding="utf-8") as handle:
         codes_valid_since_2017 = {
             row["code"] for row in csv.DictReader(handle)
             if not any(f"-{y})" in row["name_with_validity"] for y in range(1900, 2017))

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import EXAMPLE_ROOT
 from tests.privacy import find_identifiers
 from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
@@ -22,7 +23,6 @@ from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import EPJ_TABLES, IDENTITY_PARTS, QUARANTINE
 from transforms.tables.model import source_slug
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root" / "raw" / "epj"
 PSEUDO = Pseudonymizer(b"k" * 32)
 VAULT_KEY = b"v" * 32
 UTC = dt.UTC
@@ -136,7 +136,7 @@ def lineage(run_: Run, line: int, location: str, system: str, unit: str, registe
 @pytest.fixture
 def example_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
-    shutil.copytree(EXAMPLES, root / "raw" / "epj")
+    shutil.copytree(EXAMPLE_ROOT / "raw" / "epj", root / "raw" / "epj")
     return root
 
 

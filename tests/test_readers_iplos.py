@@ -5,6 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import EXAMPLE_ROOT
 from tests.privacy import find_identifiers
 from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
@@ -14,7 +15,6 @@ from transforms.privacy.identity import Pseudonymizer
 from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import QUARANTINE, TABLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" / "data-root"
 FID = "14894710005"
 
 
@@ -60,11 +60,10 @@ def tjeneste(sid: str = "T-1", code: str = "15", start: str = "2019-01-05", end:
             f'sluttDato="{end}" tjenesteOrgNr="974760673" timerPerUke="{hours}">\n{stops}</Tjeneste>\n')
 
 
-@pytest.mark.skipif(not EXAMPLES.exists(), reason="shared examples not beside the checkout")
 @pytest.mark.parametrize("year", [2018, 2019])
 def test_spec_examples_stage_without_quarantine(tmp_path, year):
     sink = make_sink(tmp_path, f"raw/iplos/{year}/0602.xml")
-    read_iplos_file(EXAMPLES / f"raw/iplos/{year}/0602.xml", sink, ReadContext(True, year=year, unit="0602"))
+    read_iplos_file(EXAMPLE_ROOT / f"raw/iplos/{year}/0602.xml", sink, ReadContext(True, year=year, unit="0602"))
     sink.commit()
     assert quarantine(tmp_path).height == 0
     services = staged(tmp_path, "iplos_services")

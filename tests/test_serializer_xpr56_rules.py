@@ -47,7 +47,9 @@ def _valid_corpus() -> list[tuple[str, bytes]]:
               for kind in EVENT_KINDS for status in ("N", "M", "C")]
     corpus.append(("full", SER.serialize(full_message())))
     corpus.append(("no-notifications", SER.serialize(message(()))))
-    for path in sorted(EXAMPLES.glob("*.xml")) if EXAMPLES.exists() else ():
+    examples = sorted(EXAMPLES.glob("*.xml"))
+    assert len(examples) == 2, EXAMPLES
+    for path in examples:
         corpus.append((f"example-{path.name}", path.read_bytes()))
     return corpus
 

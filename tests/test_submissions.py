@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import OFFICIAL
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
@@ -35,7 +35,6 @@ from transforms.timeline.build import build_timeline
 
 D = dt.date
 AS_OF = D(2025, 12, 31)
-OFFICIAL = SHARED / "reference" / "xpr-ipl-56.0.0"
 
 
 # The ledger's DDL as it was written by hand before the table registry (ledgers exist that were created with
@@ -115,8 +114,6 @@ def written(demo_root, tmp_path_factory) -> Path:
 
 
 def test_every_message_validates_against_the_official_schema(written):
-    if not OFFICIAL.exists():
-        pytest.skip("shared reference not beside the checkout")
     schema = load_schema(OFFICIAL)
     files = sorted((written / "submissions").rglob("*.xml"))
     assert len(files) > 1000
@@ -336,8 +333,6 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path, 
 
 
 def test_small_backfill_validates_and_replays(small_root, tmp_path):
-    if not OFFICIAL.exists():
-        pytest.skip("shared reference not beside the checkout")
     root = tmp_path / "data"
     shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox", "timeline"))
     prepare(root)

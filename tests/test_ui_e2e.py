@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipelines.remote import follow_backfill, graphql, launch_backfill
@@ -71,7 +72,7 @@ def ui_root(demo_root, tmp_path_factory, key_file) -> Path:
 
 class UiServer:
     def __init__(self, root: Path):
-        self.root, self.port = root, _free_port()
+        self.root, self.port, self.stopped = root, _free_port(), False
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = root / ".dagster"
         self.output = root.parent / "ktt-ui.out"
@@ -85,22 +86,55 @@ class UiServer:
             time.sleep(0.5)
 
     def processes(self) -> list[str]:
-        """Processes started for this instance (their command lines name its DAGSTER_HOME or port)."""
-        listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
-        return [line for line in listing if (str(self.home) in line or f"--port {self.port}" in line)
-                and "ps -eo" not in line]
+        """Live processes started for this instance: their command lines name its DAGSTER_HOME or port.
+
+        Read whole from /proc (psutil), not from `ps -eo pid,args`: ps cuts every line at $COLUMNS when
+        that is set, even into a pipe, and each line starts with the checkout's venv python
+        (`<checkout>/.venv/bin/python -m dagster_webserver --port N`; the daemon and code servers name
+        DAGSTER_HOME only hundreds of characters in). With COLUMNS=80, a checkout at /work/main leaves
+        the port inside the cut, a clone in `mktemp -d` (/tmp/tmp.XXXXXXXXXX/ktt) pushes it out: every
+        line is cut before the port, and the test saw "nothing of the UI is running" while all of it ran.
+        """
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+            line = " ".join(proc.info["cmdline"] or ())
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and (str(self.home) in line or
+                                                                 f"--port {self.port}" in line):
+                found.append(f"{proc.info['pid']} {line[:300]}")
+        return found
+
+    def exited_on_its_own(self) -> str:
+        """Why the UI is gone if no test stopped it: its exit code and the ends of its output and log."""
+        log = self.home / "ui.log"
+        return (f"ktt ui exited with {self.process.returncode} without being stopped:\n"
+                f"{self.output.read_text()[-4000:]}\n--- {log}:\n{log.read_text()[-8000:] if log.exists() else ''}")
 
     def ctrl_c(self) -> int:
+        self.stopped = True
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
-def ui(ui_root):
-    server = UiServer(ui_root)
-    yield server
-    if server.process.poll() is None:
-        server.ctrl_c()
+def ui_servers(ui_root):
+    """The module's `ktt ui` processes, newest last; every one still running is stopped at the end."""
+    servers: list[UiServer] = []
+    yield servers
+    for server in servers:
+        if server.process.poll() is None:
+            server.ctrl_c()
+
+
+@pytest.fixture
+def ui(ui_servers, ui_root) -> UiServer:
+    """The UI on the module's data root, started on first use and again after the Ctrl-C test stopped
+    it: so each test holds in any order and alone. A UI that exited by itself fails the test that finds
+    it so, with its log, instead of being quietly restarted."""
+    if ui_servers and ui_servers[-1].process.poll() is not None and not ui_servers[-1].stopped:
+        pytest.fail(ui_servers[-1].exited_on_its_own())
+    if not ui_servers or ui_servers[-1].stopped:
+        ui_servers.append(UiServer(ui_root))
+    return ui_servers[-1]
 
 
 def _message_files(root: Path, first: dt.date, last: dt.date) -> dict[str, bytes]:
@@ -110,16 +144,33 @@ def _message_files(root: Path, first: dt.date, last: dt.date) -> dict[str, bytes
     return {rel: (root / rel).read_bytes() for (rel,) in rows}
 
 
+def _days_written(root: Path, first: dt.date, last: dt.date) -> dict[str, int]:
+    with open_ledger(root, read_only=True) as con:
+        return dict(con.execute("SELECT kommune, count(*) FROM written_days WHERE day BETWEEN ? AND ? GROUP BY 1",
+                                [first, last]).fetchall())
+
+
 def _assert_same_messages(root: Path, reference: Path, first: dt.date, last: dt.date) -> int:
+    """The range's messages equal the reference's, and every municipality has every day of it written.
+
+    Days after `last` may be written too: the UI tests share one data root and hold in any order."""
     ours, theirs = _message_files(root, first, last), _message_files(reference, first, last)
     assert theirs, "the reference wrote no message"
     assert sorted(ours) == sorted(theirs)
     differing = [rel for rel in theirs if ours[rel] != theirs[rel]]
     assert differing == []
+    days = (last - first).days + 1
+    assert _days_written(root, first, last) == _days_written(reference, first, last)
+    assert set(_days_written(root, first, last).values()) == {days}
     with open_ledger(root, read_only=True) as con:
         assert integrity_problems(con).height == 0
-        assert con.execute("SELECT max(day) FROM written_days").fetchone()[0] == last
     return len(ours)
+
+
+def _daily_submissions(first: dt.date, last: dt.date) -> dict:
+    """A launch target: the daily_submissions partitions first..last."""
+    return {"assetKey": {"path": ["daily_submissions"]},
+            "partitions": {"range": {"start": str(first), "end": str(last)}}}
 
 
 def test_ui_serves_on_loopback_with_a_project_local_instance(ui):
@@ -191,28 +242,34 @@ def _ledger_runs(home: Path) -> list:
 
 
 def test_via_daemon_with_an_overlapping_backfill_waits_and_equals_ktt_backfill(ui, reference_root):
-    """The CLI submits Jan..Feb with every upstream asset; a second backfill of February races it."""
+    """The CLI submits Jan..Feb with every upstream asset; a second backfill of February races it.
+
+    The rival's February run may take the ledger before the CLI's (whose upstream runs come first), so
+    January must be written already; this test writes it through the daemon itself rather than count on
+    the browser test (skipped without chromium, or run later). If January is there, that run verifies it.
+    """
     first, last = JANUARY[0], FEBRUARY[1]
+    january = launch_backfill(ui.url, [_daily_submissions(*JANUARY)], "January, before the race")
+    assert follow_backfill(ui.url, january, lambda _: None, timeout=BACKFILL_TIMEOUT).succeeded
     cli = subprocess.Popen([KTT, "backfill", "--via-daemon", "--url", ui.url, "--data-root", str(ui.root),
                             "--from", str(first), "--to", str(last)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
     time.sleep(5)
-    rival = launch_backfill(ui.url, [{"assetKey": {"path": ["daily_submissions"]},
-                                      "partitions": {"range": {"start": str(FEBRUARY[0]), "end": str(FEBRUARY[1])}}}],
-                            "overlapping February")
+    rival = launch_backfill(ui.url, [_daily_submissions(*FEBRUARY)], "overlapping February")
     output, _ = cli.communicate(timeout=BACKFILL_TIMEOUT)
     assert cli.returncode == 0, output
     assert "completed_success" in output and "messages written" in output
     assert follow_backfill(ui.url, rival, lambda _: None, timeout=BACKFILL_TIMEOUT).succeeded
 
     runs = sorted(_ledger_runs(ui.home), key=lambda r: r.start_time)
-    assert len(runs) >= 3  # the browser's January, the CLI's, the rival's
+    assert len(runs) >= 3  # this test's January, the CLI's, the rival's (and the browser test's, if it ran)
     for earlier, later in itertools.pairwise(runs):
         assert earlier.end_time <= later.start_time, "two runs wrote the ledger at the same time"
     assert _assert_same_messages(ui.root, reference_root, first, last) > 59
 
 
 def test_ctrl_c_stops_webserver_daemon_and_code_servers(ui):
+    assert ui.process.poll() is None, ui.exited_on_its_own()
     assert ui.processes(), "nothing of the UI is running"
     assert ui.ctrl_c() == 0
     deadline = time.monotonic() + 60
