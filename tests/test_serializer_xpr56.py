@@ -91,7 +91,7 @@ def test_code_lists_are_the_schemas(oid, codes):
 
 @pytest.mark.parametrize("name", ["2017-01-01-initial-load.xml", "2026-01-01-corrections.xml"])
 def test_examples_validate_with_the_packaged_schema(name):
-    data = (EXAMPLE_MESSAGES / name).read_bytes()
+    data = (EXAMPLES / name).read_bytes()
     assert schema_issues(data) == []
     assert SER.validate(data) == []
 
@@ -129,7 +129,7 @@ def example_corrections() -> Message:
 @pytest.mark.parametrize(("name", "build"), [("2017-01-01-initial-load.xml", example_initial_load),
                                              ("2026-01-01-corrections.xml", example_corrections)])
 def test_serializer_reproduces_the_examples_byte_for_byte(name, build):
-    assert SER.serialize(build()) == strip_comments((EXAMPLE_MESSAGES / name).read_bytes())
+    assert SER.serialize(build()) == strip_comments((EXAMPLES / name).read_bytes())
 
 
 # --- (c) byte stability --------------------------------------------------------------------------------
