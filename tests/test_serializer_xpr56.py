@@ -18,6 +18,7 @@ from lxml import etree
 
 from tests.xpr56_messages import (
     CONTACTS,
+    EXAMPLES,
     FID_B,
     OFFICIAL,
     ORG_1,
