@@ -1,4 +1,8 @@
-"""The two EPJ history readers: epj-a-csv (brukere/tjenester/stopp) and epj-b-jsonl (events)."""
+"""The two bundled EPJ mappings: epj-a-csv (brukere/tjenester/stopp) and epj-b-jsonl (events).
+
+These cases were written for the record-at-a-time readers the mappings replace; the column-wise
+reader must give every record the same fate, rule id and message.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from stdnum.no.fodselsnummer import calc_check_digit1, calc_check_digit2
 
 from tests.privacy import find_identifiers
 from transforms.core.layout import DataRoot
+from transforms.ingest.export import read_export_file
+from transforms.ingest.mapping import load_mapping
+from transforms.ingest.mapping.model import RECORD_TABLES, TARGETS
 from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.epj_a_csv import LAYOUTS, read_epj_a_file
-from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
 from transforms.tables import EPJ_TABLES, IDENTITY_PARTS, QUARANTINE
@@ -26,6 +31,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples" 
 PSEUDO = Pseudonymizer(b"k" * 32)
 VAULT_KEY = b"v" * 32
 UTC = dt.UTC
+EPJ_A = load_mapping("epj-a-csv")
+EPJ_B = load_mapping("epj-b-jsonl")
+
+
+def read_epj_a_file(path: Path, sink: FileSink, context: ReadContext) -> None:
+    read_export_file(path, sink, context, EPJ_A)
+
+
+def read_epj_b_file(path: Path, sink: FileSink, context: ReadContext) -> None:
+    read_export_file(path, sink, context, EPJ_B)
 
 BRUKERE_HEADER = "kommunenr;brukernr;fnr;id_type;kjonn;fodselsar;bydel;dodsdato;registrert_tid"
 TJENESTER_HEADER = ("kommunenr;brukernr;tjenesteid;tjenestetype;vedtaksdato;fra_dato;til_dato;utforer_orgnr;"
@@ -311,7 +326,7 @@ def test_csv_service_rules(tmp_path: Path):
     by_line = {r["line"]: r for r in result.quarantine.to_dicts()}
     assert by_line[3]["location"] == "tjenesteid=A-1"
     assert by_line[4]["location"] == "line=4"
-    assert by_line[17]["location"] == "tjenesteid="
+    assert by_line[17]["location"] == "line=17"  # no location value to name the record by
     assert by_line[3]["raw_value"] == ok and by_line[3]["format"] == "epj-a-csv"
     assert set(result.quarantine["record_kind"]) == {"service"}
     assert set(result.quarantine["source_file"]) == {"raw/epj/a/tjenester.csv"}
@@ -393,10 +408,18 @@ def test_csv_header_ending_in_separator(tmp_path: Path):
     assert result.rows("epj_stops")[0]["change_type"] == "NY"
 
 
-def test_csv_layouts_fill_exactly_their_tables():
-    assert set(LAYOUTS) == {"brukere.csv", "tjenester.csv", "stopp.csv"}
-    for layout in LAYOUTS.values():
-        layout.check()
+def test_bundled_mappings_fill_exactly_their_tables():
+    context = {"source_file", "line", "location", "system", "reporting_kommune"}
+    derived = {"national_id": {"person_key"}, "id_type": {"id_type"}}
+    assert [r.file for r in EPJ_A.records.values()] == ["brukere.csv", "tjenester.csv", "stopp.csv"]
+    for mapping in (EPJ_A, EPJ_B):
+        for name, record in mapping.records.items():
+            filled = set(context)
+            for column in record.columns:
+                assert column.target in TARGETS[name]
+                filled |= derived.get(column.target, {column.target})
+            unfilled = set(RECORD_TABLES[name].schema) - filled
+            assert unfilled <= {"migrated_from_system", "migrated_from_service_id"}, (mapping.name, unfilled)
 
 
 def test_csv_header_mismatch_unknown_name_and_empty_file(tmp_path: Path):

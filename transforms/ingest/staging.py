@@ -20,9 +20,9 @@ from pathlib import Path
 from transforms.core.config import EpjSystem, Municipality, load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest import fingerprints as sources
+from transforms.ingest.export import read_export_file
+from transforms.ingest.mapping import load_mapping
 from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.epj_a_csv import read_epj_a_file
-from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import Pseudonymizer
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 Reader = Callable[[Path, FileSink, ReadContext], None]
 
 _IPLOS_NAME = re.compile(r"^(\d{4})\.xml$")
-_EPJ_B_NAME = re.compile(r"^events(-.+)?\.jsonl$")
 
 
 @dataclass(frozen=True)
@@ -184,16 +183,10 @@ def _prepare_epj_system(settings: Settings, keys: Keys, municipality: Municipali
 
 def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path) -> FileOutcome:
     rel = settings.root.relative(path)
-    sink = _sink(settings, keys, rel, system.format, {"system": f"{kommune}-{system.system}"})
+    mapping = load_mapping(system.mapping, settings.data_root)
+    sink = _sink(settings, keys, rel, mapping.name, {"system": f"{kommune}-{system.system}"})
     ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=kommune)
-    rejection = None
-    if system.format == "epj-a-csv":
-        reader: Reader = read_epj_a_file
-    else:
-        reader = read_epj_b_file
-        if not _EPJ_B_NAME.match(path.name):
-            rejection = FileRejected("file.unknown_layout", "epj-b-jsonl exports hold only events*.jsonl")
-    return _read_one(sink, path, reader, ctx, rejection)
+    return _read_one(sink, path, lambda p, s, c: read_export_file(p, s, c, mapping), ctx)
 
 
 def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:

@@ -68,6 +68,11 @@ def duf_check_digits(first_ten: str) -> str:
     return f"{total % 11:02d}"
 
 
+def _digits(number: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts '²', which the check-digit arithmetic then cannot read."""
+    return number.isascii() and number.isdigit()
+
+
 def check_identifier(raw: str | None, declared_type: int | None = None,
                      allow_synthetic: bool = False) -> IdCheck:
     """Validate an identifier and derive its type.
@@ -79,8 +84,8 @@ def check_identifier(raw: str | None, declared_type: int | None = None,
     number = (raw or "").strip().replace(" ", "")
     if not number:
         return IdCheck(None, False, "id.missing", "person identifier is empty")
-    if declared_type == TYPE_DUF or (len(number) == 12 and number.isdigit()):
-        if len(number) != 12 or not number.isdigit():
+    if declared_type == TYPE_DUF or (len(number) == 12 and _digits(number)):
+        if len(number) != 12 or not _digits(number):
             return IdCheck(TYPE_DUF, False, "id.format", "DUF number must be 12 digits")
         if duf_check_digits(number[:10]) != number[10:]:
             return IdCheck(TYPE_DUF, False, "id.check_digits", "DUF number fails its check digits")
@@ -88,7 +93,7 @@ def check_identifier(raw: str | None, declared_type: int | None = None,
     if declared_type is not None and declared_type not in (TYPE_FNR, TYPE_DNR, TYPE_HNR):
         # Other identifier kinds (passport, foreign numbers, ...) are reported as they are.
         return IdCheck(declared_type, False, None, None)
-    if len(number) != 11 or not number.isdigit():
+    if len(number) != 11 or not _digits(number):
         return IdCheck(None, False, "id.format", "birth number must be 11 digits")
     id_type, synthetic = _birth_number_type(number)
     if (number[9] != fodselsnummer.calc_check_digit1(number[:9])

@@ -217,6 +217,7 @@ FILE_COUNTS = Table(
         _c("records_in", pl.Int64, "records found in the file"),
         _c("staged", pl.Int64, "records written to staged tables"),
         _c("quarantined", pl.Int64, "records written to the quarantine"),
+        _c("unchanged", pl.Int64, "snapshot dumps: records equal to their last staged version (no new version)"),
     ),
     path="staging/file_counts/{source}.parquet",
     asset=None,

@@ -15,7 +15,7 @@ from typing import Any
 from lxml import etree
 
 from transforms.ingest.quarantine import Rejection
-from transforms.ingest.readers import fields as f
+from transforms.ingest.values import fields as f
 from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.iplos_layouts import XmlLayout, layout_for_root
 from transforms.ingest.readers.persons import resolve_person

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms.ingest.readers.fields import FieldError
+from transforms.ingest.values.fields import FieldError
 from transforms.ingest.sink import FileSink
 from transforms.privacy.identity import check_identifier
 
