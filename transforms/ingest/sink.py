@@ -61,7 +61,8 @@ class FileSink:
     # --- what readers call -------------------------------------------------
     def seen(self, kind: str, n: int = 1) -> None:
         """Count `n` input records of `kind` before deciding where they go."""
-        self.records_in[kind] += n
+        if n:
+            self.records_in[kind] += n
 
     def seen_kinds(self, kinds: pl.Series) -> None:
         """Count one input record per value of `kinds` (each a record kind)."""
@@ -101,16 +102,6 @@ class FileSink:
         self.reject_frame(pl.DataFrame({"kind": [kind], "line": [line], "location": [location],
                                         "rule_id": [rejection.rule_id], "message": [rejection.message],
                                         "raw_value": [raw]}, schema=_REJECTED))
-
-    def stage(self, table: str, kind: str, row: dict, count: bool = True) -> None:  # TEMPORARY
-        self.stage_frame(table, kind, pl.DataFrame([row], schema=STAGED_TABLES[table].schema), 1 if count else 0)
-
-    def person_key(self, identifier: str, id_type: int) -> str:  # TEMPORARY
-        normalised = identifier.strip().replace(" ", "")
-        key = self.pseudonymizer(normalised)
-        self.register_identities(pl.DataFrame({"person_key": [key], "fid": [normalised], "id_type": [id_type]},
-                                              schema=IDENTITY_PARTS.schema))
-        return key
 
     def register_identities(self, frame: pl.DataFrame) -> None:
         """(person_key, fid, id_type) of staged persons; for a key seen twice, the later one is kept."""
