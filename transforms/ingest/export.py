@@ -19,7 +19,7 @@ import polars as pl
 from transforms.ingest.mapping.model import RECORD_KEYS, Mapping, RecordMap
 from transforms.ingest.quarantine import mask_identifiers
 from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.batch import Batch, FileState, first_of_file
+from transforms.ingest.readers.batch import Batch, FileState, first_of_file, text_column
 from transforms.ingest.readers.csv_source import read_csv
 from transforms.ingest.readers.jsonl_source import JsonShape, read_jsonl
 from transforms.ingest.readers.xml_source import read_xml
@@ -77,13 +77,20 @@ def _rejected(frame: pl.DataFrame, rule: pl.Expr | str, message: pl.Expr | str) 
 
 
 class FileReader:
-    """Reads one file of an export into a sink; `good` receives each batch's good records."""
+    """Reads one file of an export into a sink, yielding each batch's good records.
+
+    A snapshot dump holds one row per record: a second good row for a record already in the dump is
+    quarantined (`record.duplicate`), and the keys of quarantined rows are kept (`present`): such a
+    record is still in the dump, though unreadable, so it has not disappeared.
+    """
 
     def __init__(self, mapping: Mapping, sink: FileSink, ctx: ReadContext):
         self.mapping = mapping
         self.sink = sink
         self.ctx = ctx
         self.state = FileState()
+        self.snapshot = mapping.history == "snapshot-series"
+        self.present: dict[str, list[pl.Series]] = {}
 
     def read(self, path: Path) -> Iterator[GoodRecords]:
         for batch in batches(path, self.mapping):
@@ -114,7 +121,11 @@ class FileReader:
             if rows.height == 0:
                 continue
             evaluated = evaluate(rows, record, self.ctx)
+            if self.snapshot:
+                evaluated = self.one_row_per_record(evaluated, record)
             bad = evaluated.rule.is_not_null()
+            if self.snapshot and bad.any():
+                self.present.setdefault(record.name, []).append(_key_text(rows.filter(bad), record))
             if bad.any():
                 messages = evaluated.message.filter(bad)
                 rejects.append(_rejected(rows.filter(bad), pl.lit(evaluated.rule.filter(bad)),
@@ -127,6 +138,22 @@ class FileReader:
             if batch.raw_of is not None:
                 rejected = rejected.with_columns(batch.raw_of(rejected).alias("raw_value")).drop("_element")
             sink.reject_frame(rejected.sort("line"))
+
+    def one_row_per_record(self, evaluated: Evaluated, record: RecordMap) -> Evaluated:
+        """Good rows whose record was already in the dump become `record.duplicate`."""
+        good = evaluated.rule.is_null()
+        keys = _key_values(evaluated.values, record)
+        seen = self.state.seen_keys.get(record.name, pl.DataFrame(schema={"key": pl.Utf8}))
+        first = keys.is_first_distinct() & ~keys.is_in(seen["key"].implode())
+        again = good & ~first
+        self.state.seen_keys[record.name] = pl.concat([seen, pl.DataFrame({"key": keys.filter(good & first)})])
+        if not again.any():
+            return evaluated
+        names = ", ".join(RECORD_KEYS[record.name])
+        rule = pl.select(pl.when(again).then(pl.lit("record.duplicate")).otherwise(evaluated.rule)).to_series()
+        message = pl.select(pl.when(again).then(pl.lit(f"another record of this dump has the same {names}"))
+                            .otherwise(evaluated.message)).to_series()
+        return Evaluated(evaluated.rows, evaluated.values, rule, message)
 
     def good(self, evaluated: Evaluated, record: RecordMap) -> pl.DataFrame:
         frame, identities = staged_frame(evaluated, record, self.mapping, self.ctx, self.sink.rel_path,
@@ -150,6 +177,22 @@ class FileReader:
         return frame.with_columns(
             pl.when(word == "new-or-changed").then(pl.when(first).then(pl.lit("NY")).otherwise(pl.lit("ENDRET")))
             .otherwise(word.replace_strict(_CHANGE, default=None)).alias("change_type")).drop("_key")
+
+
+def _key_values(values: pl.DataFrame, record: RecordMap) -> pl.Series:
+    return values.select(pl.concat_str([pl.col(k).cast(pl.Utf8) for k in RECORD_KEYS[record.name]],
+                                       separator="\x1f")).to_series().alias("key")
+
+
+def _key_text(rows: pl.DataFrame, record: RecordMap) -> pl.Series:
+    """The key of quarantined rows as written (stripped), where the mapping reads it from a field."""
+    parts = []
+    for target in RECORD_KEYS[record.name]:
+        column = record.column(target)
+        if column is None or column.source is None:
+            return pl.Series("key", [], dtype=pl.Utf8)
+        parts.append(pl.col(text_column(column.source)).str.strip_chars())
+    return rows.select(pl.concat_str(parts, separator="\x1f").alias("key")).to_series().drop_nulls()
 
 
 def read_export_file(path: Path, sink: FileSink, ctx: ReadContext, mapping: Mapping) -> None:

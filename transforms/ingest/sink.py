@@ -22,7 +22,7 @@ from transforms.core.atomic import write_parquet
 from transforms.core.layout import DataRoot
 from transforms.ingest.quarantine import Rejection, mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, write_vault_part
-from transforms.tables import FILE_COUNTS, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
+from transforms.tables import FILE_COUNTS, FINDING_TABLES, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
 from transforms.tables.model import source_slug
 
 BATCH_ROWS = 20_000
@@ -49,6 +49,7 @@ class FileSink:
     _parts: Counter = field(init=False, default_factory=Counter)
     _quarantine: list[pl.DataFrame] = field(init=False, default_factory=list)
     _identities: list[pl.DataFrame] = field(init=False, default_factory=list)
+    _findings: dict[str, list[pl.DataFrame]] = field(init=False, default_factory=lambda: defaultdict(list))
     records_in: Counter = field(init=False, default_factory=Counter)
     staged: Counter = field(init=False, default_factory=Counter)
     quarantined: Counter = field(init=False, default_factory=Counter)
@@ -103,6 +104,21 @@ class FileSink:
                                         "rule_id": [rejection.rule_id], "message": [rejection.message],
                                         "raw_value": [raw]}, schema=_REJECTED))
 
+    @property
+    def scratch(self) -> Path:
+        """This file's scratch folder (removed with the sink's other temporary output)."""
+        return self._tmp
+
+    def add_finding(self, table: Table, frame: pl.DataFrame) -> None:
+        """Rows of a finding table (`FINDING_TABLES`), written with the file's other output."""
+        if frame.height:
+            self._findings[table.name].append(table.conform(frame))
+
+    def staged_parts(self, table: Table, rel_path: str) -> list[Path]:
+        """The staged parts of `table` that another source file of this partition published."""
+        pattern = self._staged_part(table, source_slug(rel_path), "*")
+        return sorted(pattern.parent.glob(pattern.name))
+
     def register_identities(self, frame: pl.DataFrame) -> None:
         """(person_key, fid, id_type) of staged persons; for a key seen twice, the later one is kept."""
         if frame.height:
@@ -154,6 +170,7 @@ class FileSink:
             part.replace(target)
         self._write_quarantine(slug)
         self._write_counts(slug)
+        self._write_findings(slug)
         if self._identities:
             ids = pl.concat(self._identities).unique(subset="person_key", keep="last", maintain_order=True)
             write_vault_part(self.root.table(IDENTITY_PARTS, source=slug), ids, self.vault_key)
@@ -175,10 +192,22 @@ class FileSink:
         self._parts.clear()
         self._quarantine.clear()
         self._identities.clear()
+        self._findings.clear()
         self.records_in.clear()
         self.staged.clear()
         self.quarantined.clear()
         self.unchanged.clear()
+
+    def _write_findings(self, slug: str) -> None:
+        for table in FINDING_TABLES:
+            if set(table.partition_keys) != {*self.partition, "source"}:
+                continue
+            target = self.root.table(table, **self.partition, source=slug)
+            frames = self._findings.get(table.name)
+            if frames:
+                write_parquet(table.sorted(pl.concat(frames)), target)
+            else:
+                target.unlink(missing_ok=True)
 
     def _write_quarantine(self, slug: str) -> None:
         frame = pl.concat(self._quarantine) if self._quarantine else QUARANTINE.empty()
