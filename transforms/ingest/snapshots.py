@@ -123,8 +123,8 @@ def _compare(con, name: str, kind: str, scratch: Path, any_good: bool, earlier: 
                 "WHERE line <> 0")
     state = _STATE[name]
     same = " AND ".join(f"c.{c} IS NOT DISTINCT FROM p.{c}" for c in state)
-    annulled = "c.change_type = 'annulled'" if "change_type" in columns else "FALSE"
-    was_annulled = "p.change_type = 'ANNULLERT'" if "change_type" in columns else "FALSE"
+    annulled = "coalesce(c.change_type = 'annulled', FALSE)" if "change_type" in columns else "FALSE"
+    was_annulled = "coalesce(p.change_type = 'ANNULLERT', FALSE)" if "change_type" in columns else "FALSE"
     registered = sql_literal(_registered(day, mapping.format.time_zone).isoformat())
     select_cur = ", ".join(
         f"coalesce(c.registered_at, CAST({registered} AS TIMESTAMPTZ)) AS registered_at" if c == "registered_at"

@@ -55,6 +55,7 @@ def _clean(root: Path) -> None:
         if owned.exists():
             shutil.rmtree(owned)
     (root / "config" / "kommuner.toml").unlink(missing_ok=True)
+    (root / "config" / "sources" / "omsorgsjournal.toml").unlink(missing_ok=True)
 
 
 def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSummary:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dates import SPAN_END, to_date
-from .sources import MunicipalityPlan
+from .render_snapshots import MAPPING_PATH, write_mapping
+from .sources import FMT_C, MunicipalityPlan
 
 
 def _current_product(plan: MunicipalityPlan) -> tuple[str, str, str]:
@@ -40,7 +41,7 @@ def _kommune(plan: MunicipalityPlan) -> str:
             "",
             "[[kommune.epj]]",
             f'system = "{s.system}"',
-            f'format = "{s.fmt}"',
+            f'mapping = "{MAPPING_PATH}"' if s.fmt == FMT_C else f'format = "{s.fmt}"',
             f'path = "{s.path}"',
             f'active_from = "{to_date(s.active_from).isoformat()}"',
         ]
@@ -58,4 +59,6 @@ def write_config(root: Path, plans: list[MunicipalityPlan], scale: str, seed: in
     )
     path = root / "config" / "kommuner.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if any(s.fmt == FMT_C for p in plans for s in p.systems):
+        write_mapping(root)
     path.write_text(head + "\n".join(_kommune(p) for p in plans), encoding="utf-8")
