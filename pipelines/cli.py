@@ -15,6 +15,7 @@ from platformdirs import user_config_dir
 from rich.console import Console
 from rich.table import Table
 
+from transforms.core.config import ConfigError
 from transforms.core.layout import DataRoot
 from transforms.core.settings import load_settings
 from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
@@ -309,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(ui)
     ui.set_defaults(func=cmd_ui)
 
+    from pipelines.cli_sources import add_parser as add_sources_parser
+
+    add_sources_parser(sub, _add_root)
+
     demo = sub.add_parser("demo", help="generate demo data and run the whole backfill")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")
     demo.add_argument("--seed", type=int, default=42)
@@ -326,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MissingKeyError as exc:
         console.print(f"[red]error:[/] {exc}")
+        return 2
+    except ConfigError as exc:  # a wrong kommuner.toml or source mapping: the message names file and key
+        console.print("error:", str(exc), markup=False)
         return 2
 
 

@@ -91,6 +91,7 @@ class FileReader:
         self.state = FileState()
         self.snapshot = mapping.history == "snapshot-series"
         self.present: dict[str, list[pl.Series]] = {}
+        self.observer = None  # called with (record, evaluated) for every batch (`ktt sources check`)
 
     def read(self, path: Path) -> Iterator[GoodRecords]:
         for batch in batches(path, self.mapping):
@@ -121,6 +122,8 @@ class FileReader:
             if rows.height == 0:
                 continue
             evaluated = evaluate(rows, record, self.ctx)
+            if self.observer is not None:
+                self.observer(record, evaluated)
             if self.snapshot:
                 evaluated = self.one_row_per_record(evaluated, record)
             bad = evaluated.rule.is_not_null()
@@ -153,7 +156,7 @@ class FileReader:
         rule = pl.select(pl.when(again).then(pl.lit("record.duplicate")).otherwise(evaluated.rule)).to_series()
         message = pl.select(pl.when(again).then(pl.lit(f"another record of this dump has the same {names}"))
                             .otherwise(evaluated.message)).to_series()
-        return Evaluated(evaluated.rows, evaluated.values, rule, message)
+        return Evaluated(evaluated.rows, evaluated.values, rule, message, evaluated.parsed)
 
     def good(self, evaluated: Evaluated, record: RecordMap) -> pl.DataFrame:
         frame, identities = staged_frame(evaluated, record, self.mapping, self.ctx, self.sink.rel_path,

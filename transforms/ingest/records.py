@@ -32,6 +32,7 @@ class Evaluated:
     values: pl.DataFrame
     rule: pl.Series
     message: pl.Series
+    parsed: dict[str, columns.Parsed] | None = None  # per mapped column, its own outcome
 
 
 def _source_text(rows: pl.DataFrame, column: Column) -> tuple[pl.Series, pl.Series | None]:
@@ -111,13 +112,13 @@ def evaluate(rows: pl.DataFrame, record: RecordMap, ctx: ReadContext) -> Evaluat
         checks.append(period)
     if not checks:
         none = pl.Series([None] * rows.height, dtype=pl.Utf8)
-        return Evaluated(rows, values, none, none)
+        return Evaluated(rows, values, none, none, parsed)
     first = pl.DataFrame({f"r{i}": r for i, (r, _) in enumerate(checks)} |
                          {f"m{i}": m for i, (_, m) in enumerate(checks)}).select(
         pl.coalesce([pl.col(f"r{i}") for i in range(len(checks))]).alias("rule"),
         pl.coalesce([pl.when(pl.col(f"r{i}").is_not_null()).then(pl.col(f"m{i}").fill_null(pl.col(f"r{i}")))
                      for i in range(len(checks))]).alias("message"))
-    return Evaluated(rows, values, first["rule"], first["message"])
+    return Evaluated(rows, values, first["rule"], first["message"], parsed)
 
 
 def staged_frame(evaluated: Evaluated, record: RecordMap, mapping: Mapping, ctx: ReadContext, source_file: str,

@@ -104,6 +104,10 @@ class FileSink:
                                         "rule_id": [rejection.rule_id], "message": [rejection.message],
                                         "raw_value": [raw]}, schema=_REJECTED))
 
+    def quarantined_rows(self) -> pl.DataFrame:
+        """The quarantine rows collected so far (masked as written)."""
+        return pl.concat(self._quarantine) if self._quarantine else QUARANTINE.empty()
+
     @property
     def scratch(self) -> Path:
         """This file's scratch folder (removed with the sink's other temporary output)."""
@@ -210,8 +214,7 @@ class FileSink:
                 target.unlink(missing_ok=True)
 
     def _write_quarantine(self, slug: str) -> None:
-        frame = pl.concat(self._quarantine) if self._quarantine else QUARANTINE.empty()
-        frame = frame.sort("line", nulls_last=False, maintain_order=True)
+        frame = self.quarantined_rows().sort("line", nulls_last=False, maintain_order=True)
         write_parquet(QUARANTINE.conform(frame), self.root.table(QUARANTINE, source=slug))
 
     def _write_counts(self, slug: str) -> None:
