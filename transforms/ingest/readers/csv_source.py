@@ -59,13 +59,13 @@ def _split_one(text: str, delimiter: str) -> list[str] | None:
         return None
 
 
-def _header(handle, path: Path, mapping: Mapping, record: RecordMap) -> tuple[dict[str, int], int, int]:
-    """(source column -> field index, fields in a row, lines the header took)."""
+def _header(handle, path: Path, mapping: Mapping, record: RecordMap) -> tuple[dict[str, int], int, int, int]:
+    """(source column -> field index, fields in a row, named fields, lines the header took)."""
     fmt = mapping.format
     wanted = [s.lower() for s in record.sources]
     if not fmt.header:
         names = [n.lower() for n in record.header_names]
-        return {name: names.index(name) for name in wanted}, len(names), 0
+        return {name: names.index(name) for name in wanted}, len(names), len(names), 0
     first = handle.readline()
     text = _check_encoding([first], 1, fmt.encoding).rstrip("\r\n") if first else ""
     if text.startswith("\ufeff"):
@@ -89,7 +89,7 @@ def _header(handle, path: Path, mapping: Mapping, record: RecordMap) -> tuple[di
             parts.append(f"repeated columns {', '.join(doubled)}")
         raise FileRejected("file.unknown_layout",
                            f"{path.name}: header does not match the {mapping.name} layout: {'; '.join(parts)}")
-    return {name: names.index(name) for name in wanted}, width, 1
+    return {name: names.index(name) for name in wanted}, width, len(names), 1
 
 
 def read_csv(path: Path, mapping: Mapping, record: RecordMap, hint: int = 8 << 20) -> Iterator[Batch]:
@@ -100,8 +100,7 @@ def read_csv(path: Path, mapping: Mapping, record: RecordMap, hint: int = 8 << 2
     except OSError as exc:
         raise FileRejected("file.unreadable", f"{path.name}: {exc.strerror or exc}") from None
     with handle:
-        index, width, next_line = _header(handle, path, mapping, record)
-        named = max(index.values(), default=-1) + 1
+        index, width, named, next_line = _header(handle, path, mapping, record)
         for chunk in iter_line_chunks(handle, hint):
             first = next_line + 1
             next_line += len(chunk)
