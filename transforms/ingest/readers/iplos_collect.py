@@ -10,6 +10,7 @@ cleared: memory is bounded by the batch, not the file.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,13 @@ def _reader(paths: dict[str, str], layout: XmlLayout) -> Callable[[Element], lis
             child, _, attr = path.partition("/@")
             plan.append(("child", layout.q(child), attr or None))
     needs_children = any(kind == "child" for kind, _, _ in plan)
+    if all(kind == "attr" for kind, _, _ in plan):  # layout 3.7: attributes only, one C call each
+        attributes = [key for _, key, _ in plan]
+
+        def read_attributes(elem: Element) -> list[str | None]:
+            get = elem.get
+            return [get(a) for a in attributes]
+        return read_attributes
 
     def read(elem: Element) -> list[str | None]:
         first: dict[str, Element] = {}
@@ -88,7 +96,7 @@ class _Lists:
         self.columns: list[list] = [[] for _ in self.names]
 
     def add(self, values: list) -> None:
-        for column, value in zip(self.columns, values, strict=True):
+        for column, value in zip(self.columns, values, strict=False):
             column.append(value)
 
     def frame(self, ints: tuple[str, ...]) -> pl.DataFrame:
@@ -153,8 +161,13 @@ class IplosCollector:
                         self.stops.add([number, j, stop.sourceline, *self.read_stop(stop)])
             elif kind == "assessment":
                 self.assessments.add([number, p, counts[kind], child.sourceline, *self.read_date(child)])
-                for k, score in enumerate(child.iterfind(self.score_tag), start=1):
-                    self.scores.add([number, k, *self.read_score(score)])
+                read_score = self.read_score
+                pairs = [read_score(score) for score in child.iterfind(self.score_tag)]
+                columns = self.scores.columns
+                columns[0].extend([number] * len(pairs))
+                columns[1].extend(range(1, len(pairs) + 1))
+                columns[2].extend([p[0] for p in pairs])
+                columns[3].extend([p[1] for p in pairs])
             else:
                 self.diagnoses.add([number, p, counts[kind], child.sourceline, *self.read_diagnosis(child)])
 
@@ -203,6 +216,8 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
     collector = IplosCollector(layout)
     header_tags = {layout.q(where or layout.root) for where, _ in (layout.year, layout.unit, layout.extract_date)}
     first = True
+    collecting = gc.isenabled()
+    gc.disable()  # millions of small lists and strings, no cycles: the cyclic collector only costs time
     try:
         context = etree.iterparse(str(path), events=("end",), tag=layout.q(layout.person), remove_comments=True)
         for _event, elem in context:
@@ -222,6 +237,9 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
                 collector.reset()
     except etree.XMLSyntaxError as exc:
         raise xml_error(exc) from None
+    finally:
+        if collecting:
+            gc.enable()
     if first:  # no person: the header is whatever the (whole, small) tree holds
         for ended in context.root.iter(*header_tags):
             _read_header(layout, header, ended, at_end=True)
