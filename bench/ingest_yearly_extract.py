@@ -31,7 +31,8 @@ def bare_once(path: Path) -> dict:
     """Child process body: the bare iterparse walk over the persons, nothing read from them."""
     from lxml import etree
 
-    from transforms.ingest.readers.iplos_collect import release, root_layout
+    from transforms.ingest.readers.iplos_collect import root_layout
+    from transforms.ingest.readers.xml_source import release
 
     layout = root_layout(path)
     started, persons = time.perf_counter(), 0

@@ -20,7 +20,7 @@ from lxml import etree
 
 from transforms.ingest.readers.base import FileRejected
 from transforms.ingest.readers.iplos_layouts import XmlLayout, layout_for_root
-from transforms.ingest.readers.xml_source import xml_error
+from transforms.ingest.readers.xml_source import release, xml_error
 from transforms.ingest.values import fields as f
 
 PERSONS_PER_BATCH = 10_000
@@ -247,15 +247,3 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
     if len(collector):
         yield collector.batch()
         release(collector.elements["person"])
-
-
-def release(persons: list[Element]) -> None:
-    """Free judged persons and everything before them."""
-    if not persons:
-        return
-    for elem in persons:
-        elem.clear(keep_tail=False)
-    last = persons[-1]
-    parent = last.getparent()
-    while parent is not None and last.getprevious() is not None:
-        del parent[0]

@@ -137,19 +137,21 @@ def read_xml(path: Path, mapping: Mapping, batch_records: int = 20_000) -> Itera
             collector.add(elem, steps, record)
             if len(collector.elements) >= batch_records:
                 yield collector.batch()
-                _release(collector.elements)
+                release(collector.elements)
                 collector.reset()
     except etree.XMLSyntaxError as exc:
         raise xml_error(exc) from None
     if collector.elements:
         yield collector.batch()
-        _release(collector.elements)
+        release(collector.elements)
     if not seen_any and path.stat().st_size == 0:
         raise FileRejected("file.unreadable", "the file is empty")
 
 
-def _release(elements: list[etree._Element]) -> None:
+def release(elements: list[etree._Element]) -> None:
     """Free judged records and everything before them: flat memory."""
+    if not elements:
+        return
     for elem in elements:
         elem.clear(keep_tail=False)
     last = elements[-1]
