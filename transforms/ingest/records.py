@@ -93,7 +93,12 @@ def evaluate(rows: pl.DataFrame, record: RecordMap, ctx: ReadContext) -> Evaluat
     body = _body_rule(rows, record)
     if body:
         checks.append(body)
-    parsed = {c.target: _parse(rows, c) for c in record.columns}
+    sourced = [c for c in record.columns if c.source is not None]
+    texts = [_source_text(rows, c) for c in sourced]
+    many = dict(zip([c.target for c in sourced],
+                    columns.parse_many([(c.spec, t, j) for c, (t, j) in zip(sourced, texts, strict=True)]),
+                    strict=True))
+    parsed = {c.target: many[c.target] if c.source is not None else _parse(rows, c) for c in record.columns}
     values = pl.DataFrame([p.values.alias(target) for target, p in parsed.items()]) if parsed else \
         pl.DataFrame(schema={})
     if "national_id" in parsed:

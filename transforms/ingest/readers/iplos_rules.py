@@ -89,6 +89,15 @@ class BatchJudge:
         text = frame[source] if source in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
         return column.parse(self.spec[spec], text.str.strip_chars() if strip else text)
 
+    def parse_all(self, frame: pl.DataFrame, fields: list[tuple[str, str]], strip: tuple[str, ...] = ()
+                  ) -> dict[str, column.Parsed]:
+        """Several fields of one frame in one pass: (source column, spec name) -> Parsed by spec name."""
+        columns = []
+        for source, spec in fields:
+            text = frame[source] if source in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
+            columns.append((self.spec[spec], text.str.strip_chars() if spec in strip else text, None))
+        return dict(zip([spec for _, spec in fields], column.parse_many(columns), strict=True))
+
     def prefix(self, frame: pl.DataFrame, extract_date: bool = True) -> list[pl.Series | pl.Expr]:
         h = self.header
         columns = [pl.lit(self.source_file).alias("source_file"), frame["line"].alias("line"),
@@ -137,8 +146,8 @@ class BatchJudge:
                              "raw_value": self.raw(elements, frame[index])}, schema=_REJECTED)
 
     def persons(self, people: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
-        parsed = {name: self.parse(people, name, name) for name in
-                  ("id_type", "fid", "user_no", "sex", "birth_year", "district", "death_date", "household")}
+        parsed = self.parse_all(people, [(n, n) for n in ("id_type", "fid", "user_no", "sex", "birth_year",
+                                                              "district", "death_date", "household")])
         declared = parsed["id_type"].values
         identity = persons.check(parsed["fid"].values, declared, self.allow_synthetic)
         checks = [(parsed["id_type"].rule, parsed["id_type"].message), (identity["rule"], identity["message"])]
@@ -186,14 +195,14 @@ class BatchJudge:
         layout = self.layout
         services = services.with_columns(pl.concat_str([pl.col("person_path"), pl.lit(f"/{layout.service}["),
                                                         pl.col("i").cast(pl.Utf8), pl.lit("]")]).alias("location"))
-        start = self.parse(services, "start_date", "start_date", strip=True)
-        end = self.parse(services, "end_date", "end_date")
+        names = ["start_date", "end_date", *(["service_id"] if layout.version != "3.6" else []), "service_code",
+                 "decision_date", "provider_org", "hours_per_week"]
+        parsed = self.parse_all(services, [(n, n) for n in names], strip=("start_date",))
+        start, end = parsed.pop("start_date"), parsed.pop("end_date")
+        service_id = parsed.pop("service_id", None)
         checks = [(start.rule, start.message), (end.rule, end.message), _period(start.values, end.values, "service")]
-        service_id = self.parse(services, "service_id", "service_id") if layout.version != "3.6" else None
         if service_id is not None:
             checks.append((service_id.rule, service_id.message))
-        parsed = {n: self.parse(services, n, n) for n in ("service_code", "decision_date", "provider_org",
-                                                          "hours_per_week")}
         checks += [(p.rule, p.message) for p in parsed.values()]
         first = _first_error(checks, services.height)
         ok = first["rule"].is_null()
@@ -228,9 +237,9 @@ class BatchJudge:
                 pl.concat_str([pl.lit("belongs to a service quarantined for "), pl.col("rule")]).alias("message")),
                 batch.elements["stop"], "n"))
         stops = located(stops.drop("rule")).join(stop_index, on=["s", "j"])
-        start = self.parse(stops, "from_date", "from_date", strip=True)
-        end = self.parse(stops, "to_date", "to_date")
-        stop_id = self.parse(stops, "stop_id", "stop_id")
+        parsed = self.parse_all(stops, [("from_date", "from_date"), ("to_date", "to_date"), ("stop_id", "stop_id")],
+                                strip=("from_date",))
+        start, end, stop_id = parsed["from_date"], parsed["to_date"], parsed["stop_id"]
         first = _first_error([(start.rule, start.message), (end.rule, end.message),
                               _period(start.values, end.values, "stop"), (stop_id.rule, stop_id.message)],
                              stops.height)
@@ -255,8 +264,9 @@ class BatchJudge:
         date = self.parse(frame, "date", "assessment_date")
         scores = batch.scores.join(frame.select("a"), on="a", how="semi")
         names = function_variables()
-        number = self.parse(scores, "variable", "variable_number") if layout.score_variable_is_number else None
-        score = self.parse(scores, "value", "score")
+        fields = [("value", "score"), *([("variable", "variable_number")] if layout.score_variable_is_number else [])]
+        parsed_scores = self.parse_all(scores, fields)
+        number, score = parsed_scores.get("variable_number"), parsed_scores["score"]
         if number is not None:
             variable = number.values.replace_strict(names, default=None, return_dtype=pl.Utf8)
             var_rule = pl.select(pl.when(number.rule.is_not_null()).then(number.rule)
@@ -306,8 +316,8 @@ class BatchJudge:
             return pl.DataFrame()
         frame = frame.with_columns(pl.concat_str([pl.col("person_path"), pl.lit(f"/{layout.diagnosis}["),
                                                   pl.col("i").cast(pl.Utf8), pl.lit("]")]).alias("location"))
-        parsed = {n: self.parse(frame, n, n) for n in ("system", "code")}
-        date = self.parse(frame, "diagnosis_date", "diagnosis_date")
+        parsed = self.parse_all(frame, [("system", "system"), ("code", "code"), ("diagnosis_date", "diagnosis_date")])
+        date = parsed["diagnosis_date"]
         first = _first_error([(parsed["system"].rule, parsed["system"].message),
                               (parsed["code"].rule, parsed["code"].message), (date.rule, date.message)], frame.height)
         ok = first["rule"].is_null()
