@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,10 @@ from pathlib import Path
 from charset_normalizer import from_bytes
 from lxml import etree
 
+from transforms.ingest.quarantine import mask_identifiers
+from transforms.privacy.identity import Pseudonymizer
+
+_TAG = Pseudonymizer(os.urandom(32)).tag
 SAMPLE_BYTES = 1 << 20
 SAMPLE_VALUES = 500
 DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y", "%Y%m%d", "%d.%m.%y")
@@ -249,7 +254,7 @@ def _record(section: str, name: str, selector: dict, fields: dict[str, list]) ->
     for field, values in fields.items():
         kind, detail = guess_kind([v for v in values if v is not None])
         target = suggest_target(field)
-        note = f"# {kind}: {detail[:80]}"
+        note = f"# {kind}: {mask_identifiers(detail[:80], _TAG)}"  # no identifier in a draft
         if target is None:
             lines.append(f"# TODO {_toml(field)} -> ?  {note}")
         elif kind in ("date", "timestamp") and detail not in (DATE_FORMATS[1], "iso8601"):
