@@ -159,8 +159,28 @@ def read_vault(paths: list[Path], key: bytes) -> pl.DataFrame:
     return pl.concat(frames).unique().sort(*IDENTITY_VAULT.sort)
 
 
+def _parts_digest(parts: list[Path], key: bytes) -> str:
+    """What the vault was merged from: every part's name, size and time, and which key sealed them."""
+    digest = hashlib.sha256(hashlib.sha256(key).digest())
+    for part in parts:
+        stat = part.stat()
+        digest.update(f"{part.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def merge_vault(settings: Settings, keys: Keys) -> pl.DataFrame:
-    """Merge every source file's identity part into the vault (`IDENTITY_VAULT`); returns the merged table."""
-    vault = read_vault(settings.root.files(IDENTITY_PARTS), keys.vault_key)
-    write_vault_part(settings.root.table(IDENTITY_VAULT), vault, keys.vault_key)
+    """Merge every source file's identity part into the vault (`IDENTITY_VAULT`); returns the merged table.
+
+    When no part changed since the last merge (the digest beside the vault), the vault is read as it is
+    instead of decrypting every part again: a re-ingestion that read no file costs one decryption.
+    """
+    parts = settings.root.files(IDENTITY_PARTS)
+    target = settings.root.table(IDENTITY_VAULT)
+    stamp = target.with_name(target.name + ".parts")
+    digest = _parts_digest(parts, keys.vault_key)
+    if target.exists() and stamp.exists() and stamp.read_text() == digest:
+        return read_vault([target], keys.vault_key)
+    vault = read_vault(parts, keys.vault_key)
+    write_vault_part(target, vault, keys.vault_key)
+    write_bytes(stamp, digest.encode())
     return vault
