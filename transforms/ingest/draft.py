@@ -171,7 +171,7 @@ def _jsonl(path: Path, data: bytes) -> tuple[dict, dict]:
         groups.setdefault(str(event.get(kind_field)) if kind_field else "records", []).append(event)
     records = {}
     for kind, members in groups.items():
-        names = sorted({k for e in members for k in e}, key=lambda k: -keys[k])
+        names = sorted(dict.fromkeys(k for e in members for k in e), key=lambda k: -keys[k])  # stable: first seen
         records[kind] = ({"kind": kind} if kind_field else {},
                          {n: [None if e.get(n) is None else str(e.get(n)) for e in members] for n in names
                           if n != kind_field})
