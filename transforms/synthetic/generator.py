@@ -92,7 +92,7 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
         municipalities=len(plans),
         persons=world.persons.height,
         episodes=world.episodes.height,
-        files_written=1 + epj_files + xml_files + 8,
+        files_written=1 + epj_files + xml_files + 8 + len(list((root / "config" / "sources").glob("*.toml"))),
         corruptions=len(corruptions),
         elapsed_seconds=time.perf_counter() - started,
     )
