@@ -132,26 +132,23 @@ def _polars(frame: pl.DataFrame, shape: JsonShape) -> pl.DataFrame | None:
         return None
     if data.height != frame.height:
         return None
-    columns: list[pl.Series] = []
+    exprs = []
     for path, parts in shape.paths.items():
         expr = pl.col(parts[0])
         for part in parts[1:]:
             expr = expr.struct.field(part)
         dtype = shape.types[path]
         jtype = JsonType.STRING if dtype == pl.Utf8 else JsonType.FLOAT if dtype == pl.Float64 else JsonType.INT
-        value = data.select(expr).to_series()
-        columns.append(value.cast(pl.Utf8).alias(text_column(path)))
-        columns.append(_type_where(value.is_not_null(), jtype).alias(type_column(path)))
+        exprs += [expr.cast(pl.Utf8).alias(text_column(path)),
+                  pl.when(expr.is_not_null()).then(pl.lit(int(jtype), dtype=pl.Int8)).alias(type_column(path))]
     for body in shape.bodies:
-        columns.append(_type_where(data[body].is_not_null(), JsonType.OBJECT).alias(type_column(body)))
+        exprs.append(pl.when(pl.col(body).is_not_null()).then(pl.lit(int(JsonType.OBJECT), dtype=pl.Int8))
+                     .alias(type_column(body)))
+    columns = data.select(exprs).get_columns()
     out = frame.with_columns(*columns, pl.lit(None, dtype=pl.Utf8).alias("pre_rule"),
                              pl.lit(None, dtype=pl.Utf8).alias("pre_message"),
                              pl.lit(None, dtype=pl.Utf8).alias("_hint"))
     return _classify(out, shape)
-
-
-def _type_where(present: pl.Series, jtype: JsonType) -> pl.Series:
-    return pl.select(pl.when(present).then(pl.lit(int(jtype), dtype=pl.Int8))).to_series()
 
 
 def _value(value: Any) -> tuple[str | None, int | None]:
