@@ -18,6 +18,7 @@ from assets.resources import KttResource
 from assets.specs import asset_spec
 from transforms.ingest import staging as ingest
 from transforms.ingest.conservation import conservation_table, quarantine_frame
+from transforms.ingest.touched import municipalities_touched
 from transforms.privacy.identity import merge_vault
 from transforms.reference.municipalities import write_municipality_codes
 from transforms.report.charts import quarantine_chart
@@ -54,8 +55,12 @@ def _conservation_check(asset_key: str, settings, source: str) -> dg.AssetCheckR
 def _report_metadata(context: AssetExecutionContext, report: ingest.IngestReport, settings, source: str) -> dict:
     quarantine = quarantine_frame(settings).filter(pl.col("source_file").str.starts_with(f"raw/{source}/"))
     by_rule = Counter(quarantine["rule_id"].to_list())
+    touched = municipalities_touched(settings, report.changed_files)
     return {
         "files_read": len(report.files),
+        "files_unchanged": len(report.unchanged),
+        "files_removed": len(report.removed),
+        "municipalities_touched": dg.MetadataValue.json(touched),
         "files_quarantined_whole": len(report.files_rejected),
         "records_in": report.records_in,
         "rows_staged": report.staged,
@@ -79,8 +84,8 @@ def iplos_extracts(context: AssetExecutionContext, ktt: KttResource):
     settings, keys = ktt.run_settings(), ktt.secret_keys()
     years = [int(year) for year in context.partition_keys]
     report = ingest.ingest_iplos_years(settings, keys, years)
-    context.log.info(f"data years {years[0]}-{years[-1]}: {len(report.files)} files, {report.staged} staged, "
-                     f"{report.quarantined} quarantined")
+    context.log.info(f"data years {years[0]}-{years[-1]}: {len(report.files)} files read ({len(report.unchanged)} "
+                     f"unchanged, not read), {report.staged} staged, {report.quarantined} quarantined")
     metadata = _report_metadata(context, report, settings, "iplos")
     for name in IPLOS_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
@@ -97,7 +102,8 @@ def epj_histories(context: AssetExecutionContext, ktt: KttResource):
     """Read the EPJ exports listed in config/kommuner.toml."""
     settings, keys = ktt.run_settings(), ktt.secret_keys()
     report = ingest.ingest_epj(settings, keys)
-    context.log.info(f"EPJ: {len(report.files)} files, {report.staged} staged, {report.quarantined} quarantined")
+    context.log.info(f"EPJ: {len(report.files)} files read ({len(report.unchanged)} unchanged, not read), "
+                     f"{report.staged} staged, {report.quarantined} quarantined")
     metadata = _report_metadata(context, report, settings, "epj")
     for name in EPJ_ASSETS:
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)

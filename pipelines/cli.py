@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli_delivery import add_commands as add_delivery_commands
+from transforms.core.config import ConfigError
 from transforms.core.layout import DataRoot
 from transforms.core.settings import load_settings
 from transforms.privacy.keys import KEY_FILE_ENV, MissingKeyError, default_key_file, init_key_file, load_keys
@@ -376,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui)
 
     add_delivery_commands(sub, _add_root, _date)
+    from pipelines.cli_sources import add_parser as add_sources_parser
+
+    add_sources_parser(sub, _add_root)
 
     demo = sub.add_parser("demo", help="generate demo data, run the whole backfill, deliver it to a sandbox registry")
     demo.add_argument("--scale", choices=["demo", "small"], default="demo")
@@ -394,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MissingKeyError as exc:
         console.print(f"[red]error:[/] {exc}")
+        return 2
+    except ConfigError as exc:  # a wrong kommuner.toml or source mapping: the message names file and key
+        console.print("error:", str(exc), markup=False)
         return 2
 
 

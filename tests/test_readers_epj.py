@@ -1,47 +1,44 @@
-"""The two EPJ history readers: epj-a-csv (brukere/tjenester/stopp) and epj-b-jsonl (events)."""
+"""The bundled epj-a-csv mapping (brukere/tjenester/stopp) and the spec's example exports.
+
+These cases were written for the record-at-a-time readers the mappings replace; the column-wise
+reader must give every record the same fate, rule id and message.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from tests.conftest import EXAMPLE_ROOT
-from tests.privacy import find_identifiers
-from transforms.core.layout import DataRoot
-from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.epj_a_csv import LAYOUTS, read_epj_a_file
-from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
-from transforms.ingest.sink import FileSink
-from transforms.privacy.identity import Pseudonymizer, check_identifier, duf_check_digits, read_vault
-from transforms.synthetic.ids import birth_number, break_check_digits
-from transforms.tables import EPJ_TABLES, IDENTITY_PARTS, QUARANTINE
-from transforms.tables.model import source_slug
-
-PSEUDO = Pseudonymizer(b"k" * 32)
-VAULT_KEY = b"v" * 32
-UTC = dt.UTC
-
-BRUKERE_HEADER = "kommunenr;brukernr;fnr;id_type;kjonn;fodselsar;bydel;dodsdato;registrert_tid"
-TJENESTER_HEADER = ("kommunenr;brukernr;tjenesteid;tjenestetype;vedtaksdato;fra_dato;til_dato;utforer_orgnr;"
-                    "timer_per_uke;registrert_tid;endringstype")
-STOPP_HEADER = "kommunenr;tjenesteid;stoppid;fra_dato;til_dato;registrert_tid;endringstype"
-
-# Example identifiers from the spec (synthetic: birth month + 80).
-FNR_1 = "14894710005"
-FNR_2 = "07834110096"
-
-
-# more synthetic identifiers (test-data convention: birth month + 80, valid check digits)
-DNR_1 = birth_number(14, 9, 47, d_number=True)          # a D-nummer later replaced by FNR_1
-FNR_3 = birth_number(2, 3, 61)
-BAD_DATE_NR = birth_number(31, 2, 50)  # check digits fine, 31 Feb
-DUF_1 = "2014123456" + duf_check_digits("2014123456")
+from tests.epj_cases import (
+    BAD_DATE_NR,
+    BRUKERE_HEADER,
+    DNR_1,
+    DUF_1,
+    EPJ_A,
+    EPJ_B,
+    EXAMPLES,
+    FNR_1,
+    FNR_2,
+    FNR_3,
+    PSEUDO,
+    STOPP_HEADER,
+    TJENESTER_HEADER,
+    broken_check_digit,
+    csv_text,
+    ctx,
+    lineage,
+    make_sink,
+    read_epj_a_file,
+    run,
+    utc,
+    write,
+)
+from transforms.ingest.mapping.model import RECORD_TABLES, TARGETS
+from transforms.ingest.readers.base import FileRejected
+from transforms.privacy.identity import check_identifier
 
 
 def test_synthetic_helpers():
@@ -50,93 +47,15 @@ def test_synthetic_helpers():
     assert check_identifier(DNR_1, 2, True).id_type == 2
     assert check_identifier(FNR_3, 1, True).synthetic
     assert check_identifier(BAD_DATE_NR, 1, True).rule_id == "id.birth_date"
-    assert check_identifier(break_check_digits(FNR_1), 1, True).rule_id == "id.check_digits"
+    assert check_identifier(broken_check_digit(FNR_1), 1, True).rule_id == "id.check_digits"
     assert check_identifier(DUF_1, 10, True).rule_id is None
-
-
-# --- running a reader into a FileSink -----------------------------------------------------------
-@dataclass
-class Run:
-    sink: FileSink
-    root: Path
-    staged: dict[str, pl.DataFrame]
-    quarantine: pl.DataFrame
-
-    def rows(self, table: str) -> list[dict]:
-        return self.staged[table].sort("line").to_dicts()
-
-    def rules(self) -> dict[int, str]:
-        return dict(zip(self.quarantine["line"].to_list(), self.quarantine["rule_id"].to_list(), strict=True))
-
-    def vault(self) -> pl.DataFrame:
-        return read_vault(IDENTITY_PARTS.files(self.root), VAULT_KEY)
-
-
-def make_sink(root: Path, rel: str, fmt: str, batch_rows: int = 50_000) -> FileSink:
-    return FileSink(root=DataRoot(root), rel_path=rel, fmt=fmt, partition={"system": "test"},
-                    pseudonymizer=PSEUDO, vault_key=VAULT_KEY, batch_rows=batch_rows)
-
-
-def ctx(allow_synthetic: bool = True, system: str = "epj_a") -> ReadContext:
-    return ReadContext(allow_synthetic_ids=allow_synthetic, system=system, reporting_kommune="3301")
-
-
-def run(root: Path, path: Path, *, allow_synthetic: bool = True, batch_rows: int = 50_000) -> Run:
-    rel = path.relative_to(root).as_posix()
-    is_csv = path.suffix == ".csv"
-    sink = make_sink(root, rel, "epj-a-csv" if is_csv else "epj-b-jsonl", batch_rows)
-    reader = read_epj_a_file if is_csv else read_epj_b_file
-    reader(path, sink, ctx(allow_synthetic, "epj_a" if is_csv else "epj_b"))
-    sink.commit()
-    assert_conserved(sink)
-    slug = source_slug(rel)
-    staged = {}
-    for table in EPJ_TABLES:
-        parts = sorted(table.files(root))
-        frames = [pl.read_parquet(p) for p in parts if f"-{slug}-" in p.name]
-        staged[table.name] = pl.concat(frames) if frames else table.empty()
-        assert staged[table.name].columns == list(table.column_names)
-    quarantine = pl.read_parquet(QUARANTINE.location(root, source=slug))
-    return Run(sink, root, staged, quarantine)
-
-
-def assert_conserved(sink: FileSink) -> None:
-    kinds = set(sink.records_in) | set(sink.staged) | set(sink.quarantined)
-    for kind in kinds:
-        assert sink.records_in[kind] == sink.staged[kind] + sink.quarantined[kind], kind
-
-
-def write(root: Path, rel: str, text: str | bytes, encoding: str | None = None) -> Path:
-    """Write a test file: cp1252 for epj-a-csv, UTF-8 for epj-b-jsonl unless told otherwise."""
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoding = encoding or ("cp1252" if path.suffix == ".csv" else "utf-8")
-    path.write_bytes(text if isinstance(text, bytes) else text.encode(encoding))
-    return path
-
-
-def csv_text(header: str, *rows: str) -> str:
-    return "\r\n".join((header, *rows)) + "\r\n"
-
-
-def jsonl(*events: dict | str) -> str:
-    return "\n".join(e if isinstance(e, str) else json.dumps(e, ensure_ascii=False) for e in events) + "\n"
-
-
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
-
-
-def lineage(run_: Run, line: int, location: str, system: str, unit: str, registered_at: dt.datetime) -> dict:
-    return {"source_file": run_.sink.rel_path, "line": line, "location": location, "system": system,
-            "reporting_kommune": "3301", "unit": unit, "registered_at": registered_at}
 
 
 # --- the spec's example files -------------------------------------------------------------------
 @pytest.fixture
 def example_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
-    shutil.copytree(EXAMPLE_ROOT / "raw" / "epj", root / "raw" / "epj")
+    shutil.copytree(EXAMPLES, root / "raw" / "epj")
     return root
 
 
@@ -290,7 +209,7 @@ def test_csv_service_rules(tmp_path: Path):
     by_line = {r["line"]: r for r in result.quarantine.to_dicts()}
     assert by_line[3]["location"] == "tjenesteid=A-1"
     assert by_line[4]["location"] == "line=4"
-    assert by_line[17]["location"] == "tjenesteid="
+    assert by_line[17]["location"] == "line=17"  # no location value to name the record by
     assert by_line[3]["raw_value"] == ok and by_line[3]["format"] == "epj-a-csv"
     assert set(result.quarantine["record_kind"]) == {"service"}
     assert set(result.quarantine["source_file"]) == {"raw/epj/a/tjenester.csv"}
@@ -301,7 +220,7 @@ def test_csv_person_rules(tmp_path: Path):
     path = write(tmp_path, "raw/epj/a/brukere.csv", csv_text(
         BRUKERE_HEADER,
         f"0602;1001;{FNR_1};FNR;2;1947;;;{ts}",                        # 2 staged
-        f"0602;1002;{break_check_digits(FNR_2)};FNR;2;1941;;;{ts}",   # 3
+        f"0602;1002;{broken_check_digit(FNR_2)};FNR;2;1941;;;{ts}",   # 3
         f"0602;1003;1234;FNR;2;1941;;;{ts}",                           # 4
         f"0602;1004;;FNR;2;1941;;;{ts}",                               # 5
         f"0602;1005;{FNR_2};XYZ;2;1941;;;{ts}",                        # 6
@@ -310,7 +229,7 @@ def test_csv_person_rules(tmp_path: Path):
         f"0602;1008;{FNR_2};FNR;2;1941;;2020-01-01;{ts}",              # 9
         f"0602;1009;{BAD_DATE_NR};FNR;2;1950;;;{ts}",                  # 10
         f"0602;;{FNR_2};FNR;2;1941;;;{ts}",                            # 11
-        f"0602;1011;{break_check_digits(FNR_3)};FNR;2;1961;;31.02.2020;{ts}",  # 12: the id's rule wins
+        f"0602;1011;{broken_check_digit(FNR_3)};FNR;2;1961;;31.02.2020;{ts}",  # 12: the id's rule wins
         f"0602;1012;{FNR_2};FNR;2;1941;;;",                            # 13
         f"06020;1013;{FNR_2};FNR;2;1941;;;{ts}",                       # 14
         f"0602;1014;{FNR_2};;2;1941;;;{ts}",                           # 15
@@ -372,10 +291,18 @@ def test_csv_header_ending_in_separator(tmp_path: Path):
     assert result.rows("epj_stops")[0]["change_type"] == "NY"
 
 
-def test_csv_layouts_fill_exactly_their_tables():
-    assert set(LAYOUTS) == {"brukere.csv", "tjenester.csv", "stopp.csv"}
-    for layout in LAYOUTS.values():
-        layout.check()
+def test_bundled_mappings_fill_exactly_their_tables():
+    context = {"source_file", "line", "location", "system", "reporting_kommune"}
+    derived = {"national_id": {"person_key"}, "id_type": {"id_type"}}
+    assert [r.file for r in EPJ_A.records.values()] == ["brukere.csv", "tjenester.csv", "stopp.csv"]
+    for mapping in (EPJ_A, EPJ_B):
+        for name, record in mapping.records.items():
+            filled = set(context)
+            for column in record.columns:
+                assert column.target in TARGETS[name]
+                filled |= derived.get(column.target, {column.target})
+            unfilled = set(RECORD_TABLES[name].schema) - filled
+            assert unfilled <= {"migrated_from_system", "migrated_from_service_id"}, (mapping.name, unfilled)
 
 
 def test_csv_header_mismatch_unknown_name_and_empty_file(tmp_path: Path):
@@ -426,216 +353,3 @@ def test_csv_encoding_error_late_in_file_rejects_the_whole_file(tmp_path: Path):
     assert info.value.rejection.rule_id == "file.encoding_mismatch" and "line 52" in str(info.value)
     sink.discard()  # what the orchestrator does: nothing of the file is published
     assert not list((tmp_path / "staging").rglob("*.parquet"))
-
-
-# --- epj-b-jsonl ----------------------------------------------------------------------------------
-def client(eid: str, nid: str | None, id_type: str = "FNR", **extra) -> dict:
-    body = {"nationalId": nid, "idType": id_type, "sex": 2, "birthYear": 1947, "district": None,
-            "deathDate": None}
-    event = {"eventId": eid, "recordedAt": "2021-03-15T07:55:00+01:00", "kind": "client",
-             "municipality": "3005", "clientId": "c-1", "client": body}
-    for key, value in extra.items():
-        (body if key in body else event)[key] = value
-    return event
-
-
-def service(eid: str, sid: str = "S-1", status: str = "ACTIVE", **extra) -> dict:
-    body = {"id": sid, "code": "15", "decisionDate": "2021-03-10", "from": "2021-03-15", "to": None,
-            "providerOrg": "974760673", "weeklyHours": 4.5, "status": status}
-    event = {"eventId": eid, "recordedAt": "2021-03-15T08:12:00+01:00", "kind": "service",
-             "municipality": "3005", "clientId": "c-1", "service": body}
-    for key, value in extra.items():
-        (body if key in body else event)[key] = value
-    return event
-
-
-def pause(eid: str, pid: str = "P-1", status: str = "ACTIVE", **extra) -> dict:
-    body = {"id": pid, "serviceId": "S-1", "from": "2022-04-01", "to": None, "status": status}
-    event = {"eventId": eid, "recordedAt": "2022-04-01T10:00:00+02:00", "kind": "pause",
-             "municipality": "3005", "clientId": "c-1", "pause": body}
-    for key, value in extra.items():
-        (body if key in body else event)[key] = value
-    return event
-
-
-def test_jsonl_rules_and_status_mapping(tmp_path: Path):
-    first = client("e-1", FNR_1)
-    bad_org = service("e-7", providerOrg="97476067X")
-    no_body = service("e-18")
-    del no_body["service"]
-    no_client_id = client("e-24", FNR_2)
-    del no_client_id["clientId"]
-    truncated = json.dumps(service("e-22"))[:90]
-    path = write(tmp_path, "raw/epj/b/events.jsonl", jsonl(
-        first,                                                      # 1 staged
-        "   ",                                                      # 2 blank
-        "not json {",                                               # 3
-        "[1, 2]",                                                   # 4
-        {"eventId": "e-5", "kind": "visit", "municipality": "3005"},  # 5
-        first,                                                      # 6
-        bad_org,                                                    # 7 (first version of S-1, quarantined)
-        service("e-8"),                                             # 8 staged NY
-        service("e-9", weeklyHours=6),                              # 9 staged ENDRET
-        service("e-10", status="CANCELLED"),                        # 10 staged ANNULLERT
-        service("e-11", status="PAUSED"),                           # 11
-        service("e-12", municipality="301"),                        # 12
-        client("e-13", break_check_digits(FNR_2)),                  # 13
-        service("e-14", sid="S-2", to="2021-03-14"),                # 14
-        pause("e-15", to="2022-03-31"),                             # 15
-        pause("e-16"),                                              # 16 staged NY
-        pause("e-17", status="CANCELLED", to="2022-04-02"),         # 17 staged ANNULLERT
-        no_body,                                                    # 18
-        service("e-19", recordedAt="15.03.2021 08:00:00"),          # 19
-        service("e-20", weeklyHours=170),                           # 20
-        client("e-21", FNR_2, id_type="PASSPORT"),                  # 21
-        truncated,                                                  # 22
-        client("e-23", DNR_1, id_type="DNR", sex="1", birthYear=None, district="Bragernes",
-               deathDate="2023-02-01"),                             # 23 staged
-        no_client_id,                                               # 24
-        service("e-25", sid="S-3", code="99"),                      # 25
-        service("e-26", sid="S-4", status="CANCELLED",
-                migratedFrom={"system": "epj_a", "serviceId": "A-9"}),  # 26 staged ANNULLERT
-        service("e-27", sid="S-4", to="2021-03-14", status="CANCELLED"),  # 27: not more lenient
-        {"kind": "service", "eventId": "e-28", "service": "S-1"},   # 28
-        pause("e-29", pid="P-2", serviceId="S-9", **{"from": None}),  # 29
-        client("e-30", FNR_2, deathDate=20230201),                  # 30
-        {"eventId": "e-31", "municipality": "3005"},                # 31
-        service("e-32", recordedAt="0001-01-01T00:00:00+01:00"),    # 32
-        client("e-33", FNR_2, birthYear=7834110096),                # 33
-        service("e-34", code="1²"),                                 # 34
-        "[" * 100_000,                                              # 35
-    ))
-    result = run(tmp_path, path)
-    assert result.rules() == {
-        3: "record.malformed", 4: "record.malformed", 5: "code.unknown_value", 6: "record.duplicate",
-        7: "org.format", 11: "code.unknown_value", 12: "code.unknown_value", 13: "id.check_digits",
-        14: "period.end_before_start", 15: "period.end_before_start", 18: "field.missing",
-        19: "date.unparseable", 20: "hours.out_of_range", 21: "code.unknown_value", 22: "record.malformed",
-        24: "field.missing", 25: "code.unknown_service", 27: "period.end_before_start",
-        28: "record.malformed", 29: "field.missing", 30: "date.unparseable", 31: "field.missing",
-        32: "date.unparseable", 33: "number.unparseable", 34: "code.unknown_service", 35: "record.malformed",
-    }
-    services = result.rows("epj_service_versions")
-    assert [(r["line"], r["service_id"], r["change_type"], r["hours_per_week"]) for r in services] == [
-        (8, "S-1", "NY", 4.5), (9, "S-1", "ENDRET", 6.0), (10, "S-1", "ANNULLERT", 4.5),
-        (26, "S-4", "ANNULLERT", 4.5)]
-    assert services[0]["registered_at"] == utc(2021, 3, 15, 7, 12)
-    assert services[0]["migrated_from_system"] is None
-    assert (services[3]["migrated_from_system"], services[3]["migrated_from_service_id"]) == ("epj_a", "A-9")
-    stops = result.rows("epj_stops")
-    assert [(r["line"], r["stop_id"], r["change_type"]) for r in stops] == [(16, "P-1", "NY"),
-                                                                            (17, "P-1", "ANNULLERT")]
-    persons = result.rows("epj_persons")
-    assert [(r["line"], r["person_key"], r["id_type"], r["sex"], r["district"], r["death_date"])
-            for r in persons] == [(1, PSEUDO(FNR_1), 1, 2, None, None),
-                                  (23, PSEUDO(DNR_1), 2, 1, "Bragernes", dt.date(2023, 2, 1))]
-    assert dict(result.sink.records_in) == {"person": 8, "service": 17, "stop": 4, "record": 5}
-    by_line = {r["line"]: r for r in result.quarantine.to_dicts()}
-    assert by_line[3]["location"] == "line=3" and by_line[3]["record_kind"] == "record"
-    assert by_line[22]["record_kind"] == "service"  # not JSON, but its text says which kind
-    assert by_line[7]["location"] == "eventId=e-7"
-    assert set(result.quarantine["format"]) == {"epj-b-jsonl"}
-    assert result.vault()["fid"].sort().to_list() == sorted([FNR_1, DNR_1])
-
-
-def test_jsonl_crlf_bom_and_split_files(tmp_path: Path):
-    data = ("\ufeff" + json.dumps(client("e-1", FNR_1)) + "\r\n\r\n" + json.dumps(service("e-3")) + "\r\n")
-    path = write(tmp_path, "raw/epj/b/events-0001.jsonl", data)
-    result = run(tmp_path, path)
-    assert result.quarantine.height == 0
-    assert [r["line"] for r in result.rows("epj_service_versions")] == [3]
-    assert result.rows("epj_persons")[0]["location"] == "eventId=e-1"
-
-
-def test_jsonl_invalid_utf8_is_rejected_whole(tmp_path: Path):
-    data = jsonl(client("e-1", FNR_1)).encode("utf-8") + json.dumps(
-        service("e-2", clientId="Strømsø")).encode("utf-8").replace(b"\\u00f8", b"\xf8") + b"\n"
-    path = write(tmp_path, "raw/epj/b/events.jsonl", data)
-    sink = make_sink(tmp_path, "raw/epj/b/events.jsonl", "epj-b-jsonl")
-    with pytest.raises(FileRejected) as info:
-        read_epj_b_file(path, sink, ctx(system="epj_b"))
-    assert info.value.rejection.rule_id == "file.encoding_mismatch" and "line 2" in str(info.value)
-    sink.discard()
-
-
-# --- both readers ---------------------------------------------------------------------------------
-def test_synthetic_identifiers_refused_when_not_allowed(tmp_path: Path):
-    csv_path = write(tmp_path, "raw/epj/a/brukere.csv", csv_text(
-        BRUKERE_HEADER, f"0602;1001;{FNR_1};FNR;2;1947;;;28.04.2016 10:02:11",
-        "0602;1002;X-1;ANNET;2;1947;;;28.04.2016 10:02:11"))
-    a = run(tmp_path, csv_path, allow_synthetic=False)
-    assert a.rules() == {2: "id.synthetic_not_allowed"}
-    assert [r["user_no"] for r in a.rows("epj_persons")] == ["1002"]
-    jsonl_path = write(tmp_path, "raw/epj/b/events.jsonl", jsonl(client("e-1", FNR_1), client("e-2", DNR_1,
-                                                                                             "DNR")))
-    b = run(tmp_path, jsonl_path, allow_synthetic=False)
-    assert b.rules() == {1: "id.synthetic_not_allowed", 2: "id.synthetic_not_allowed"}
-    assert b.staged["epj_persons"].height == 0
-
-
-def test_no_raw_identifier_in_any_parquet_file(tmp_path: Path):
-    bad = break_check_digits(FNR_2)
-    ids = [FNR_1, FNR_2, FNR_3, DNR_1, bad, BAD_DATE_NR, DUF_1]
-    ts = "28.04.2016 10:02:11"
-    paths = [
-        write(tmp_path, "raw/epj/a/brukere.csv", csv_text(
-            BRUKERE_HEADER,
-            f"0602;1001;{FNR_1};FNR;2;1947;;;{ts}",
-            f"0602;1001;{FNR_1};FNR;2;1947;;;{ts}",                # duplicate: raw value in quarantine
-            f"0602;1002;{bad};FNR;2;1941;;;{ts}",
-            f"0602;1003;{BAD_DATE_NR};FNR;2;1950;;;{ts}",
-            f"0602;1004;{FNR_2};FNR;2;1941;;{FNR_3};{ts}",          # identifier in a date field
-            f"0602;{DNR_1};{DUF_1};DUF;2;1941;;;bad",              # identifier where brukernr belongs
-            f"0602;1006;{FNR_3};FNR;2;1961;;;{ts};extra",          # malformed
-        )),
-        write(tmp_path, "raw/epj/a/tjenester.csv", csv_text(
-            TJENESTER_HEADER,
-            f"0602;1001;{FNR_2};15;28.04.2016;02.05.2016;;;;{ts};X",  # identifier as service id (location)
-            f"0602;1001;A-1;15;28.04.2016;{DNR_1};;;;{ts};NY",
-        )),
-        write(tmp_path, "raw/epj/b/events.jsonl", jsonl(
-            client("e-1", FNR_1),
-            client(FNR_2, bad),                                    # identifier as event id (location)
-            client("e-3", BAD_DATE_NR),
-            client("e-4", FNR_3, birthYear=FNR_2),
-            "{" + f'"kind": "client", "client": {{"nationalId": "{DNR_1}"', # not JSON
-            client("e-6", DUF_1, "DUF", deathDate=DNR_1),
-        ), encoding="utf-8"),
-    ]
-    results = [run(tmp_path, p) for p in paths]
-    assert sum(r.quarantine.height for r in results) >= 10
-    assert sum(r.staged["epj_persons"].height for r in results) == 2
-    parquet_files = list(tmp_path.rglob("*.parquet"))
-    assert len(parquet_files) >= 8
-    for file in parquet_files:
-        data = file.read_bytes()
-        frame = pl.read_parquet(file)
-        text_columns = [c for c, t in frame.schema.items() if t == pl.Utf8]
-        for identifier in ids:
-            assert identifier.encode() not in data, (file.name, identifier)
-            for column in text_columns:
-                assert not frame[column].str.contains(identifier, literal=True).any(), (file.name, column)
-    assert find_identifiers(parquet_files, set(ids)) == []
-    locations = pl.concat([r.quarantine for r in results])["location"].to_list()
-    assert any(loc.startswith("tjenesteid=<id:") for loc in locations)
-    assert any(loc.startswith("eventId=<id:") for loc in locations)
-
-
-def test_streaming_in_batches_without_reading_whole_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a reader must stream, not read a whole file")
-
-    rows = [f"3005;A-{i // 3};S-{i};01.12.2020;;01.12.2020 08:30:00;NY" for i in range(5_000)]
-    csv_path = write(tmp_path, "raw/epj/a/stopp.csv", csv_text(STOPP_HEADER, *rows, rows[17]))
-    events = [pause(f"e-{i}", pid=f"P-{i % 1000}") for i in range(3_000)]
-    jsonl_path = write(tmp_path, "raw/epj/b/events.jsonl", jsonl(*events))
-    for name in ("read_text", "read_bytes"):
-        monkeypatch.setattr(Path, name, forbidden)
-    a = run(tmp_path, csv_path, batch_rows=1_000)
-    b = run(tmp_path, jsonl_path, batch_rows=1_000)
-    monkeypatch.undo()
-    assert a.staged["epj_stops"].height == 5_000 and a.rules() == {5_002: "record.duplicate"}
-    assert len(list((tmp_path / "staging" / "epj" / "system=test").glob("epj_stops-*stopp.csv-*.parquet"))) == 5
-    assert b.staged["epj_stops"].height == 3_000
-    assert b.staged["epj_stops"]["change_type"].value_counts().sort("change_type").rows() == [
-        ("ENDRET", 2_000), ("NY", 1_000)]

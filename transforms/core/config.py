@@ -8,7 +8,15 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-EPJ_FORMATS = ("epj-a-csv", "epj-b-jsonl")
+BUNDLED_MAPPINGS = "transforms.ingest.mappings"  # package of the source mappings that ship (`format = NAME`)
+
+
+def bundled_mapping_names() -> tuple[str, ...]:
+    """The bundled source mappings by name (the files of `BUNDLED_MAPPINGS`, read as data)."""
+    from importlib import resources
+
+    return tuple(sorted(p.name.removesuffix(".toml") for p in resources.files(BUNDLED_MAPPINGS).iterdir()
+                        if p.name.endswith(".toml")))
 
 
 class ConfigError(ValueError):
@@ -25,12 +33,13 @@ class Contact:
 @dataclass(frozen=True)
 class EpjSystem:
     system: str
-    format: str
+    format: str       # a bundled mapping's name, or the custom mapping's path (a label in lineage and coverage)
     path: str
     active_from: dt.date
     active_to: dt.date | None
     history_from: dt.date
     kommuner: tuple[str, ...] | None  # None: all numbers of the reporting municipality
+    mapping: str = ""  # the source mapping: a bundled name, or a TOML file relative to the data root
 
     def holds_unit(self, unit: str) -> bool:
         return self.kommuner is None or unit in self.kommuner
@@ -76,7 +85,7 @@ def load_kommuner(path: Path) -> list[Municipality]:
     content, so an edited file is always read anew.
     """
     if not path.exists():
-        raise ConfigError(f"{path}: not found; every data root needs config/kommuner.toml (see spec inputs.md §5)")
+        raise ConfigError(f"{path}: not found; every data root needs config/kommuner.toml (see docs/inputs.md)")
     return list(_parse_kommuner(str(path), path.read_bytes()))
 
 
@@ -103,9 +112,17 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
         systems = []
         for j, sys_entry in enumerate(entry.get("epj", []), start=1):
             swhere = f"{where} [[kommune.epj]] #{j}"
-            fmt = sys_entry.get("format")
-            if fmt not in EPJ_FORMATS:
-                raise ConfigError(f"{swhere}: format {fmt!r} is not one of {EPJ_FORMATS}")
+            fmt, mapping = sys_entry.get("format"), sys_entry.get("mapping")
+            if (fmt is None) == (mapping is None):
+                raise ConfigError(f"{swhere}: give either format = \"<bundled mapping>\" (one of "
+                                  f"{', '.join(bundled_mapping_names())}) or mapping = \"config/sources/<name>.toml\"")
+            if fmt is not None and fmt not in bundled_mapping_names():
+                raise ConfigError(f"{swhere}: format {fmt!r} is not a bundled mapping (one of "
+                                  f"{', '.join(bundled_mapping_names())}); a custom export needs "
+                                  "mapping = \"config/sources/<name>.toml\" (docs/source-mappings.md)")
+            if mapping is not None and not (isinstance(mapping, str) and mapping.endswith(".toml")):
+                raise ConfigError(f"{swhere}: mapping {mapping!r} must be the path of a .toml file, relative to "
+                                  "the data root (e.g. config/sources/gerica.toml)")
             for key in ("system", "path"):
                 if not sys_entry.get(key):
                     raise ConfigError(f"{swhere}: {key} is required")
@@ -118,7 +135,7 @@ def _read_kommuner(path: Path, raw: bytes) -> list[Municipality]:
                     f"{owner}; each system id must be unique in the data root (e.g. '{sys_entry['system']}_{nr}')")
             active_from = _date(sys_entry.get("active_from"), swhere, "active_from")
             systems.append(EpjSystem(
-                system=sys_entry["system"], format=fmt, path=sys_entry["path"],
+                system=sys_entry["system"], format=fmt or mapping, path=sys_entry["path"], mapping=fmt or mapping,
                 active_from=active_from,
                 active_to=_date(sys_entry.get("active_to"), swhere, "active_to", required=False),
                 history_from=_date(sys_entry.get("history_from", active_from), swhere, "history_from"),

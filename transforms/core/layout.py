@@ -74,6 +74,11 @@ class DataRoot:
         return self.staging / "sources.json"
 
     @property
+    def staged_files(self) -> Path:
+        """Per source file: size, modification time and reader of what staging last read from it."""
+        return self.staging / "source_files.json"
+
+    @property
     def timeline(self) -> Path:
         return self.path / "timeline"
 

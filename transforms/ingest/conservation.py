@@ -1,4 +1,4 @@
-"""Record conservation: per source file, records in = staged + quarantined.
+"""Record conservation: per source file, records in = staged + quarantined (+ unchanged, for snapshot dumps).
 
 The staged and quarantined counts are taken from the Parquet actually written,
 not from the readers' own counters, so a reader that drops a record or stages it
@@ -42,7 +42,8 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
     counts_files = settings.root.files(FILE_COUNTS)
     if not counts_files:
         return pl.DataFrame(schema={"source_file": pl.Utf8, "record_kind": pl.Utf8, "records_in": pl.Int64,
-                                    "staged": pl.Int64, "quarantined": pl.Int64, "balanced": pl.Boolean})
+                                    "staged": pl.Int64, "quarantined": pl.Int64, "unchanged": pl.Int64,
+                                    "balanced": pl.Boolean})
     parts = []
     for kind, tables in KIND_TABLES.items():
         for table, measure in tables:
@@ -60,8 +61,8 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
     )
     sql = f"""
         WITH counted AS (
-            SELECT source_file, record_kind, sum(records_in) AS records_in
-            FROM read_parquet({sql_list(counts_files)}) GROUP BY ALL
+            SELECT source_file, record_kind, sum(records_in) AS records_in, sum(unchanged) AS unchanged
+            FROM read_parquet({sql_list(counts_files)}, union_by_name = true) GROUP BY ALL
         ), staged AS (
             SELECT source_file, record_kind, sum(n) AS n FROM ({staged_sql}) GROUP BY ALL
         ), quarantined AS ({quarantine_sql})
@@ -70,7 +71,8 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
             coalesce(c.record_kind, s.record_kind, q.record_kind) AS record_kind,
             coalesce(c.records_in, 0)::BIGINT AS records_in,
             coalesce(s.n, 0)::BIGINT AS staged,
-            coalesce(q.n, 0)::BIGINT AS quarantined
+            coalesce(q.n, 0)::BIGINT AS quarantined,
+            coalesce(c.unchanged, 0)::BIGINT AS unchanged
         FROM counted c
         FULL JOIN staged s ON s.source_file = c.source_file AND s.record_kind = c.record_kind
         FULL JOIN quarantined q
@@ -80,7 +82,8 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
     """
     with duck.connect() as con:
         frame = con.sql(sql).pl()
-    return frame.with_columns(balanced=pl.col("records_in") == pl.col("staged") + pl.col("quarantined"))
+    return frame.with_columns(
+        balanced=pl.col("records_in") == pl.col("staged") + pl.col("quarantined") + pl.col("unchanged"))
 
 
 def quarantine_frame(settings: Settings) -> pl.DataFrame:

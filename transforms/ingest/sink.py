@@ -2,8 +2,10 @@
 
 A reader's output for one source file is written to a temporary folder and moved
 into place only when the whole file was read, so a file that fails half-way
-(truncated XML) leaves no partial rows: it is quarantined whole instead. Rows are
-flushed in batches, so memory stays flat whatever the file size.
+(truncated XML) leaves no partial rows: it is quarantined whole instead. Readers hand
+over frames (a batch of records at a time); staged rows are written in parts of exactly
+`batch_rows` rows, so memory stays flat whatever the file size and a file's parts are
+the same however its reader batched it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -21,10 +22,12 @@ from transforms.core.atomic import write_parquet
 from transforms.core.layout import DataRoot
 from transforms.ingest.quarantine import Rejection, mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, write_vault_part
-from transforms.tables import FILE_COUNTS, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
+from transforms.tables import FILE_COUNTS, FINDING_TABLES, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
 from transforms.tables.model import source_slug
 
 BATCH_ROWS = 20_000
+_REJECTED = {"kind": pl.Utf8, "line": pl.Int64, "location": pl.Utf8, "rule_id": pl.Utf8, "message": pl.Utf8,
+             "raw_value": pl.Utf8}
 # Free-text and local-id fields where an EPJ might have put a birth number (some use it as user number).
 MASKED_FIELDS = ("user_no", "district", "service_id", "stop_id", "location")
 
@@ -41,54 +44,102 @@ class FileSink:
     vault_key: bytes
     batch_rows: int = BATCH_ROWS
     _tmp: Path = field(init=False)
-    _rows: dict[str, list[dict[str, Any]]] = field(init=False, default_factory=lambda: defaultdict(list))
+    _frames: dict[str, list[pl.DataFrame]] = field(init=False, default_factory=lambda: defaultdict(list))
+    _pending: Counter = field(init=False, default_factory=Counter)
     _parts: Counter = field(init=False, default_factory=Counter)
-    _quarantine: list[dict[str, Any]] = field(init=False, default_factory=list)
-    _identities: dict[str, tuple[str, int]] = field(init=False, default_factory=dict)
+    _quarantine: list[pl.DataFrame] = field(init=False, default_factory=list)
+    _identities: list[pl.DataFrame] = field(init=False, default_factory=list)
+    _findings: dict[str, list[pl.DataFrame]] = field(init=False, default_factory=lambda: defaultdict(list))
     records_in: Counter = field(init=False, default_factory=Counter)
     staged: Counter = field(init=False, default_factory=Counter)
     quarantined: Counter = field(init=False, default_factory=Counter)
+    unchanged: Counter = field(init=False, default_factory=Counter)  # snapshot rows equal to their last version
 
     def __post_init__(self) -> None:
         self._tmp = self.root.staging_scratch / f"{source_slug(self.rel_path)}.{uuid.uuid4().hex}"
         self._tmp.mkdir(parents=True)
 
     # --- what readers call -------------------------------------------------
-    def seen(self, kind: str) -> None:
-        """Count one input record of `kind` before deciding where it goes."""
-        self.records_in[kind] += 1
+    def seen(self, kind: str, n: int = 1) -> None:
+        """Count `n` input records of `kind` before deciding where they go."""
+        if n:
+            self.records_in[kind] += n
 
-    def person_key(self, identifier: str, id_type: int) -> str:
-        normalised = identifier.strip().replace(" ", "")
-        key = self.pseudonymizer(normalised)
-        self._identities[key] = (normalised, id_type)
-        return key
+    def seen_kinds(self, kinds: pl.Series) -> None:
+        """Count one input record per value of `kinds` (each a record kind)."""
+        for kind, n in kinds.value_counts().iter_rows():
+            self.records_in[kind] += n
 
-    def stage(self, table: str, kind: str, row: dict[str, Any], count: bool = True) -> None:
-        """Stage one row; `count=False` for the extra rows of one record (assessment scores)."""
-        rows = self._rows[table]
-        rows.append(row)
-        if count:
-            self.staged[kind] += 1
-        if len(rows) >= self.batch_rows:
-            self._flush(table)
+    def stage_frame(self, table: str, kind: str, frame: pl.DataFrame, records: int | None = None) -> None:
+        """Stage rows of `table`; `records` counts them as input records when not one per row (an
+        assessment element gives a row per score)."""
+        if frame.height == 0:
+            return
+        self._frames[table].append(STAGED_TABLES[table].conform(frame))
+        self._pending[table] += frame.height
+        self.staged[kind] += frame.height if records is None else records
+        while self._pending[table] >= self.batch_rows:
+            self._flush(table, self.batch_rows)
+
+    def reject_frame(self, frame: pl.DataFrame) -> None:
+        """Quarantine records: `frame` has kind, line, location, rule_id, message and raw_value."""
+        if frame.height == 0:
+            return
+        for kind, n in frame["kind"].value_counts().iter_rows():
+            self.quarantined[kind] += n
+        tag = self.pseudonymizer.tag
+        self._quarantine.append(pl.DataFrame({
+            "source_file": [self.rel_path] * frame.height,
+            "line": frame["line"].cast(pl.Int64),
+            "location": [mask_identifiers(v or "", tag) for v in frame["location"].to_list()],
+            "format": [self.fmt] * frame.height,
+            "record_kind": frame["kind"],
+            "rule_id": frame["rule_id"],
+            "message": [mask_identifiers(v, tag) for v in frame["message"].to_list()],
+            "raw_value": [mask_identifiers(v or "", tag)[:2000] for v in frame["raw_value"].to_list()],
+        }, schema=QUARANTINE.schema))
 
     def reject(self, kind: str, rejection: Rejection, line: int | None, location: str, raw: str) -> None:
-        self.quarantined[kind] += 1
-        self._quarantine.append({
-            "source_file": self.rel_path, "line": line,
-            "location": mask_identifiers(location, self.pseudonymizer.tag), "format": self.fmt,
-            "record_kind": kind, "rule_id": rejection.rule_id,
-            "message": mask_identifiers(rejection.message, self.pseudonymizer.tag),
-            "raw_value": mask_identifiers(raw, self.pseudonymizer.tag)[:2000],
-        })
+        self.reject_frame(pl.DataFrame({"kind": [kind], "line": [line], "location": [location],
+                                        "rule_id": [rejection.rule_id], "message": [rejection.message],
+                                        "raw_value": [raw]}, schema=_REJECTED))
+
+    def quarantined_rows(self) -> pl.DataFrame:
+        """The quarantine rows collected so far (masked as written)."""
+        return pl.concat(self._quarantine) if self._quarantine else QUARANTINE.empty()
+
+    @property
+    def scratch(self) -> Path:
+        """This file's scratch folder (removed with the sink's other temporary output)."""
+        return self._tmp
+
+    def add_finding(self, table: Table, frame: pl.DataFrame) -> None:
+        """Rows of a finding table (`FINDING_TABLES`), written with the file's other output."""
+        if frame.height:
+            self._findings[table.name].append(table.conform(frame))
+
+    def staged_parts(self, table: Table, rel_path: str) -> list[Path]:
+        """The staged parts of `table` that another source file of this partition published."""
+        pattern = self._staged_part(table, source_slug(rel_path), "*")
+        return sorted(pattern.parent.glob(pattern.name))
+
+    def register_identities(self, frame: pl.DataFrame) -> None:
+        """(person_key, fid, id_type) of staged persons; for a key seen twice, the later one is kept."""
+        if frame.height:
+            self._identities.append(frame.select(IDENTITY_PARTS.column_names))
 
     # --- publishing --------------------------------------------------------
-    def _flush(self, table: str) -> None:
-        rows = self._rows.pop(table, [])
-        if not rows:
+    def _flush(self, table: str, rows: int | None = None) -> None:
+        """Write `rows` (default: all pending) staged rows of `table` as its next part."""
+        frames = self._frames.pop(table, [])
+        if not frames:
             return
-        frame = STAGED_TABLES[table].conform(pl.DataFrame(rows, schema=STAGED_TABLES[table].schema))
+        pending = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
+        rows = pending.height if rows is None else rows
+        frame, rest = pending.head(rows), pending.slice(rows)
+        if rest.height:
+            self._frames[table] = [rest]
+        self._pending[table] = rest.height
         frame = self._mask_frame(frame)
         part = self._parts[table]
         self._parts[table] += 1
@@ -109,7 +160,7 @@ class FileSink:
         return frame
 
     def commit(self) -> None:
-        for table in list(self._rows):
+        for table in list(self._frames):
             self._flush(table)
         slug = source_slug(self.rel_path)
         for table in self._own_tables():
@@ -123,11 +174,9 @@ class FileSink:
             part.replace(target)
         self._write_quarantine(slug)
         self._write_counts(slug)
+        self._write_findings(slug)
         if self._identities:
-            ids = pl.DataFrame(
-                [(k, v[0], v[1]) for k, v in self._identities.items()],
-                schema=IDENTITY_PARTS.schema, orient="row",
-            )
+            ids = pl.concat(self._identities).unique(subset="person_key", keep="last", maintain_order=True)
             write_vault_part(self.root.table(IDENTITY_PARTS, source=slug), ids, self.vault_key)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -142,20 +191,34 @@ class FileSink:
         """Forget every row of this file (it is about to be quarantined whole)."""
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True)
-        self._rows.clear()
+        self._frames.clear()
+        self._pending.clear()
         self._parts.clear()
         self._quarantine.clear()
         self._identities.clear()
+        self._findings.clear()
         self.records_in.clear()
         self.staged.clear()
         self.quarantined.clear()
+        self.unchanged.clear()
+
+    def _write_findings(self, slug: str) -> None:
+        for table in FINDING_TABLES:
+            if set(table.partition_keys) != {*self.partition, "source"}:
+                continue
+            target = self.root.table(table, **self.partition, source=slug)
+            frames = self._findings.get(table.name)
+            if frames:
+                write_parquet(table.sorted(pl.concat(frames)), target)
+            else:
+                target.unlink(missing_ok=True)
 
     def _write_quarantine(self, slug: str) -> None:
-        frame = QUARANTINE.conform(pl.DataFrame(self._quarantine, schema=QUARANTINE.schema))
-        write_parquet(frame, self.root.table(QUARANTINE, source=slug))
+        frame = self.quarantined_rows().sort("line", nulls_last=False, maintain_order=True)
+        write_parquet(QUARANTINE.conform(frame), self.root.table(QUARANTINE, source=slug))
 
     def _write_counts(self, slug: str) -> None:
-        kinds = sorted(set(self.records_in) | set(self.staged) | set(self.quarantined))
+        kinds = sorted(set(self.records_in) | set(self.staged) | set(self.quarantined) | set(self.unchanged))
         frame = pl.DataFrame(
             {
                 "source_file": [self.rel_path] * len(kinds),
@@ -164,6 +227,7 @@ class FileSink:
                 "records_in": [self.records_in[k] for k in kinds],
                 "staged": [self.staged[k] for k in kinds],
                 "quarantined": [self.quarantined[k] for k in kinds],
+                "unchanged": [self.unchanged[k] for k in kinds],
             },
             schema=FILE_COUNTS.schema,
         )

@@ -1,8 +1,10 @@
-"""Discover the source files of a data root and stage them, one file at a time.
+"""Discover the source files of a data root and stage the ones that changed, one file at a time.
 
-Each source file's outputs (staged parts, quarantine, counts, identity part) are
-named after the file, so re-ingesting replaces them and a file removed from
-`raw/` disappears from staging when its year or system is ingested again.
+Each source file's outputs (staged parts, quarantine, counts, identity part, findings) are named
+after the file. A file is read again only when it, or the way it is read, changed since it was
+staged (`fingerprints.FileState`); a file removed from `raw/` (or from the configuration) has its
+outputs removed. The files of a snapshot series are read in date order in one task, because each
+dump is compared with the state the earlier ones left.
 """
 
 from __future__ import annotations
@@ -20,14 +22,23 @@ from pathlib import Path
 from transforms.core.config import EpjSystem, Municipality, load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest import fingerprints as sources
+from transforms.ingest.export import read_export_file
+from transforms.ingest.mapping import Mapping, load_mapping
 from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.epj_a_csv import read_epj_a_file
-from transforms.ingest.readers.epj_b_jsonl import read_epj_b_file
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.ingest.sink import FileSink
+from transforms.ingest.snapshots import dated_dumps, dump_date, stage_dump
 from transforms.privacy.identity import Pseudonymizer
 from transforms.privacy.keys import Keys
-from transforms.tables import EPJ_SERVICE_VERSIONS, FILE_COUNTS, IDENTITY_PARTS, IPLOS_SERVICES, QUARANTINE
+from transforms.tables import (
+    EPJ_SERVICE_VERSIONS,
+    FILE_COUNTS,
+    FINDING_TABLES,
+    IDENTITY_PARTS,
+    IPLOS_SERVICES,
+    QUARANTINE,
+    STAGED_TABLES,
+)
 from transforms.tables.model import source_slug
 
 log = logging.getLogger(__name__)
@@ -35,7 +46,6 @@ log = logging.getLogger(__name__)
 Reader = Callable[[Path, FileSink, ReadContext], None]
 
 _IPLOS_NAME = re.compile(r"^(\d{4})\.xml$")
-_EPJ_B_NAME = re.compile(r"^events(-.+)?\.jsonl$")
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,14 @@ class FileOutcome:
     staged: int
     quarantined: int
     file_rule: str | None  # set when the file was quarantined whole
+    state: sources.FileState | None = None  # what was read (None: the file was gone)
 
 
 @dataclass
 class IngestReport:
-    files: list[FileOutcome] = field(default_factory=list)
+    files: list[FileOutcome] = field(default_factory=list)   # the files read
+    unchanged: list[str] = field(default_factory=list)       # files not read: staged as they are
+    removed: list[str] = field(default_factory=list)         # files gone since they were staged
 
     @property
     def records_in(self) -> int:
@@ -68,8 +81,15 @@ class IngestReport:
     def files_rejected(self) -> list[FileOutcome]:
         return [f for f in self.files if f.file_rule]
 
+    @property
+    def changed_files(self) -> list[str]:
+        """Files whose staged rows were replaced or removed by this ingestion."""
+        return sorted({f.source_file for f in self.files} | set(self.removed))
+
     def extend(self, other: IngestReport) -> None:
         self.files.extend(other.files)
+        self.unchanged.extend(other.unchanged)
+        self.removed.extend(other.removed)
 
 
 def _sink(settings: Settings, keys: Keys, rel: str, fmt: str, partition: dict[str, str]) -> FileSink:
@@ -77,9 +97,10 @@ def _sink(settings: Settings, keys: Keys, rel: str, fmt: str, partition: dict[st
                     pseudonymizer=Pseudonymizer(keys.pseudonym_key), vault_key=keys.vault_key)
 
 
-def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContext,
+def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContext, reader_fp: str,
               rejection: FileRejected | None = None) -> FileOutcome:
     """Run a reader on one file; a whole-file failure discards its rows and quarantines the file."""
+    state = sources.FileState.of(path, reader_fp)
     if rejection is None and reader is not None:
         try:
             reader(path, sink, ctx)
@@ -97,65 +118,115 @@ def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContex
         source_file=sink.rel_path, format=sink.fmt,
         records_in=sum(sink.records_in.values()), staged=sum(sink.staged.values()),
         quarantined=sum(sink.quarantined.values()),
-        file_rule=rejection.rejection.rule_id if rejection is not None else None,
+        file_rule=rejection.rejection.rule_id if rejection is not None else None, state=state,
     )
 
 
-def _forget_outputs(settings: Settings, slug_prefix: str) -> None:
-    """The per-file outputs (quarantine, counts, identity parts) of every file whose slug starts so."""
-    for table in (QUARANTINE, FILE_COUNTS, IDENTITY_PARTS):
-        pattern = settings.root.table(table, source=f"{slug_prefix}*")
+def forget_file(settings: Settings, rel: str, partition: dict[str, str]) -> None:
+    """Remove every output of one source file (its staged parts, findings, quarantine, counts, identities)."""
+    slug = source_slug(rel)
+    for table in (*STAGED_TABLES.values(), *FINDING_TABLES):
+        if not set(table.partition_keys) <= {*partition, "source", "part"}:
+            continue
+        pattern = settings.root.table(table, **partition, source=slug, **({"part": "*"} if "part" in
+                                                                         table.partition_keys else {}))
         for stale in pattern.parent.glob(pattern.name):
             stale.unlink()
+    for table in (QUARANTINE, FILE_COUNTS, IDENTITY_PARTS):
+        settings.root.table(table, source=slug).unlink(missing_ok=True)
 
+
+def _star(task: tuple) -> list[FileOutcome]:
+    function, args = task
+    result = function(*args)
+    return result if isinstance(result, list) else [result]
+
+
+def _run_tasks(function: Callable[..., FileOutcome | list[FileOutcome]], tasks: list[tuple]) -> list[FileOutcome]:
+    """Tasks on `KTT_WORKERS` processes (default: every core); their outcomes in task order."""
+    workers = min(len(tasks), int(os.environ.get("KTT_WORKERS") or os.cpu_count() or 1))
+    if workers <= 1:
+        return [o for task in tasks for o in _star((function, task))]
+    # spawn, not fork: DuckDB and Polars keep thread pools that a forked child must not inherit
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [o for outcomes in pool.map(_star, [(function, task) for task in tasks], chunksize=1)
+                for o in outcomes]
+
+
+def _split(settings: Settings, files: list[Path], readers: dict[str, str], staged: dict[str, sources.FileState]
+           ) -> tuple[list[Path], list[str]]:
+    """(files to read, files unchanged): a file is read when its size, time or reader differs from the staged."""
+    to_read, unchanged = [], []
+    for path in files:
+        rel = settings.root.relative(path)
+        if staged.get(rel) == sources.FileState.of(path, readers[rel]):
+            unchanged.append(rel)
+        else:
+            to_read.append(path)
+    return to_read, unchanged
+
+
+def _record(settings: Settings, report: IngestReport, groups: dict[str, str]) -> None:
+    sources.record_files(settings, {o.source_file: o.state for o in report.files if o.state is not None},
+                         forgotten=report.removed)
+    sources.record_staged(settings, groups)
+
+
+# --- yearly extracts ----------------------------------------------------------------------------
+def _iplos_reader(settings: Settings, keys: Keys, year: int, unit: str) -> str:
+    return sources.reader_fingerprint("iplos", year, unit, settings.allow_synthetic_ids,
+                                      sources.key_fingerprint(keys.pseudonym_key))
+
+
+def _unit(path: Path) -> str:
+    match = _IPLOS_NAME.match(path.name)
+    return match.group(1) if match else "unknown"
 
 
 def ingest_iplos_year(settings: Settings, keys: Keys, year: int) -> IngestReport:
-    """Stage every yearly extract of one data year (replacing what was staged for it)."""
+    """Stage the changed yearly extracts of one data year."""
     return ingest_iplos_years(settings, keys, [year])
 
 
 def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> IngestReport:
-    """Stage the yearly extracts of `years`, every file of every year on one pool of workers."""
-    seen = {sources.iplos_group(year): sources.fingerprint(settings, sources.iplos_files(settings, year))
-            for year in years}
+    """Stage the new and changed yearly extracts of `years` on one pool of workers; forget removed ones."""
+    groups = {sources.iplos_group(year): sources.fingerprint(settings, sources.iplos_files(settings, year))
+              for year in years}
+    staged = sources.staged_files(settings)
+    report = IngestReport()
     tasks = []
     for year in years:
-        year_dir = settings.root.iplos_year(year)
-        shutil.rmtree(IPLOS_SERVICES.partition_folder(settings.data_root, year=year), ignore_errors=True)
-        _forget_outputs(settings, source_slug(f"raw/iplos/{year}/"))
-        if year_dir.exists():
-            tasks += [(settings, keys, year, path) for path in sorted(p for p in year_dir.iterdir() if p.is_file())]
-    report = IngestReport(_run_tasks(_iplos_task, tasks))
-    sources.record_staged(settings, seen)
+        files = sources.iplos_files(settings, year)
+        readers = {settings.root.relative(p): _iplos_reader(settings, keys, year, _unit(p)) for p in files}
+        to_read, report_unchanged = _split(settings, files, readers, staged)
+        report.unchanged += report_unchanged
+        prefix = f"raw/iplos/{year}/"
+        gone = [rel for rel in staged if rel.startswith(prefix) and rel not in readers]
+        for rel in gone:
+            forget_file(settings, rel, {"year": str(year), "unit": _unit(Path(rel))})
+        report.removed += gone
+        if not staged and not report_unchanged:  # nothing known: clear what an older version staged
+            shutil.rmtree(IPLOS_SERVICES.partition_folder(settings.data_root, year=year), ignore_errors=True)
+        for path in to_read:
+            rel = settings.root.relative(path)
+            forget_file(settings, rel, {"year": str(year), "unit": _unit(path)})
+            tasks.append((settings, keys, year, path, readers[rel]))
+    report.files = _run_tasks(_iplos_task, tasks)
+    _record(settings, report, groups)
     return report
 
 
-def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path) -> FileOutcome:
+def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path, reader_fp: str) -> FileOutcome:
     rel = settings.root.relative(path)
     match = _IPLOS_NAME.match(path.name)
-    unit = match.group(1) if match else "unknown"
+    unit = _unit(path)
     sink = _sink(settings, keys, rel, "iplos", {"year": str(year), "unit": unit})
     ctx = ReadContext(settings.allow_synthetic_ids, year=year, unit=unit)
     rejection = None if match else FileRejected("file.misfiled", "yearly extracts must be named <kommunenummer>.xml")
-    return _read_one(sink, path, read_iplos_file, ctx, rejection)
+    return _read_one(sink, path, read_iplos_file, ctx, reader_fp, rejection)
 
 
-def _star(task: tuple) -> FileOutcome:
-    function, args = task
-    return function(*args)
-
-
-def _run_tasks(function: Callable[..., FileOutcome], tasks: list[tuple]) -> list[FileOutcome]:
-    """One file per task, on `KTT_WORKERS` processes (default: every core); results in task order."""
-    workers = min(len(tasks), int(os.environ.get("KTT_WORKERS") or os.cpu_count() or 1))
-    if workers <= 1:
-        return [function(*task) for task in tasks]
-    # spawn, not fork: DuckDB and Polars keep thread pools that a forked child must not inherit
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_star, [(function, task) for task in tasks], chunksize=1))
-
-
+# --- EPJ exports --------------------------------------------------------------------------------
 def epj_systems(settings: Settings) -> list[tuple[Municipality, EpjSystem]]:
     municipalities = load_kommuner(settings.root.kommuner_toml)
     return [(m, s) for m in municipalities for s in m.epj]
@@ -166,41 +237,117 @@ def epj_system_key(municipality: Municipality, system: EpjSystem) -> str:
     return f"{municipality.nr}-{system.system}"
 
 
-def _prepare_epj_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem
-                        ) -> list[tuple]:
-    """Forget what was staged for the system; return one task per file of its export."""
+def _epj_reader(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, mapping: Mapping) -> str:
+    return sources.reader_fingerprint("epj", mapping.digest, kommune, system.system, settings.allow_synthetic_ids,
+                                      sources.key_fingerprint(keys.pseudonym_key))
+
+
+def _plan_system(settings: Settings, keys: Keys, municipality: Municipality, system: EpjSystem,
+                 staged: dict[str, sources.FileState], report: IngestReport) -> tuple[list[tuple], set[str]]:
+    """(tasks for the system's files to read, the relative paths it holds)."""
+    key = epj_system_key(municipality, system)
+    partition = {"system": key}
     folder = settings.root.resolve(system.path)
-    staged = EPJ_SERVICE_VERSIONS.partition_folder(settings.data_root, system=epj_system_key(municipality, system))
-    shutil.rmtree(staged, ignore_errors=True)
-    if not folder.exists():
-        log.warning("EPJ system %s of %s: export folder %s not found", system.system, municipality.nr,
-                    system.path)
-        return []
-    _forget_outputs(settings, source_slug(settings.root.relative(folder) + "/"))
-    return [(settings, keys, municipality.nr, system, path)
-            for path in sorted(p for p in folder.iterdir() if p.is_file())]
+    mapping = load_mapping(system.mapping, settings.data_root)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        log.warning("EPJ system %s of %s: export folder %s not found", system.system, municipality.nr, system.path)
+    reader = _epj_reader(settings, keys, municipality.nr, system, mapping)
+    readers = {settings.root.relative(p): reader for p in files}
+    prefix = settings.root.relative(folder) + "/" if folder.is_dir() else f"{system.path.rstrip('/')}/"
+    gone = [rel for rel in staged if rel.startswith(prefix) and rel not in readers]
+    for rel in gone:
+        forget_file(settings, rel, partition)
+    report.removed += gone
+    to_read, unchanged = _split(settings, files, readers, staged)
+    if mapping.history == "snapshot-series":
+        dated, undated = dated_dumps(mapping, files)
+        order = [p for _, p in dated]
+        changed = [i for i, p in enumerate(order) if p in to_read]
+        first = min(changed, default=len(order))
+        if gone:  # a removed dump changes the state every later dump is compared with
+            first = min(first, _first_after(mapping, dated, gone))
+        restage = order[first:]
+        unchanged = [settings.root.relative(p) for p in order[:first]] + \
+                    [u for u in unchanged if settings.root.resolve(u) in undated]
+        for path in [*restage, *[p for p in undated if p in to_read]]:
+            forget_file(settings, settings.root.relative(path), partition)
+        report.unchanged += unchanged
+        tasks = [(_series_task, (settings, keys, municipality.nr, system, order[:first], restage, reader))] \
+            if restage else []
+        tasks += [(_epj_task, (settings, keys, municipality.nr, system, p, reader)) for p in undated if p in to_read]
+        return tasks, set(readers)
+    report.unchanged += unchanged
+    for path in to_read:
+        forget_file(settings, settings.root.relative(path), partition)
+    return [(_epj_task, (settings, keys, municipality.nr, system, p, reader)) for p in to_read], set(readers)
 
 
+def _first_after(mapping: Mapping, dated: list, gone: list[str]) -> int:
+    """The position of the first dump dated after the earliest removed one (all of them, when a removed
+    file's name holds no date)."""
+    removed, _ = dated_dumps(mapping, [Path(rel) for rel in gone])
+    if not removed:
+        return 0
+    return next((i for i, (day, _) in enumerate(dated) if day > removed[0][0]), len(dated))
 
-def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path) -> FileOutcome:
+
+def _epj_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, path: Path, reader_fp: str
+              ) -> FileOutcome:
     rel = settings.root.relative(path)
-    sink = _sink(settings, keys, rel, system.format, {"system": f"{kommune}-{system.system}"})
+    mapping = load_mapping(system.mapping, settings.data_root)
+    sink = _sink(settings, keys, rel, mapping.name, {"system": f"{kommune}-{system.system}"})
     ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=kommune)
-    rejection = None
-    if system.format == "epj-a-csv":
-        reader: Reader = read_epj_a_file
-    else:
-        reader = read_epj_b_file
-        if not _EPJ_B_NAME.match(path.name):
-            rejection = FileRejected("file.unknown_layout", "epj-b-jsonl exports hold only events*.jsonl")
-    return _read_one(sink, path, reader, ctx, rejection)
+    if mapping.history == "snapshot-series":  # a file whose name holds no dump date
+        try:
+            dump_date(mapping, path)
+        except FileRejected as exc:
+            return _read_one(sink, path, None, ctx, reader_fp, exc)
+    return _read_one(sink, path, lambda p, s, c: read_export_file(p, s, c, mapping), ctx, reader_fp)
+
+
+def _series_task(settings: Settings, keys: Keys, kommune: str, system: EpjSystem, earlier: list[Path],
+                 restage: list[Path], reader_fp: str) -> list[FileOutcome]:
+    """Stage dumps in date order, each compared with the state the dumps before it left."""
+    mapping = load_mapping(system.mapping, settings.data_root)
+    ctx = ReadContext(settings.allow_synthetic_ids, system=system.system, reporting_kommune=kommune)
+    outcomes, done = [], list(earlier)
+    for path in restage:
+        sink = _sink(settings, keys, settings.root.relative(path), mapping.name,
+                     {"system": f"{kommune}-{system.system}"})
+        day = dump_date(mapping, path)
+        outcomes.append(_read_one(sink, path, lambda p, s, c, day=day, before=list(done):
+                                  stage_dump(p, day, before, mapping, s, c), ctx, reader_fp))
+        done.append(path)
+    return outcomes
 
 
 def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
-    """Stage every configured EPJ export, every file on one pool of workers."""
-    seen = sources.fingerprint(settings, sources.epj_files(settings))
-    tasks = [task for municipality, system in epj_systems(settings)
-             for task in _prepare_epj_system(settings, keys, municipality, system)]
-    report = IngestReport(_run_tasks(_epj_task, tasks))
-    sources.record_staged(settings, {sources.EPJ_GROUP: seen})
+    """Stage the new and changed files of every configured EPJ export; forget removed files and systems."""
+    groups = {sources.EPJ_GROUP: sources.fingerprint(settings, sources.epj_files(settings))}
+    staged = sources.staged_files(settings)
+    report = IngestReport()
+    tasks, held = [], set()
+    systems = epj_systems(settings)
+    for municipality, system in systems:
+        system_tasks, files = _plan_system(settings, keys, municipality, system, staged, report)
+        tasks += system_tasks
+        held |= files
+    orphans = [rel for rel in staged if rel.startswith("raw/") and not rel.startswith("raw/iplos/")
+               and rel not in held and rel not in report.removed]
+    report.removed += orphans
+    configured = {f"system={epj_system_key(m, s)}" for m, s in systems}
+    epj_folder = EPJ_SERVICE_VERSIONS.folder(settings.data_root)
+    if epj_folder.is_dir():
+        for folder in epj_folder.iterdir():
+            if folder.is_dir() and folder.name not in configured:
+                shutil.rmtree(folder, ignore_errors=True)
+    for rel in orphans:
+        forget_file(settings, rel, {"system": "*"})
+    report.files = _run_tasks(_dispatch, tasks)
+    _record(settings, report, groups)
     return report
+
+
+def _dispatch(function: Callable, args: tuple) -> FileOutcome | list[FileOutcome]:
+    return function(*args)

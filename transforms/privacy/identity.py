@@ -69,6 +69,11 @@ def duf_check_digits(first_ten: str) -> str:
     return f"{total % 11:02d}"
 
 
+def _digits(number: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts '²', which the check-digit arithmetic then cannot read."""
+    return number.isascii() and number.isdigit()
+
+
 def check_identifier(raw: str | None, declared_type: int | None = None,
                      allow_synthetic: bool = False) -> IdCheck:
     """Validate an identifier and derive its type.
@@ -84,8 +89,8 @@ def check_identifier(raw: str | None, declared_type: int | None = None,
         # the message would fail the schema's code list later; the record is refused where it came in
         return IdCheck(None, False, "code.unknown_value",
                        f"identifier type {declared_type} is not in code list 9032")
-    if declared_type == TYPE_DUF or (len(number) == 12 and number.isdigit()):
-        if len(number) != 12 or not number.isdigit():
+    if declared_type == TYPE_DUF or (len(number) == 12 and _digits(number)):
+        if len(number) != 12 or not _digits(number):
             return IdCheck(TYPE_DUF, False, "id.format", "DUF number must be 12 digits")
         if duf_check_digits(number[:10]) != number[10:]:
             return IdCheck(TYPE_DUF, False, "id.check_digits", "DUF number fails its check digits")
@@ -93,7 +98,7 @@ def check_identifier(raw: str | None, declared_type: int | None = None,
     if declared_type is not None and declared_type not in (TYPE_FNR, TYPE_DNR, TYPE_HNR):
         # Other identifier kinds (passport, foreign numbers, ...) are reported as they are.
         return IdCheck(declared_type, False, None, None)
-    if len(number) != 11 or not number.isdigit():
+    if len(number) != 11 or not _digits(number):
         return IdCheck(None, False, "id.format", "birth number must be 11 digits")
     id_type, synthetic = _birth_number_type(number)
     if (number[9] != fodselsnummer.calc_check_digit1(number[:9])
@@ -159,8 +164,28 @@ def read_vault(paths: list[Path], key: bytes) -> pl.DataFrame:
     return pl.concat(frames).unique().sort(*IDENTITY_VAULT.sort)
 
 
+def _parts_digest(parts: list[Path], key: bytes) -> str:
+    """What the vault was merged from: every part's name, size and time, and which key sealed them."""
+    digest = hashlib.sha256(hashlib.sha256(key).digest())
+    for part in parts:
+        stat = part.stat()
+        digest.update(f"{part.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def merge_vault(settings: Settings, keys: Keys) -> pl.DataFrame:
-    """Merge every source file's identity part into the vault (`IDENTITY_VAULT`); returns the merged table."""
-    vault = read_vault(settings.root.files(IDENTITY_PARTS), keys.vault_key)
-    write_vault_part(settings.root.table(IDENTITY_VAULT), vault, keys.vault_key)
+    """Merge every source file's identity part into the vault (`IDENTITY_VAULT`); returns the merged table.
+
+    When no part changed since the last merge (the digest beside the vault), the vault is read as it is
+    instead of decrypting every part again: a re-ingestion that read no file costs one decryption.
+    """
+    parts = settings.root.files(IDENTITY_PARTS)
+    target = settings.root.table(IDENTITY_VAULT)
+    stamp = target.with_name(target.name + ".parts")
+    digest = _parts_digest(parts, keys.vault_key)
+    if target.exists() and stamp.exists() and stamp.read_text() == digest:
+        return read_vault([target], keys.vault_key)
+    vault = read_vault(parts, keys.vault_key)
+    write_vault_part(target, vault, keys.vault_key)
+    write_bytes(stamp, digest.encode())
     return vault

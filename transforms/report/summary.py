@@ -32,7 +32,8 @@ def ingestion_summary(settings: Settings) -> IngestionSummary:
     quarantine = quarantine_frame(settings)
     by_rule = quarantine.group_by("rule_id").agg(pl.len().alias("records")).sort("rule_id")
     by_kind = table.group_by("record_kind").agg(
-        pl.col("records_in").sum(), pl.col("staged").sum(), pl.col("quarantined").sum()).sort("record_kind")
+        pl.col("records_in").sum(), pl.col("staged").sum(), pl.col("quarantined").sum(),
+        pl.col("unchanged").sum()).sort("record_kind")
     return IngestionSummary(
         municipalities=municipalities,
         files=table["source_file"].n_unique(),

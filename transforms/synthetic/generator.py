@@ -57,6 +57,7 @@ def _clean(root: Path) -> None:
         if owned.exists():
             shutil.rmtree(owned)
     (root / "config" / "kommuner.toml").unlink(missing_ok=True)
+    (root / "config" / "sources" / "omsorgsjournal.toml").unlink(missing_ok=True)
 
 
 def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSummary:
@@ -95,7 +96,8 @@ def generate(data_root: Path | str, scale: str, seed: int = 42) -> GenerationSum
         municipalities=len(plans),
         persons=world.persons.height,
         episodes=world.episodes.height,
-        files_written=1 + epj_files + xml_files + len(truth_tables),
+        files_written=(1 + epj_files + xml_files + len(truth_tables)
+                       + len(list((root / "config" / "sources").glob("*.toml")))),
         corruptions=len(corruptions),
         elapsed_seconds=time.perf_counter() - started,
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dates import SPAN_END, to_date
-from .sources import MunicipalityPlan
+from .render_snapshots import MAPPING_PATH, write_mapping
+from .sources import FMT_C, MunicipalityPlan
 from .split_plans import shared_systems
 
 # synthetic HER-ids (address register numbers) for the sandbox registry: a fixed base plus the kommunenummer
@@ -46,7 +47,7 @@ def _kommune(plan: MunicipalityPlan) -> str:
             "",
             "[[kommune.epj]]",
             f'system = "{s.system}"',
-            f'format = "{s.fmt}"',
+            f'mapping = "{MAPPING_PATH}"' if s.fmt == FMT_C else f'format = "{s.fmt}"',
             f'path = "{s.path}"',
             f'active_from = "{to_date(s.active_from).isoformat()}"',
         ]
@@ -70,4 +71,6 @@ def write_config(root: Path, plans: list[MunicipalityPlan], scale: str, seed: in
     )
     path = root / "config" / "kommuner.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if any(s.fmt == FMT_C for p in plans for s in p.systems):
+        write_mapping(root)
     path.write_text(head + "\n".join(_kommune(p) for p in plans), encoding="utf-8")

@@ -15,8 +15,9 @@ import numpy as np
 import polars as pl
 
 from .dates import oslo_offsets
+from .render_snapshots import render_snapshots
 from .segments import Holdings
-from .sources import FMT_A, FMT_B, MunicipalityPlan
+from .sources import FMT_A, FMT_B, FMT_C, MunicipalityPlan
 from .textio import Corruption, assemble, date_no, hours_text, timestamp_no, unmarked, write_bytes
 
 # hook(source_file, table, formatted rows) -> extra (corrupt) rows of the same shape, or None
@@ -310,6 +311,10 @@ def render_epj(
                 files += 3
             elif system.fmt == FMT_B:
                 found, written = render_epj_b(root, system.path, h, system.split_events, extra)
+                marks += found
+                files += written
+            elif system.fmt == FMT_C:
+                found, written = render_snapshots(root, system, h, corrupt=plan.feature == "heroy")
                 marks += found
                 files += written
     return files, marks

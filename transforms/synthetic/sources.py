@@ -20,6 +20,7 @@ from .municipalities import YEARS, Municipality
 
 FMT_A = "epj-a-csv"
 FMT_B = "epj-b-jsonl"
+FMT_C = "omsorgsjournal-xml"  # monthly full dumps, read through a mapping file only (render_snapshots)
 FIRST_SYSTEM_FROM = day("2003-01-01")  # before WORLD_START, so no service predates every system
 
 _PRODUCTS = (  # (navnEPJ, leverandør, versjon), all invented
@@ -200,9 +201,10 @@ def _trondheim(m: Municipality, persons: int) -> MunicipalityPlan:
 
 
 def _heroy(m: Municipality, persons: int) -> MunicipalityPlan:
-    """Yearly extracts only until 2022 (old EPJ never exported), then a new CSV export from 2023."""
+    """Yearly extracts only until 2022 (old EPJ never exported), then from 2023 a new EPJ whose export is a
+    series of monthly full dumps in a format of its own (FMT_C, configured by a mapping file only)."""
     old = _sys(m.nr, "x", None, 2, "H", FIRST_SYSTEM_FROM, "2022-12-31", None, ("1515",))
-    new = _sys(m.nr, "a", FMT_A, 0, "E", "2023-01-01", None, "2023-01-01", ("1515",))
+    new = _sys(m.nr, "a", FMT_C, 0, "E", "2023-01-01", None, "2023-01-01", ("1515",))
     takeovers = (
         Takeover("1515", FIRST_SYSTEM_FROM, old.system),
         Takeover("1515", day("2023-01-01"), new.system),

@@ -187,6 +187,26 @@ EPJ_STOPS = Table(
     sort=("source_file", "line", "location"),
 )
 
+EPJ_SNAPSHOT_DISAPPEARED = Table(
+    "epj_snapshot_disappeared",
+    "Records a snapshot dump no longer held: ended on the dump date or annulled, as the mapping says.",
+    (
+        _c("source_file", pl.Utf8, "the dump that no longer holds the record"),
+        _c("system", pl.Utf8, "EPJ system id from config/kommuner.toml"),
+        _c("reporting_kommune", pl.Utf8, "today's reporting municipality the system is configured for"),
+        _c("record_kind", pl.Utf8, "person, service or stop"),
+        _c("record_key", pl.Utf8, "the record's id in the system (user number; service id; service id/stop id)"),
+        _c("last_seen_in", pl.Utf8, "the dump whose version was the record's last"),
+        _c("dump_date", pl.Date, "date of the dump that no longer holds it"),
+        _c("action", pl.Utf8, "ended (a version ending it on the dump date), annulled, or none (persons; "
+                              "a record that had ended already)"),
+    ),
+    path=EPJ_PARTS + "epj_snapshot_disappeared-{source}.parquet",
+    asset=None,
+    written_with=("epj_service_versions",),
+    sort=("source_file", "record_kind", "record_key"),
+)
+
 STAGED_NAMES = ("iplos_persons", "iplos_services", "iplos_stops", "iplos_assessments", "iplos_diagnoses",
                 "epj_persons", "epj_service_versions", "epj_stops")
 
@@ -195,7 +215,7 @@ QUARANTINE = Table(
     "Every input record (or whole file) that could not be staged, with the rule it broke.",
     (
         *LINEAGE,
-        _c("format", pl.Utf8, "input format: iplos (layout 3.6 or 3.7), epj-a-csv, epj-b-jsonl"),
+        _c("format", pl.Utf8, "input format: iplos (layout 3.6 or 3.7), or the EPJ export's source mapping"),
         _c("record_kind", pl.Utf8, "person, service, stop, assessment, diagnosis or file"),
         _c("rule_id", pl.Utf8, "stable id of the rule the record broke (transforms.ingest.quarantine.RULES)"),
         _c("message", pl.Utf8, "what is wrong, for a person to read"),
@@ -214,9 +234,11 @@ FILE_COUNTS = Table(
         _c("source_file", pl.Utf8, "path relative to the data root"),
         _c("format", pl.Utf8, "input format"),
         _c("record_kind", pl.Utf8, "kind of record counted"),
-        _c("records_in", pl.Int64, "records found in the file"),
+        _c("records_in", pl.Int64, "records found in the file (a snapshot dump: also the records of the last "
+                                   "state it no longer holds)"),
         _c("staged", pl.Int64, "records written to staged tables"),
         _c("quarantined", pl.Int64, "records written to the quarantine"),
+        _c("unchanged", pl.Int64, "snapshot dumps: records equal to their last staged version (no new version)"),
     ),
     path="staging/file_counts/{source}.parquet",
     asset=None,
@@ -252,6 +274,7 @@ IDENTITY_VAULT = Table(
 
 IPLOS_TABLES = (IPLOS_PERSONS, IPLOS_SERVICES, IPLOS_STOPS, IPLOS_ASSESSMENTS, IPLOS_DIAGNOSES)
 EPJ_TABLES = (EPJ_PERSONS, EPJ_SERVICE_VERSIONS, EPJ_STOPS)
+FINDING_TABLES = (EPJ_SNAPSHOT_DISAPPEARED,)  # written per source file beside the staged tables
 
 STAGED_TABLES: dict[str, Table] = {
     t.name: t

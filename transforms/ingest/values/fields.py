@@ -1,4 +1,4 @@
-"""Field parsers shared by every reader: each returns a value or raises `FieldError`.
+"""The rules for one field value, shared by every source: each returns a value or raises `FieldError`.
 
 One place for the rules (date formats, decimal comma, code lists, hours range,
 organisation numbers) so that the same bad value gets the same rule id whichever
@@ -60,8 +60,8 @@ def parse_date(value: str | None, fmt: str, name: str) -> dt.date | None:
         raise FieldError("date.unparseable", f"{name} {value!r} is not a date in format {fmt}") from None
 
 
-def parse_local_timestamp(value: str | None, fmt: str, name: str) -> dt.datetime | None:
-    """A Norwegian local timestamp -> UTC (DST handled by the zone database)."""
+def parse_local_timestamp(value: str | None, fmt: str, name: str, zone: dt.tzinfo = OSLO) -> dt.datetime | None:
+    """A local timestamp (Norwegian by default) -> UTC (DST handled by the zone database)."""
     if blank(value):
         return None
     try:
@@ -69,12 +69,13 @@ def parse_local_timestamp(value: str | None, fmt: str, name: str) -> dt.datetime
     except ValueError:
         raise FieldError("date.unparseable", f"{name} {value!r} is not a timestamp in format {fmt}") from None
     try:
-        return local.replace(tzinfo=OSLO).astimezone(dt.UTC)
+        return local.replace(tzinfo=zone).astimezone(dt.UTC)
     except (OverflowError, ValueError):
         raise FieldError("date.unparseable", f"{name} {value!r} is outside the representable range") from None
 
 
-def parse_iso_timestamp(value: str | None, name: str) -> dt.datetime | None:
+def parse_iso_timestamp(value: str | None, name: str, zone: dt.tzinfo = OSLO) -> dt.datetime | None:
+    """ISO 8601; a timestamp without offset is local time in `zone`."""
     if blank(value):
         return None
     try:
@@ -82,7 +83,7 @@ def parse_iso_timestamp(value: str | None, name: str) -> dt.datetime | None:
     except ValueError:
         raise FieldError("date.unparseable", f"{name} {value!r} is not an ISO 8601 timestamp") from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=OSLO)
+        stamp = stamp.replace(tzinfo=zone)
     try:
         return stamp.astimezone(dt.UTC)
     except (OverflowError, ValueError):

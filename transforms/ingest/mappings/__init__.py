@@ -1,0 +1,1 @@
+"""The source mappings that ship with the package (`format = "<name>"` in kommuner.toml)."""

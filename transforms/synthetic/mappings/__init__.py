@@ -1,0 +1,1 @@
+"""Source mappings of the synthetic formats that ship as data, not code (copied into a generated data root)."""
