@@ -11,15 +11,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.idgen import synthetic_number
 from transforms.core.settings import Settings
 from transforms.ingest.conservation import conservation_table
 from transforms.ingest.staging import ingest_epj
 from transforms.privacy.keys import Keys
+from transforms.synthetic.ids import birth_number
 from transforms.tables import EPJ_SERVICE_VERSIONS, EPJ_SNAPSHOT_DISAPPEARED, QUARANTINE
 
 KEYS = Keys(b"p" * 32, b"v" * 32)
-FNR = synthetic_number(14, 9, 47, 100)
+FNR = birth_number(14, 9, 47, 100)
 FOLDER = "raw/epj/1515-oj"
 
 

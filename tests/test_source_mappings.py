@@ -10,17 +10,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.idgen import synthetic_number
 from transforms.core.config import ConfigError, load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest.mapping import MappingError, load_mapping
 from transforms.ingest.staging import ingest_epj, ingest_iplos_years
 from transforms.ingest.touched import municipalities_touched
 from transforms.privacy.keys import Keys
+from transforms.synthetic.ids import birth_number
 from transforms.tables import EPJ_SERVICE_VERSIONS, IPLOS_SERVICES, QUARANTINE
 
 KEYS = Keys(b"p" * 32, b"v" * 32)
-FNR = synthetic_number(14, 9, 47, 100)
+FNR = birth_number(14, 9, 47, 100)
 
 CUSTOM = """
 [mapping]
