@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 PRODUCTION = ("transforms", "assets", "pipelines")
 SYNTHETIC = REPO / "transforms" / "synthetic"
 SANDBOX = REPO / "transforms" / "sandbox"

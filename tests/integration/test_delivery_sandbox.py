@@ -140,7 +140,7 @@ def test_the_asset_without_a_transport_sends_nothing_and_passes_with_a_note(writ
 def test_the_small_world_delivered_whole_replays_to_the_ledger(small_root, tmp_path):
     import shutil
 
-    from tests.test_submissions import backfill, prepare
+    from tests.integration.test_submissions import backfill, prepare
 
     root = tmp_path / "data"
     shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))
