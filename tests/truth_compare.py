@@ -91,12 +91,13 @@ def compare_with_truth(root: Path, key_file: Path | None = None, sample: int = 5
         for table, source in (("t", "truth"), ("r", "rec")):
             expand = EXPAND.format(episodes=f"{source}_episodes", stops=f"{source}_stops", ignore_stops_on_36="TRUE")
             con.execute(f"CREATE TABLE {table} AS {expand}")
-        missing = con.execute(f"SELECT * FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM r) ORDER BY ALL LIMIT {sample}"
-                              ).pl()
-        extra = con.execute(f"SELECT * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM t) ORDER BY ALL LIMIT {sample}"
-                            ).pl()
-        n_missing = con.execute("SELECT count(*) FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM r)").fetchone()[0]
-        n_extra = con.execute("SELECT count(*) FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM t)").fetchone()[0]
+        # each difference computed once: the day-level tables are tens of millions of rows at `small` scale
+        con.execute("CREATE TABLE missing AS SELECT * FROM t EXCEPT ALL SELECT * FROM r")
+        con.execute("CREATE TABLE extra AS SELECT * FROM r EXCEPT ALL SELECT * FROM t")
+        missing = con.execute(f"SELECT * FROM missing ORDER BY ALL LIMIT {sample}").pl()
+        extra = con.execute(f"SELECT * FROM extra ORDER BY ALL LIMIT {sample}").pl()
+        n_missing = con.execute("SELECT count(*) FROM missing").fetchone()[0]
+        n_extra = con.execute("SELECT count(*) FROM extra").fetchone()[0]
         days = con.execute("SELECT count(*) FROM covered_days").fetchone()[0]
         truth_rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
         rec_rows = con.execute("SELECT count(*) FROM r").fetchone()[0]
