@@ -188,6 +188,31 @@ class IplosCollector:
                          self.elements)
 
 
+def combine(batches: list[Collected]) -> Collected:
+    """Batches of several files as one: each frame gains `f` (the batch's position in `batches`), and the
+    record numbers that index the element lists (`p` of the records, `s`, `a`, `d`) are shifted past the
+    batches before it, so that they index the concatenated lists (a person's own `p`, the person number
+    in its file, stays as it is)."""
+    frames: dict[str, list[pl.DataFrame]] = {n: [] for n in ("persons", "services", "stops", "assessments",
+                                                               "scores", "diagnoses")}
+    elements: dict[str, list[Element]] = {kind: [] for kind in batches[0].elements}
+    for position, batch in enumerate(batches):
+        shift = {kind: len(found) for kind, found in elements.items()}
+        file = pl.lit(position, dtype=pl.Int64).alias("f")
+        p, s = pl.col("p") + shift["person"], pl.col("s") + shift["service"]
+        a, d = pl.col("a") + shift["assessment"], pl.col("d") + shift["diagnosis"]
+        frames["persons"].append(batch.persons.with_columns(file))
+        frames["services"].append(batch.services.with_columns(file, s, p))
+        frames["stops"].append(batch.stops.with_columns(file, s))
+        frames["assessments"].append(batch.assessments.with_columns(file, a, p))
+        frames["scores"].append(batch.scores.with_columns(file, a))
+        frames["diagnoses"].append(batch.diagnoses.with_columns(file, d, p))
+        for kind, found in batch.elements.items():
+            elements[kind].extend(found)
+    return Collected(*(pl.concat(parts) if len(parts) > 1 else parts[0] for parts in frames.values()),
+                     elements=elements)
+
+
 def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool) -> None:
     """Header fields held by `elem`: attributes (any time) or child texts (once the element has ended)."""
     for which in ("year", "unit", "extract_date"):
