@@ -2,7 +2,7 @@
 
 Only person elements are handed to Python (iterparse's `tag` filter); a person's services, stops,
 assessments (with their scores) and diagnoses are its children, read from it while it is whole.
-Values go into plain lists, one per field; the elements of a batch stay in the tree until the batch
+Values go into one flat list per record kind; the persons of a batch stay in the tree until the batch
 has been judged, so a quarantined record's raw text comes from the element itself, and are then
 cleared: memory is bounded by the batch, not the file.
 """
@@ -13,6 +13,7 @@ import datetime as dt
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import polars as pl
@@ -80,7 +81,11 @@ class Header:
 
 @dataclass
 class Collected:
-    """One batch: per record kind a frame of its fields (text), lines and positions, and its elements."""
+    """One batch: per record kind a frame of its fields (text), lines and positions; the person elements.
+
+    A record below a person is found again from its person and its position (`element`) only when its
+    raw text is wanted (a quarantined record): holding on to every record's element would make freeing
+    each of them cost more than reading it."""
 
     persons: pl.DataFrame
     services: pl.DataFrame
@@ -88,7 +93,19 @@ class Collected:
     assessments: pl.DataFrame
     scores: pl.DataFrame
     diagnoses: pl.DataFrame
-    elements: dict[str, list[Element]] = field(default_factory=dict)
+    person_elements: list[Element] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # record kind -> its element's qualified tag
+
+    def element(self, kind: str, n: int) -> Element:
+        """The `n`-th record element of `kind` in the batch (the row number of its frame)."""
+        if kind == "person":
+            return self.person_elements[n]
+        if kind == "stop":
+            parent, position = self.element("service", self.stops["s"][n]), self.stops["j"][n]
+        else:
+            frame = {"service": self.services, "assessment": self.assessments, "diagnosis": self.diagnoses}[kind]
+            parent, position = self.person_elements[frame["p"][n]], frame["i"][n]
+        return next(islice(parent.iterchildren(self.tags[kind]), position - 1, None))
 
 
 class _Rows:
@@ -136,68 +153,69 @@ class IplosCollector:
         self.assessments = _Rows(["date"], "a", "p", "i", "line")
         self.scores = _Rows(["variable", "value"], "a", "k")
         self.diagnoses = _Rows(list(layout.diagnosis_fields), "d", "p", "i", "line")
-        self.elements: dict[str, list[Element]] = {"person": [], "service": [], "stop": [], "assessment": [],
-                                                   "diagnosis": []}
+        self.person_elements: list[Element] = []
+        self.counts = {"service": 0, "assessment": 0, "diagnosis": 0}  # records of each kind so far
 
     def __len__(self) -> int:
-        return len(self.elements["person"])
+        return len(self.person_elements)
 
     def add(self, person: Element) -> None:
         self.person_count += 1
-        elements = self.elements
-        p = len(elements["person"])
-        elements["person"].append(person)
+        p = len(self.person_elements)
+        self.person_elements.append(person)
         rows = self.persons.flat
         rows += (self.person_count, person.sourceline)
         rows += self.read_person(person)
-        services, rows = elements["service"], self.services.flat
+        counts = self.counts
+        number, rows = counts["service"], self.services.flat
         read, stop_tag = self.read_service, self.stop_tag
         for i, service in enumerate(person.iterchildren(self.service_tag), start=1):
-            number = len(services)
-            services.append(service)
             rows += (number, p, i, service.sourceline)
             rows += read(service)
             if stop_tag is not None:
-                stops, stop_rows, read_stop = elements["stop"], self.stops.flat, self.read_stop
+                stop_rows, read_stop = self.stops.flat, self.read_stop
                 for j, stop in enumerate(service.iterchildren(stop_tag), start=1):
-                    stops.append(stop)
                     stop_rows += (number, j, stop.sourceline)
                     stop_rows += read_stop(stop)
-        assessments, rows = elements["assessment"], self.assessments.flat
+            number += 1
+        counts["service"] = number
+        number, rows = counts["assessment"], self.assessments.flat
         score_rows, read_score, score_tag = self.scores.flat, self.read_score, self.score_tag
         for i, assessment in enumerate(person.iterchildren(self.assessment_tag), start=1):
-            number = len(assessments)
-            assessments.append(assessment)
             rows += (number, p, i, assessment.sourceline)
             rows += self.read_date(assessment)
             for k, score in enumerate(assessment.iterchildren(score_tag), start=1):
                 score_rows += (number, k)
                 score_rows += read_score(score)
+            number += 1
+        counts["assessment"] = number
         if self.diagnosis_tag is not None:
-            diagnoses, rows, read = elements["diagnosis"], self.diagnoses.flat, self.read_diagnosis
+            number, rows, read = counts["diagnosis"], self.diagnoses.flat, self.read_diagnosis
             for i, diagnosis in enumerate(person.iterchildren(self.diagnosis_tag), start=1):
-                number = len(diagnoses)
-                diagnoses.append(diagnosis)
                 rows += (number, p, i, diagnosis.sourceline)
                 rows += read(diagnosis)
+                number += 1
+            counts["diagnosis"] = number
 
     def batch(self) -> Collected:
         ints = ("p", "line", "s", "i", "j", "a", "k", "d")
+        tags = {"service": self.service_tag, "assessment": self.assessment_tag, "stop": self.stop_tag or "",
+                "diagnosis": self.diagnosis_tag or ""}
         return Collected(self.persons.frame(ints), self.services.frame(ints), self.stops.frame(ints),
                          self.assessments.frame(ints), self.scores.frame(ints), self.diagnoses.frame(ints),
-                         self.elements)
+                         self.person_elements, tags)
 
 
 def combine(batches: list[Collected]) -> Collected:
     """Batches of several files as one: each frame gains `f` (the batch's position in `batches`), and the
-    record numbers that index the element lists (`p` of the records, `s`, `a`, `d`) are shifted past the
-    batches before it, so that they index the concatenated lists (a person's own `p`, the person number
-    in its file, stays as it is)."""
+    record numbers that are row numbers (`p` of the records, `s`, `a`, `d`) are shifted past the batches
+    before it, so that they are row numbers of the concatenated frames (a person's own `p`, the person
+    number in its file, stays as it is)."""
     frames: dict[str, list[pl.DataFrame]] = {n: [] for n in ("persons", "services", "stops", "assessments",
                                                                "scores", "diagnoses")}
-    elements: dict[str, list[Element]] = {kind: [] for kind in batches[0].elements}
+    persons: list[Element] = []
+    shift = {"person": 0, "service": 0, "assessment": 0, "diagnosis": 0}
     for position, batch in enumerate(batches):
-        shift = {kind: len(found) for kind, found in elements.items()}
         file = pl.lit(position, dtype=pl.Int64).alias("f")
         p, s = pl.col("p") + shift["person"], pl.col("s") + shift["service"]
         a, d = pl.col("a") + shift["assessment"], pl.col("d") + shift["diagnosis"]
@@ -207,10 +225,12 @@ def combine(batches: list[Collected]) -> Collected:
         frames["assessments"].append(batch.assessments.with_columns(file, a, p))
         frames["scores"].append(batch.scores.with_columns(file, a))
         frames["diagnoses"].append(batch.diagnoses.with_columns(file, d, p))
-        for kind, found in batch.elements.items():
-            elements[kind].extend(found)
+        persons.extend(batch.person_elements)
+        for kind, frame in (("person", batch.persons), ("service", batch.services),
+                            ("assessment", batch.assessments), ("diagnosis", batch.diagnoses)):
+            shift[kind] += frame.height
     return Collected(*(pl.concat(parts) if len(parts) > 1 else parts[0] for parts in frames.values()),
-                     elements=elements)
+                     person_elements=persons, tags=batches[0].tags)
 
 
 def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool) -> None:
@@ -267,7 +287,7 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
             collector.add(elem)
             if len(collector) >= persons_per_batch:
                 yield collector.batch()
-                release(collector.elements["person"])
+                release(collector.person_elements)
                 collector.reset()
     except etree.XMLSyntaxError as exc:
         raise xml_error(exc) from None
@@ -280,4 +300,4 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
         on_first()
     if len(collector):
         yield collector.batch()
-        release(collector.elements["person"])
+        release(collector.person_elements)

@@ -123,8 +123,8 @@ class BatchJudge:
         return columns
 
     @staticmethod
-    def raw(elements: list, index: pl.Series) -> pl.Series:
-        return pl.Series([etree.tostring(elements[i], encoding="unicode", with_tail=False)
+    def raw(batch: Collected, kind: str, index: pl.Series) -> pl.Series:
+        return pl.Series([etree.tostring(batch.element(kind, i), encoding="unicode", with_tail=False)
                           for i in index.to_list()], dtype=pl.Utf8)
 
     # --- the batch -------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class BatchJudge:
         if bad_people.height:
             rejected.append(self.reject("person", bad_people.with_columns(
                 person_rows["rule"].filter(~person_ok).alias("rule"),
-                person_rows["message"].filter(~person_ok).alias("message")), batch.elements["person"]))
+                person_rows["message"].filter(~person_ok).alias("message")), batch))
             rejected.append(self.subtrees(bad_people, person_rows.filter(~person_ok), batch))
         good = people.filter(person_ok).select("e", "location", pl.lit(0).alias("_")).join(
             person_rows.filter(person_ok).select("e", "user_no", "person_key"), on="e")
@@ -157,11 +157,11 @@ class BatchJudge:
         out = pl.concat(frames) if frames else pl.DataFrame(schema=_REJECTED)
         return Judged(staged, assessments_staged, out, identities, good["e"])
 
-    def reject(self, kind: str, frame: pl.DataFrame, elements: list, index: str = "e") -> pl.DataFrame:
+    def reject(self, kind: str, frame: pl.DataFrame, batch: Collected, index: str = "e") -> pl.DataFrame:
         return pl.DataFrame({"f": frame["f"], "kind": [kind] * frame.height, "line": frame["line"],
                              "location": frame["location"],
                              "rule_id": frame["rule"], "message": frame["message"],
-                             "raw_value": self.raw(elements, frame[index])}, schema=_REJECTED)
+                             "raw_value": self.raw(batch, kind, frame[index])}, schema=_REJECTED)
 
     def persons(self, people: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
         parsed = self.parse_all(people, [(n, n) for n in ("id_type", "fid", "user_no", "sex", "birth_year",
@@ -197,7 +197,7 @@ class BatchJudge:
                                     judged["rule"].to_list(), strict=True):
             message = f"belongs to a person quarantined for {rule}"
             counters: dict[str, int] = {}
-            person = batch.elements["person"][e]
+            person = batch.person_elements[e]
             for child in person.iter():
                 if child is person or not isinstance(child.tag, str) or child.tag not in kinds:
                     continue
@@ -226,7 +226,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         judged = services.with_columns(first["rule"].alias("rule"), first["message"].alias("message"))
         if (~ok).any():
-            rejected.append(self.reject("service", judged.filter(~ok), batch.elements["service"], "s"))
+            rejected.append(self.reject("service", judged.filter(~ok), batch, "s"))
         ids = service_id.values if service_id is not None else pl.Series([None] * services.height, dtype=pl.Utf8)
         rows = services.select(*self.prefix(services)).with_columns(
             services["user_no"], services["person_key"], ids.alias("service_id"),
@@ -253,7 +253,7 @@ class BatchJudge:
             rejected.append(self.reject("stop", orphans.with_columns(
                 pl.lit("record.parent_quarantined").alias("rule"),
                 pl.concat_str([pl.lit("belongs to a service quarantined for "), pl.col("rule")]).alias("message")),
-                batch.elements["stop"], "n"))
+                batch, "n"))
         stops = located(stops.drop("rule")).join(stop_index, on=["s", "j"])
         parsed = self.parse_all(stops, [("from_date", "from_date"), ("to_date", "to_date"), ("stop_id", "stop_id")],
                                 strip=("from_date",))
@@ -264,7 +264,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("stop", stops.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["stop"], "n"))
+                                        batch, "n"))
         rows = stops.select(*self.prefix(stops)).with_columns(
             stops["person_key"], stops["service_id"], stop_id.values.alias("stop_id"),
             start.values.alias("from_date"), end.values.alias("to_date"))
@@ -321,7 +321,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("assessment", frame.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["assessment"], "a"))
+                                        batch, "a"))
         good = frame.with_columns(date.values.alias("assessment_date")).filter(ok)
         rows = (scored.join(good.select("a", "line", "location", "person_key", "assessment_date"), on="a")
                 .sort("a", "k"))
@@ -342,7 +342,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("diagnosis", frame.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["diagnosis"], "d"))
+                                        batch, "d"))
         rows = frame.select(*self.prefix(frame, extract_date=False)).with_columns(
             frame["person_key"], parsed["system"].values.alias("system"), parsed["code"].values.alias("code"),
             date.values.alias("diagnosis_date"))
