@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-ui test test-slow snapshots lint bench clean venv
+.PHONY: demo demo-ui test test-unit test-slow snapshots lint bench clean venv
 
 venv: $(STAMP)
 
@@ -24,12 +24,16 @@ demo-ui: $(STAMP)
 test: $(STAMP)
 	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest
 
+# the fast half: one module at a time, no generated world, no Dagster run, no service (about 30 s)
+test-unit: $(STAMP)
+	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest tests/unit
+
 test-slow: $(STAMP)
 	KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -m slow
 
 # rewrite tests/fixtures/definitions.txt after a deliberate change to the Dagster graph (commit it)
 snapshots: $(STAMP)
-	KTT_UPDATE_SNAPSHOTS=1 KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -q tests/test_definitions_snapshot.py
+	KTT_UPDATE_SNAPSHOTS=1 KTT_ALLOW_SYNTHETIC_IDS=1 $(BIN)/python -m pytest -q tests/unit/test_definitions_snapshot.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,8 @@ import pytest
 
 from transforms.privacy.keys import init_key_file
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]  # the checkout
+FIXTURES = REPO / "tests" / "fixtures"
 EXAMPLE_ROOT = FIXTURES / "examples" / "data-root"  # the spec's worked example
 EXAMPLE_MESSAGES = FIXTURES / "examples" / "xpr56"  # the spec's two schema-valid messages
 OFFICIAL = FIXTURES / "xpr-ipl-56.0.0"  # Helsedirektoratet's published XPR 56.0.0 schema set
@@ -72,7 +73,7 @@ def small_root(tmp_path_factory, key_file) -> Path:
 @pytest.fixture(scope="session")
 def written_demo(demo_root, tmp_path_factory) -> Path:
     """The ingested demo world with its messages written 2017-01-01..2025-12-31 and nothing delivered."""
-    from tests.test_submissions import backfill, prepare
+    from tests.integration.test_submissions import backfill, prepare
 
     root = tmp_path_factory.mktemp("written-demo") / "data"
     shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))

@@ -7,11 +7,12 @@ import dataclasses
 import datetime as dt
 import re
 
-from tests.conftest import OFFICIAL
+from tests.conftest import EXAMPLE_MESSAGES, OFFICIAL
 from transforms.submit.serializers import NIL_GUID, Contact, Event, Message, Notification, Person, Xpr56Serializer
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 
 UTC = dt.UTC
+EXAMPLES = EXAMPLE_MESSAGES  # the spec's two schema-valid messages
 
 # Synthetic identifiers (birth month + 80, valid check digits).
 FID_A = "14894710005"

@@ -3,7 +3,8 @@
 The client assertion and the DPoP proofs are JWTs signed with the client's private JWK by joserfc
 (RFC 7515/7519/7638); the token request goes through the transport's httpx client. A server may
 ask for a DPoP nonce (`use_dpop_nonce` with a `DPoP-Nonce` header, RFC 9449 §8-9): the request is
-repeated once with it, and the latest nonce of each server is sent with every later proof. Tokens
+repeated once with it, and the latest nonce of each endpoint is sent with every later proof (per endpoint,
+not per host: HelseID and the API each have their own, even behind one origin, as in the sandbox). Tokens
 are cached until shortly before they expire and shared by the delivering threads. Neither the key
 nor a token is ever logged; errors quote only the server's error code and description.
 """
@@ -64,7 +65,7 @@ class TokenClient:
         self.key: RSAKey = settings.jwk
         self.public_jwk = {k: v for k, v in self.key.as_dict(private=False).items() if k in ("kty", "n", "e")}
         self._token: _Token | None = None
-        self._nonces: dict[str, str] = {}  # per server (scheme://host:port): the last DPoP-Nonce it gave
+        self._nonces: dict[str, str] = {}  # per endpoint (its `htu`): the last DPoP-Nonce it gave
         self._lock = threading.Lock()
 
     # --- JWTs ------------------------------------------------------------------------------------
@@ -79,24 +80,24 @@ class TokenClient:
         claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": htu(url), "iat": int(time.time())}
         if access_token is not None:
             claims["ath"] = _b64url(hashlib.sha256(access_token.encode("ascii")).digest())
-        nonce = self._nonces.get(self._server(url))
+        nonce = self.nonce_for(url)
         if nonce:
             claims["nonce"] = nonce
         header = {"typ": "dpop+jwt", "alg": self.settings.algorithm, "jwk": self.public_jwk}
         return jwt.encode(header, claims, self.key, algorithms=[self.settings.algorithm])
 
-    @staticmethod
-    def _server(url: str) -> str:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
+    def nonce_for(self, url: str) -> str | None:
+        """The nonce the endpoint at `url` last gave (sent with its next proof), if any."""
+        return self._nonces.get(htu(url))
 
-    def remember_nonce(self, url: str, response: httpx.Response) -> bool:
-        """Keep a `DPoP-Nonce` the server sent; True when it is new."""
+    def remember_nonce(self, url: str, response: httpx.Response, sent: str | None) -> bool:
+        """Keep a `DPoP-Nonce` the endpoint sent; True when it differs from the one the request carried (`sent`),
+        so that asking again with it can succeed, also when another thread has already stored it."""
         nonce = response.headers.get("DPoP-Nonce")
-        if not nonce or self._nonces.get(self._server(url)) == nonce:
+        if not nonce:
             return False
-        self._nonces[self._server(url)] = nonce
-        return True
+        self._nonces[htu(url)] = nonce
+        return nonce != sent
 
     # --- the token -------------------------------------------------------------------------------
     def invalidate(self, value: str | None = None) -> None:
@@ -117,12 +118,13 @@ class TokenClient:
             form = {"grant_type": "client_credentials", "client_id": self.settings.client_id,
                     "scope": self.settings.scope, "client_assertion_type": ASSERTION_TYPE,
                     "client_assertion": self.client_assertion()}
+            sent = self.nonce_for(self.endpoint)
             headers = {"DPoP": self.dpop_proof("POST", self.endpoint)} if self.settings.dpop else {}
             try:
                 response = self.http.post(self.endpoint, data=form, headers=headers)
             except httpx.HTTPError as exc:
                 raise TokenUnavailable(f"token endpoint {self.endpoint}: {type(exc).__name__}") from None
-            new_nonce = self.remember_nonce(self.endpoint, response)
+            new_nonce = self.remember_nonce(self.endpoint, response, sent)
             error = _error_of(response)
             if response.status_code == 400 and error[0] == "use_dpop_nonce" and new_nonce:
                 continue

@@ -93,6 +93,7 @@ class KneikApiTransport:
     def send(self, envelope: Envelope) -> Answer:
         body = envelope.body()
         for _ in range(2):  # the second time with a DPoP nonce the API asked for
+            sent = self.tokens.nonce_for(self.url)
             try:
                 auth, token = self.tokens.authorization("POST", self.url)
             except TokenUnavailable as exc:
@@ -104,7 +105,7 @@ class KneikApiTransport:
                 return Answer(TRANSIENT, None, None, "timeout", type(exc).__name__)
             except httpx.HTTPError as exc:
                 return Answer(TRANSIENT, None, None, "connection", type(exc).__name__)
-            new_nonce = self.tokens.remember_nonce(self.url, response)
+            new_nonce = self.tokens.remember_nonce(self.url, response, sent)
             if response.status_code == 401 and new_nonce and "use_dpop_nonce" in response.headers.get(
                     "WWW-Authenticate", ""):
                 continue

@@ -113,7 +113,9 @@ def _compare(con, name: str, kind: str, scratch: Path, any_good: bool, earlier: 
         "SELECT NULL::VARCHAR AS key WHERE false"
     earlier_parts = [p for dump in earlier for p in sink.staged_parts(table, sink.root.relative(dump))]
     order = ", ".join(f"({sql_literal(sink.root.relative(d))}, {i})" for i, d in enumerate(earlier)) or "(NULL, 0)"
-    previous = (f"""SELECT p.* FROM read_parquet({sql_list(earlier_parts)}) p
+    # the staged folders are named `system=<kommune>-<system>`: read as hive partitions they would replace
+    # the rows' own `system` column with the folder's name
+    previous = (f"""SELECT p.* FROM read_parquet({sql_list(earlier_parts)}, hive_partitioning = false) p
                    JOIN (VALUES {order}) o(file, rank) ON o.file = p.source_file
                    QUALIFY row_number() OVER (PARTITION BY {_key_sql(name, 'p')}
                                               ORDER BY o.rank DESC, p.line DESC) = 1"""

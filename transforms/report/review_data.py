@@ -60,7 +60,9 @@ def _read(con: duckdb.DuckDBPyConnection, root: Path, table: Table, sql: str, pa
     if not table.files(root):
         return pl.DataFrame()
     source = table.glob(root) if table.partitioned else table.location(root)
-    con.execute(f"CREATE OR REPLACE VIEW t AS SELECT * FROM read_parquet('{source}', union_by_name = true)")
+    hive = str(table.hive_partitioning).lower()  # else `system=...` folders would overwrite the column
+    con.execute(f"CREATE OR REPLACE VIEW t AS SELECT * FROM read_parquet('{source}', hive_partitioning = {hive}, "
+                "union_by_name = true)")
     return con.execute(sql, params).pl()
 
 

@@ -3,9 +3,12 @@
 Token endpoint: a `client_credentials` request whose `private_key_jwt` assertion is signed by the
 registered client key (`kid` included) with `iss` = `sub` = the client, `aud` = this endpoint, a
 lifetime of at most 60 s that has not ended, and a `jti` never seen before; with a DPoP proof
-(`typ dpop+jwt`, this method and URL, fresh, signed by the key it carries, the server's nonce).
-Message endpoint: a live DPoP-bound token whose proof matches the method, URL, token hash (`ath`)
-and key thumbprint; an envelope to this registry from a registered HER-id; a payload that decrypts
+(`typ dpop+jwt`, this method and URL, fresh, signed by the key it carries, the server's nonce), or
+without one a Bearer token (unless `bearer_tokens = false`).
+Message endpoint: a live token used as it was issued: a Bearer token as Bearer, a DPoP-bound token with
+a proof that matches the method, URL, token hash (`ath`) and key thumbprint (and, with
+`api_dpop_nonce = true`, the API's own nonce, which it hands out in a 401 `use_dpop_nonce`);
+an envelope to this registry from a registered HER-id; a payload that decrypts
 with the registry's key and whose signature and signer certificate hold (`cms`); a message that is
 valid XPR 56 (`get_serializer().validate`), from the municipality the HER-id belongs to, whose
 first notification continues that municipality's accepted sequence and GUID chain. A repeated
@@ -117,6 +120,8 @@ class Registry:
         self.scope = settings["scope"]
         self.to_her_id = int(settings["to_her_id"])
         self.token_lifetime = int(settings.get("token_lifetime_s", 300))
+        self.bearer_tokens = bool(settings.get("bearer_tokens", True))  # a token request without DPoP: Bearer
+        self.api_nonce = bool(settings.get("api_dpop_nonce", False))  # the API asks for its own nonce
         self.register = {int(her): str(nr) for her, nr in settings.get("register", {}).items()}
         self.client_key = RSAKey.import_key(json.loads(files.client_public_jwk.read_text(encoding="utf-8")))
         self.ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
@@ -129,7 +134,10 @@ class Registry:
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO server VALUES ('dpop_nonce', ?)", (secrets.token_urlsafe(16),))
+        self.db.execute("INSERT OR IGNORE INTO server VALUES ('api_dpop_nonce', ?)", (secrets.token_urlsafe(16),))
         self.nonce = self.db.execute("SELECT value FROM server WHERE name = 'dpop_nonce'").fetchone()[0]
+        # another server's nonce, as HelseID's and the API's would be: the client keeps one per server
+        self.api_nonce_value = self.db.execute("SELECT value FROM server WHERE name = 'api_dpop_nonce'").fetchone()[0]
         self.requests = 0
         self.reject: set[tuple[str, str]] = set()  # (kommune, day) to refuse: a test's invalid message
         self.token_max_uses: int | None = None  # tokens die after so many API requests (expiry mid-run)
@@ -137,7 +145,7 @@ class Registry:
 
     # --- DPoP -------------------------------------------------------------------------------------
     def _proof(self, proof: str | None, method: str, url: str, token: str | None = None,
-               need_nonce: bool = False) -> tuple[str | None, str]:
+               need_nonce: str | None = None) -> tuple[str | None, str]:
         """(JWK thumbprint, "") of a valid proof, or (None, why not)."""
         if not proof:
             return None, "DPoP proof missing"
@@ -159,7 +167,7 @@ class Registry:
         jti = str(claims.get("jti", ""))
         if token is not None and claims.get("ath") != _b64url(hashlib.sha256(token.encode()).digest()):
             return None, "DPoP proof ath is not the hash of the access token"
-        if need_nonce and claims.get("nonce") != self.nonce:
+        if need_nonce is not None and claims.get("nonce") != need_nonce:
             return None, "use_dpop_nonce"
         self.requests += 1
         if self.requests % 1000 == 0:  # a proof older than twice its lifetime is refused anyway
@@ -185,16 +193,19 @@ class Registry:
         problem = self._assertion(form["client_assertion"], url)
         if problem:
             return _oauth_error(401, "invalid_client", problem)
-        jkt, why = self._proof(proof, "POST", url, need_nonce=True)
-        if jkt is None:
-            if why == "use_dpop_nonce":
-                return _oauth_error(400, "use_dpop_nonce", "a DPoP nonce is required", {"DPoP-Nonce": self.nonce})
-            return _oauth_error(400, "invalid_dpop_proof", why)
+        if proof is None and self.bearer_tokens:
+            jkt = None  # a Bearer token: whoever holds it may use it until it expires
+        else:
+            jkt, why = self._proof(proof, "POST", url, need_nonce=self.nonce)
+            if jkt is None:
+                if why == "use_dpop_nonce":
+                    return _oauth_error(400, "use_dpop_nonce", "a DPoP nonce is required", {"DPoP-Nonce": self.nonce})
+                return _oauth_error(400, "invalid_dpop_proof", why)
         token = secrets.token_urlsafe(32)
         self.db.execute("INSERT INTO tokens (token, jkt, expires) VALUES (?, ?, ?)",
                         (token, jkt, time.time() + self.token_lifetime))
-        return Reply(200, {"access_token": token, "token_type": "DPoP", "expires_in": self.token_lifetime,
-                           "scope": self.scope})
+        return Reply(200, {"access_token": token, "token_type": "DPoP" if jkt else "Bearer",
+                           "expires_in": self.token_lifetime, "scope": self.scope})
 
     def _assertion(self, assertion: str, url: str) -> str:
         try:
@@ -223,13 +234,23 @@ class Registry:
     # --- message endpoint -------------------------------------------------------------------------
     def authorize(self, authorization: str | None, proof: str | None, url: str) -> Reply | None:
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme != "DPoP" or not token:
-            return _unauthorized("invalid_token", "a DPoP-bound access token is required")
+        if scheme not in ("DPoP", "Bearer") or not token:
+            return _unauthorized("invalid_token", "an access token is required (DPoP or Bearer)")
         row = self.db.execute("SELECT jkt, expires, uses FROM tokens WHERE token = ?", (token,)).fetchone()
         if row is None or row[1] < time.time() or (self.token_max_uses is not None and row[2] >= self.token_max_uses):
             return _unauthorized("invalid_token", "the access token is unknown or expired")
-        jkt, why = self._proof(proof, "POST", url, token=token)
+        if (scheme == "Bearer") != (row[0] is None):
+            return _unauthorized("invalid_token", f"a {'DPoP-bound' if row[0] else 'Bearer'} token used as {scheme}")
+        if scheme == "Bearer":
+            self.db.execute("UPDATE tokens SET uses = uses + 1 WHERE token = ?", (token,))
+            return None
+        jkt, why = self._proof(proof, "POST", url, token=token,
+                               need_nonce=self.api_nonce_value if self.api_nonce else None)
         if jkt is None:
+            if why == "use_dpop_nonce":
+                return Reply(401, {"errorCode": "use_dpop_nonce", "errorMessage": "a DPoP nonce is required",
+                                   "refId": str(uuid.uuid4())},
+                             {"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": self.api_nonce_value})
             return _unauthorized("invalid_dpop_proof", why)
         if jkt != row[0]:
             return _unauthorized("invalid_dpop_proof", "the DPoP proof's key is not the one the token is bound to")

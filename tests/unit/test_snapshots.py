@@ -93,6 +93,19 @@ def test_versions_come_from_comparing_consecutive_dumps(tmp_path: Path):
         (3, 3, 0, 0), (4, 3, 0, 1), (3, 1, 1, 1)]  # a vanished record counts as one the dump tells of
 
 
+@pytest.mark.parametrize("disappeared", ["annul", "end"])
+def test_every_version_of_a_record_names_the_same_system(tmp_path: Path, disappeared: str):
+    """The version made for a vanished record is read back from the staged folder `system=1515-oj`: it keeps
+    the record's own system id (`oj`), so the timeline sees one record, not an annulled twin beside it."""
+    settings = make_root(tmp_path, disappeared)
+    series(settings.data_root)
+    ingest_epj(settings, KEYS)
+    frame = pl.concat([pl.read_parquet(p, hive_partitioning=False) for p in EPJ_SERVICE_VERSIONS.files(
+        settings.data_root)])
+    assert set(frame["system"]) == {"oj"}
+    assert set(frame.filter(pl.col("line") == 0)["service_id"]) == {"E-3", "E-4"}
+
+
 def test_a_vanished_record_can_end_on_the_dump_date(tmp_path: Path):
     settings = make_root(tmp_path, disappeared="end")
     series(settings.data_root)

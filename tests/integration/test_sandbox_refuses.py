@@ -39,7 +39,7 @@ class Client:
     def token(self, registry: Registry) -> str:
         first = registry.token(self.form(), self.tokens.dpop_proof("POST", self.token_url), self.token_url)
         assert first.status == 400 and first.body["error"] == "use_dpop_nonce"  # HelseID asks for a nonce first
-        self.tokens._nonces[self.tokens._server(self.token_url)] = first.headers["DPoP-Nonce"]
+        self.tokens.remember_nonce(self.token_url, first, None)
         reply = registry.token(self.form(), self.tokens.dpop_proof("POST", self.token_url), self.token_url)
         assert reply.status == 200, reply.body
         return reply.body["access_token"]
@@ -145,3 +145,34 @@ def test_a_message_that_breaks_the_schema_is_refused(world):
     broken = messages[0].replace(b'versjon="56.0.0"', b'versjon="55.0.0"', 1)
     reply = registry.message(_envelope(client, broken))
     assert reply.status == 400 and reply.body["validationCode"] == "xsd"
+
+
+def test_a_token_request_without_dpop_gets_a_bearer_token_used_only_as_bearer(world):
+    _, registry, client, _ = world
+    reply = registry.token(client.form(), None, client.token_url)
+    assert reply.status == 200 and reply.body["token_type"] == "Bearer"
+    token = reply.body["access_token"]
+    assert registry.authorize(f"Bearer {token}", None, client.api_url) is None
+    as_dpop = registry.authorize(f"DPoP {token}", client.tokens.dpop_proof("POST", client.api_url, token),
+                                 client.api_url)
+    assert as_dpop is not None and as_dpop.status == 401 and "Bearer token used as DPoP" in as_dpop.body["errorMessage"]
+
+
+def test_a_registry_that_wants_dpop_refuses_a_token_request_without_a_proof(world):
+    _, registry, client, _ = world
+    registry.bearer_tokens = False
+    reply = registry.token(client.form(), None, client.token_url)
+    assert reply.status == 400 and reply.body["error"] == "invalid_dpop_proof"
+
+
+def test_an_api_that_wants_its_own_nonce_asks_for_it_and_accepts_it(world):
+    _, registry, client, _ = world
+    registry.api_nonce = True
+    token = client.token(registry)  # the client now holds the token endpoint's nonce, not the API's
+    asked = registry.authorize(f"DPoP {token}", client.tokens.dpop_proof("POST", client.api_url, token),
+                               client.api_url)
+    assert asked is not None and asked.status == 401 and 'error="use_dpop_nonce"' in asked.headers["WWW-Authenticate"]
+    assert asked.headers["DPoP-Nonce"] == registry.api_nonce_value != registry.nonce
+    client.tokens._nonces[htu(client.api_url)] = asked.headers["DPoP-Nonce"]
+    assert registry.authorize(f"DPoP {token}", client.tokens.dpop_proof("POST", client.api_url, token),
+                              client.api_url) is None

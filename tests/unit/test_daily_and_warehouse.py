@@ -6,6 +6,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from tests.conftest import REPO
 from transforms.core.duck import register_views
 from transforms.core.settings import load_settings
 from transforms.report.warehouse import build_warehouse
@@ -76,9 +77,8 @@ def test_warehouse_has_every_view_and_opens_read_only(built):
 
 
 def test_readme_analyst_queries_run(built):
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     block = readme.split("### The analyst catalog")[1].split("```sql")[1].split("```")[0]
     queries = [q for q in block.split(";") if q.strip()]
     assert len(queries) == 5

@@ -11,11 +11,11 @@ import datetime as dt
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from tests.conftest import REPO
 from tests.xpr56_messages import (
     CONTACTS,
     EXAMPLES,
@@ -60,7 +60,7 @@ from transforms.submit.serializers.xpr56 import (
 
 def test_packaged_schema_lives_in_the_package():
     directory = schema_dir()
-    assert directory.is_relative_to(Path(__file__).resolve().parents[1] / "transforms")
+    assert directory.is_relative_to(REPO / "transforms")
     assert sorted(p.name for p in directory.glob("*.xsd")) == sorted(SCHEMA_FILES)
     assert isinstance(load_schema(), etree.XMLSchema)
 
@@ -238,4 +238,4 @@ def test_registry():
 def test_no_dagster_import():
     code = ("import sys, transforms.submit.serializers.xpr56; "
             "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -23,7 +23,7 @@ from tests.conftest import FIXTURES
 SNAPSHOT = FIXTURES / "definitions.txt"
 UPDATE_VARIABLE = "KTT_UPDATE_SNAPSHOTS"
 HEADER = """\
-# The Dagster definitions (pipelines.definitions.defs), rendered by tests/test_definitions_snapshot.py.
+# The Dagster definitions (pipelines.definitions.defs), rendered by tests/unit/test_definitions_snapshot.py.
 # Do not edit by hand: after a deliberate change to the graph run `make snapshots` and commit this file.
 """
 

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.conftest import OFFICIAL
+from tests.conftest import OFFICIAL, REPO
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
@@ -307,7 +307,7 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path, 
     root = tmp_path / "data"
     shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
     process = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root), str(workers)], env={**os.environ},
-                               cwd=Path(__file__).resolve().parents[1])
+                               cwd=REPO)
     deadline = time.monotonic() + 120
     # kill it in the middle: after the first municipality is committed, while the next one is being written
     while time.monotonic() < deadline and process.poll() is None:

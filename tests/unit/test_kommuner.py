@@ -1,10 +1,9 @@
 import csv
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from tests.conftest import SSB_GROUPING
+from tests.conftest import REPO, SSB_GROUPING
 from transforms.reference.municipalities import (
     municipality_codes,
     predecessor_codes,
@@ -101,7 +100,7 @@ def test_predecessors_and_reporting_number():
 
 
 def test_packaged_copy_matches_the_official_reference():
-    packaged = Path(__file__).resolve().parents[1] / "transforms" / "reference" / "data" / SSB_GROUPING.name
+    packaged = REPO / "transforms" / "reference" / "data" / SSB_GROUPING.name
     assert packaged.read_bytes() == SSB_GROUPING.read_bytes()
     with SSB_GROUPING.open(encoding="utf-8") as handle:
         codes_valid_since_2017 = {
@@ -113,7 +112,7 @@ def test_packaged_copy_matches_the_official_reference():
 
 
 def test_each_reference_file_has_exactly_one_loader_in_transforms_reference():
-    transforms = Path(__file__).resolve().parents[1] / "transforms"
+    transforms = REPO / "transforms"
     sources = {p: p.read_text(encoding="utf-8") for p in transforms.rglob("*.py")}
     for data in sorted((transforms / "reference" / "data").glob("*.csv")):
         readers = [p.relative_to(transforms).as_posix() for p, text in sources.items() if data.name in text]

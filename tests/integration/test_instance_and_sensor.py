@@ -12,6 +12,7 @@ from assets.resources import KttResource
 from pipelines.definitions import defs
 from pipelines.sensors import raw_files_sensor
 from pipelines.ui import UiError, instance_template, port_is_free, prepare_instance
+from tests.conftest import REPO
 from transforms.core.settings import load_settings
 from transforms.ingest import fingerprints as sources
 
@@ -127,7 +128,7 @@ def test_sensor_and_jobs_are_in_the_code_location():
 
 
 def test_kubernetes_files_parse_and_match_the_code():
-    deploy = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+    deploy = REPO / "deploy" / "kubernetes"
     values = yaml.safe_load((deploy / "values.yaml").read_text())
     groups = values["dagster-user-deployments"]["deployments"]
     roots = {g["name"]: next(e["value"] for e in g["env"] if e["name"] == "KTT_DATA_ROOT") for g in groups}

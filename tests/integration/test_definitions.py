@@ -7,8 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import defs
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def test_definitions_resolve():

@@ -44,6 +44,26 @@ def test_the_demo_world_delivered_whole_replays_to_the_ledger(written_demo, tmp_
     assert again.returncode == 0 and len(accepted_messages(root / "sandbox")) == messages
 
 
+@pytest.mark.parametrize(("client", "registry"), [
+    ({"dpop": False}, {}),                                  # a Bearer token (a HelseID client without DPoP)
+    ({}, {"api_dpop_nonce": "true"}),                       # the API asks for its own DPoP nonce
+], ids=["bearer", "api-nonce"])
+def test_a_month_delivered_with_a_bearer_token_or_an_api_nonce(written_demo, tmp_path, client, registry):
+    root = copy_written(written_demo, tmp_path)
+    files = setup_sandbox(root, tmp_path, **client)
+    text = files.settings.read_text()
+    for key, value in registry.items():
+        text = text.replace(f"{key} = false", f"{key} = {value}")
+    files.settings.write_text(text)
+    with sandbox(root):
+        result = ktt("deliver", "--data-root", str(root), "--to", "2017-01-31")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_exactly_once_in_order(root)
+    january = sorted(root.glob("submissions/kommune=*/2017/2017-01-*.xml"))
+    assert january and len(accepted_messages(root / "sandbox")) == len(january)
+    assert "rejected" not in {s for *_, s, _, _ in delivery_state(root)}
+
+
 def _messages(root, kommune: str, n: int) -> list[tuple[dt.date, int]]:
     """(day, last sequence number) of a municipality's first `n` messages."""
     with duckdb.connect(str(root / "ledger" / "ledger.duckdb"), read_only=True) as con:
@@ -120,7 +140,7 @@ def test_the_asset_without_a_transport_sends_nothing_and_passes_with_a_note(writ
 def test_the_small_world_delivered_whole_replays_to_the_ledger(small_root, tmp_path):
     import shutil
 
-    from tests.test_submissions import backfill, prepare
+    from tests.integration.test_submissions import backfill, prepare
 
     root = tmp_path / "data"
     shutil.copytree(small_root, root, ignore=shutil.ignore_patterns("ledger", "submissions", "outbox"))
