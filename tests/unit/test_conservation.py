@@ -4,7 +4,7 @@ import os
 
 import polars as pl
 
-from tests.test_readers_iplos import bruker, doc37, read, tjeneste
+from tests.unit.test_readers_iplos import bruker, doc37, read, tjeneste
 from transforms.core.settings import load_settings
 from transforms.ingest.conservation import conservation_table
 from transforms.synthetic.ids import birth_number

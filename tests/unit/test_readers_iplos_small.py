@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import EXAMPLE_ROOT
-from tests.test_readers_iplos import bruker, doc37, make_sink, tjeneste
+from tests.unit.test_readers_iplos import bruker, doc37, make_sink, tjeneste
 from transforms.core.layout import DataRoot
 from transforms.ingest.readers.base import FileRejected, ReadContext
 from transforms.ingest.readers.iplos_xml import read_iplos_file, read_small_iplos_files
