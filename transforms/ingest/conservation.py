@@ -7,6 +7,10 @@ twice is caught.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import duckdb
 import polars as pl
 
 from transforms.core import duck
@@ -37,6 +41,35 @@ KIND_TABLES: dict[str, list[tuple[Table, str]]] = {
 }
 
 
+# (what is counted, a source file's group of Parquet files) -> (their names, sizes and times, counted rows)
+_COUNTED: dict[tuple[str, str], tuple[tuple, list[tuple]]] = {}
+_PART_NUMBER = r"-[0-9]+\.parquet$"  # a staged part's number: its file without it names the source file's group
+
+
+def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str) -> list[tuple]:
+    """Rows of `select` (grouped by source file) over `files`, each source file's Parquet files read again only
+    when one of them changed since the last count in this process: an ingestion's asset checks and summary
+    count the same thousands of files several times, and a file's count changes only when it is rewritten."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(re.sub(_PART_NUMBER, "", str(path)), []).append(path)
+    stamps = {}
+    for group, paths in groups.items():
+        stats = [(path, path.stat()) for path in paths]
+        stamps[group] = tuple((path.name, st.st_size, st.st_mtime_ns) for path, st in stats)
+    stale = [g for g in groups if _COUNTED.get((what, g), (None,))[0] != stamps[g]]
+    if stale:
+        found: dict[str, list[tuple]] = {g: [] for g in stale}
+        paths = [p for g in stale for p in groups[g]]
+        for row in con.sql(f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, {select} "
+                           f"FROM read_parquet({sql_list(paths)}, filename = true, union_by_name = true) "
+                           "GROUP BY ALL").fetchall():
+            found[row[0]].append(row[1:])
+        for group in stale:
+            _COUNTED[(what, group)] = (stamps[group], found[group])
+    return [row for g in groups for row in _COUNTED[(what, g)][1]]
+
+
 def conservation_table(settings: Settings) -> pl.DataFrame:
     """One row per (source file, record kind) with records_in, staged, quarantined and `balanced`."""
     counts_files = settings.root.files(FILE_COUNTS)
@@ -44,50 +77,54 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
         return pl.DataFrame(schema={"source_file": pl.Utf8, "record_kind": pl.Utf8, "records_in": pl.Int64,
                                     "staged": pl.Int64, "quarantined": pl.Int64, "unchanged": pl.Int64,
                                     "balanced": pl.Boolean})
-    parts = []
-    for kind, tables in KIND_TABLES.items():
-        for table, measure in tables:
-            files = settings.root.files(table)
-            if files:
-                parts.append(f"SELECT source_file, '{kind}' AS record_kind, {measure} AS n "
-                             f"FROM read_parquet({sql_list(files)}) GROUP BY source_file")
-    staged_sql = " UNION ALL ".join(parts) if parts else \
-        "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
-    quarantine_files = settings.root.files(QUARANTINE)
-    quarantine_sql = (
-        f"SELECT source_file, record_kind, count(*) AS n FROM read_parquet({sql_list(quarantine_files)}) "
-        "GROUP BY ALL" if quarantine_files else
-        "SELECT NULL::VARCHAR AS source_file, NULL::VARCHAR AS record_kind, 0 AS n WHERE false"
-    )
-    sql = f"""
-        WITH counted AS (
-            SELECT source_file, record_kind, sum(records_in) AS records_in, sum(unchanged) AS unchanged
-            FROM read_parquet({sql_list(counts_files)}, union_by_name = true) GROUP BY ALL
-        ), staged AS (
-            SELECT source_file, record_kind, sum(n) AS n FROM ({staged_sql}) GROUP BY ALL
-        ), quarantined AS ({quarantine_sql})
-        SELECT
-            coalesce(c.source_file, s.source_file, q.source_file) AS source_file,
-            coalesce(c.record_kind, s.record_kind, q.record_kind) AS record_kind,
-            coalesce(c.records_in, 0)::BIGINT AS records_in,
-            coalesce(s.n, 0)::BIGINT AS staged,
-            coalesce(q.n, 0)::BIGINT AS quarantined,
-            coalesce(c.unchanged, 0)::BIGINT AS unchanged
-        FROM counted c
-        FULL JOIN staged s ON s.source_file = c.source_file AND s.record_kind = c.record_kind
-        FULL JOIN quarantined q
-            ON q.source_file = coalesce(c.source_file, s.source_file)
-            AND q.record_kind = coalesce(c.record_kind, s.record_kind)
-        ORDER BY 1, 2
-    """
+    key = ["source_file", "record_kind"]
     with duck.connect() as con:
-        frame = con.sql(sql).pl()
+        staged: list[tuple] = []
+        for kind, tables in KIND_TABLES.items():
+            for table, measure in tables:
+                staged += _counted(con, f"{table.name}:{measure}", settings.root.files(table),
+                                   f"source_file, '{kind}' AS record_kind, {measure} AS n")
+        quarantined = _counted(con, QUARANTINE.name, settings.root.files(QUARANTINE),
+                               "source_file, record_kind, count(*) AS n")
+        counted = _counted(con, FILE_COUNTS.name, counts_files, "source_file, record_kind, "
+                           "sum(records_in)::BIGINT AS records_in, sum(unchanged)::BIGINT AS unchanged")
+        con.register("staged_rows", _frame(staged, [*key, "n"]))
+        con.register("quarantined_rows", _frame(quarantined, [*key, "n"]))
+        con.register("counted_rows", _frame(counted, [*key, "records_in", "unchanged"]))
+        frame = con.sql("""
+            WITH counted AS (
+                SELECT source_file, record_kind, sum(records_in) AS records_in, sum(unchanged) AS unchanged
+                FROM counted_rows GROUP BY ALL
+            ), staged AS (
+                SELECT source_file, record_kind, sum(n) AS n FROM staged_rows GROUP BY ALL
+            ), quarantined AS (
+                SELECT source_file, record_kind, sum(n) AS n FROM quarantined_rows GROUP BY ALL
+            )
+            SELECT
+                coalesce(c.source_file, s.source_file, q.source_file) AS source_file,
+                coalesce(c.record_kind, s.record_kind, q.record_kind) AS record_kind,
+                coalesce(c.records_in, 0)::BIGINT AS records_in,
+                coalesce(s.n, 0)::BIGINT AS staged,
+                coalesce(q.n, 0)::BIGINT AS quarantined,
+                coalesce(c.unchanged, 0)::BIGINT AS unchanged
+            FROM counted c
+            FULL JOIN staged s ON s.source_file = c.source_file AND s.record_kind = c.record_kind
+            FULL JOIN quarantined q
+                ON q.source_file = coalesce(c.source_file, s.source_file)
+                AND q.record_kind = coalesce(c.record_kind, s.record_kind)
+            ORDER BY 1, 2
+        """).pl()
     return frame.with_columns(
         balanced=pl.col("records_in") == pl.col("staged") + pl.col("quarantined") + pl.col("unchanged"))
+
+
+def _frame(rows: list[tuple], names: list[str]) -> pl.DataFrame:
+    schema = {n: pl.Utf8 if n in ("source_file", "record_kind") else pl.Int64 for n in names}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def quarantine_frame(settings: Settings) -> pl.DataFrame:
     files = settings.root.files(QUARANTINE)
     if not files:
         return QUARANTINE.empty()
-    return pl.concat([pl.read_parquet(f) for f in files])
+    return pl.read_parquet(files)  # one scan of every file: a national root has thousands

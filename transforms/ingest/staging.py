@@ -25,7 +25,7 @@ from transforms.ingest import fingerprints as sources
 from transforms.ingest.export import read_export_file
 from transforms.ingest.mapping import Mapping, load_mapping
 from transforms.ingest.readers.base import FileRejected, ReadContext
-from transforms.ingest.readers.iplos_xml import read_iplos_file
+from transforms.ingest.readers.iplos_xml import SMALL_FILE_BYTES, read_iplos_file, read_small_iplos_files
 from transforms.ingest.sink import FileSink
 from transforms.ingest.snapshots import dated_dumps, dump_date, stage_dump
 from transforms.privacy.identity import Pseudonymizer
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 Reader = Callable[[Path, FileSink, ReadContext], None]
 
 _IPLOS_NAME = re.compile(r"^(\d{4})\.xml$")
+SMALL_GROUP_BYTES = 4 << 20  # small yearly extracts read in one task
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,13 @@ def _sink(settings: Settings, keys: Keys, rel: str, fmt: str, partition: dict[st
                     pseudonymizer=Pseudonymizer(keys.pseudonym_key), vault_key=keys.vault_key)
 
 
+def _rejection(exc: Exception | None) -> FileRejected | None:
+    """A reader's whole-file failure as the file's rejection (an OS error: the file cannot be read)."""
+    if exc is None or isinstance(exc, FileRejected):
+        return exc
+    return FileRejected("file.unreadable", f"cannot read the file: {exc}")
+
+
 def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContext, reader_fp: str,
               rejection: FileRejected | None = None) -> FileOutcome:
     """Run a reader on one file; a whole-file failure discards its rows and quarantines the file."""
@@ -104,10 +112,13 @@ def _read_one(sink: FileSink, path: Path, reader: Reader | None, ctx: ReadContex
     if rejection is None and reader is not None:
         try:
             reader(path, sink, ctx)
-        except FileRejected as exc:
-            rejection = exc
-        except OSError as exc:
-            rejection = FileRejected("file.unreadable", f"cannot read the file: {exc}")
+        except (FileRejected, OSError) as exc:
+            rejection = _rejection(exc)
+    return _finish(sink, state, rejection)
+
+
+def _finish(sink: FileSink, state: sources.FileState, rejection: FileRejected | None) -> FileOutcome:
+    """Publish one file's output: its rows, or (rejected whole) only the file's own quarantine row."""
     if rejection is not None:
         sink.discard()
         sink.seen("file")
@@ -211,19 +222,54 @@ def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> Inge
             rel = settings.root.relative(path)
             forget_file(settings, rel, {"year": str(year), "unit": _unit(path)})
             tasks.append((settings, keys, year, path, readers[rel]))
-    report.files = _run_tasks(_iplos_task, tasks)
+    report.files = _run_tasks(_dispatch, _iplos_tasks(tasks))
     _record(settings, report, groups)
     return report
 
 
-def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path, reader_fp: str) -> FileOutcome:
+def _iplos_tasks(files: list[tuple]) -> list[tuple]:
+    """Large files one task each, largest first (the pool's last task is then a short one); small files in
+    groups of about `SMALL_GROUP_BYTES`, read in one task and judged together."""
+    sizes = {task[3]: task[3].stat().st_size for task in files}
+    large = sorted((t for t in files if sizes[t[3]] > SMALL_FILE_BYTES), key=lambda t: -sizes[t[3]])
+    tasks: list[tuple] = [(_iplos_task, task) for task in large]
+    group: list[tuple] = []
+    for task in (t for t in files if sizes[t[3]] <= SMALL_FILE_BYTES):
+        group.append(task)
+        if sum(sizes[t[3]] for t in group) >= SMALL_GROUP_BYTES:
+            tasks.append((_iplos_group_task, (group,)))
+            group = []
+    if group:
+        tasks.append((_iplos_group_task, (group,)))
+    return tasks
+
+
+def _iplos_file(settings: Settings, keys: Keys, year: int, path: Path
+                ) -> tuple[FileSink, ReadContext, FileRejected | None]:
     rel = settings.root.relative(path)
-    match = _IPLOS_NAME.match(path.name)
     unit = _unit(path)
     sink = _sink(settings, keys, rel, "iplos", {"year": str(year), "unit": unit})
     ctx = ReadContext(settings.allow_synthetic_ids, year=year, unit=unit)
-    rejection = None if match else FileRejected("file.misfiled", "yearly extracts must be named <kommunenummer>.xml")
+    named = _IPLOS_NAME.match(path.name)
+    return sink, ctx, None if named else FileRejected("file.misfiled", "yearly extracts must be named "
+                                                                       "<kommunenummer>.xml")
+
+
+def _iplos_task(settings: Settings, keys: Keys, year: int, path: Path, reader_fp: str) -> FileOutcome:
+    sink, ctx, rejection = _iplos_file(settings, keys, year, path)
     return _read_one(sink, path, read_iplos_file, ctx, reader_fp, rejection)
+
+
+def _iplos_group_task(files: list[tuple[Settings, Keys, int, Path, str]]) -> list[FileOutcome]:
+    """Small yearly extracts read in one task, their batches judged together (`read_small_iplos_files`)."""
+    opened = []
+    for settings, keys, year, path, reader_fp in files:
+        sink, ctx, rejection = _iplos_file(settings, keys, year, path)
+        opened.append((path, sink, ctx, sources.FileState.of(path, reader_fp), rejection))
+    readable = [(path, sink, ctx) for path, sink, ctx, _, rejection in opened if rejection is None]
+    failures = iter(read_small_iplos_files(readable))
+    return [_finish(sink, state, rejection if rejection is not None else _rejection(next(failures)))
+            for _, sink, _, state, rejection in opened]
 
 
 # --- EPJ exports --------------------------------------------------------------------------------

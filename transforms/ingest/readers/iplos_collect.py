@@ -2,7 +2,7 @@
 
 Only person elements are handed to Python (iterparse's `tag` filter); a person's services, stops,
 assessments (with their scores) and diagnoses are its children, read from it while it is whole.
-Values go into plain lists, one per field; the elements of a batch stay in the tree until the batch
+Values go into one flat list per record kind; the persons of a batch stay in the tree until the batch
 has been judged, so a quarantined record's raw text comes from the element itself, and are then
 cleared: memory is bounded by the batch, not the file.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import polars as pl
@@ -27,13 +28,13 @@ PERSONS_PER_BATCH = 10_000
 Element = etree._Element
 
 
-def _reader(paths: dict[str, str], layout: XmlLayout) -> Callable[[Element], list[str | None]]:
-    """One function reading every field of an element: attributes by `get`, child values from the
-    first child of each tag (one pass over the children), as the layout's paths say."""
-    names = list(paths)
+def _reader(paths: dict[str, str], layout: XmlLayout) -> Callable[[Element], Iterable[str | None]]:
+    """One function reading every field of an element, in the paths' order: attributes by `get`, child
+    values from the first child of each tag, as the layout's paths say. Attributes only (layout 3.7's
+    records) is one C-level `map`; one child tag is one filtered `iterchildren`; several (layout 3.6)
+    are found in one pass over the children."""
     plan = []
-    for name in names:
-        path = paths[name]
+    for path in paths.values():
         if path == ".":
             plan.append(("text", None, None))
         elif path.startswith("@"):
@@ -41,18 +42,19 @@ def _reader(paths: dict[str, str], layout: XmlLayout) -> Callable[[Element], lis
         else:
             child, _, attr = path.partition("/@")
             plan.append(("child", layout.q(child), attr or None))
-    needs_children = any(kind == "child" for kind, _, _ in plan)
-    if all(kind == "attr" for kind, _, _ in plan):  # layout 3.7: attributes only, one C call each
+    if all(kind == "attr" for kind, _, _ in plan):
         attributes = [key for _, key, _ in plan]
-
-        def read_attributes(elem: Element) -> list[str | None]:
-            get = elem.get
-            return [get(a) for a in attributes]
-        return read_attributes
+        return lambda elem: map(elem.get, attributes)
+    child_tags = {key for kind, key, _ in plan if kind == "child"}
+    only_tag = next(iter(child_tags)) if len(child_tags) == 1 else None
 
     def read(elem: Element) -> list[str | None]:
         first: dict[str, Element] = {}
-        if needs_children:
+        if only_tag is not None:
+            found = next(elem.iterchildren(only_tag), None)
+            if found is not None:
+                first[only_tag] = found
+        elif child_tags:
             for child in elem:
                 first.setdefault(child.tag, child)
         out = []
@@ -79,7 +81,11 @@ class Header:
 
 @dataclass
 class Collected:
-    """One batch: per record kind a frame of its fields (text), lines and positions, and its elements."""
+    """One batch: per record kind a frame of its fields (text), lines and positions; the person elements.
+
+    A record below a person is found again from its person and its position (`element`) only when its
+    raw text is wanted (a quarantined record): holding on to every record's element would make freeing
+    each of them cost more than reading it."""
 
     persons: pl.DataFrame
     services: pl.DataFrame
@@ -87,39 +93,53 @@ class Collected:
     assessments: pl.DataFrame
     scores: pl.DataFrame
     diagnoses: pl.DataFrame
-    elements: dict[str, list[Element]] = field(default_factory=dict)
+    person_elements: list[Element] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # record kind -> its element's qualified tag
+
+    def element(self, kind: str, n: int) -> Element:
+        """The `n`-th record element of `kind` in the batch (the row number of its frame)."""
+        if kind == "person":
+            return self.person_elements[n]
+        if kind == "stop":
+            parent, position = self.element("service", self.stops["s"][n]), self.stops["j"][n]
+        else:
+            frame = {"service": self.services, "assessment": self.assessments, "diagnosis": self.diagnoses}[kind]
+            parent, position = self.person_elements[frame["p"][n]], frame["i"][n]
+        return next(islice(parent.iterchildren(self.tags[kind]), position - 1, None))
 
 
-class _Lists:
+class _Rows:
+    """One record kind's values, row after row in one flat list (`width` values a row): appending a row is
+    one `extend`, and the columns are strided slices of the list, cut only when the batch is handed over."""
+
     def __init__(self, names: list[str], *extra: str):
         self.names = [*extra, *names]
-        self.columns: list[list] = [[] for _ in self.names]
-
-    def add(self, values: list) -> None:
-        for column, value in zip(self.columns, values, strict=False):
-            column.append(value)
+        self.width = len(self.names)
+        self.flat: list = []
 
     def frame(self, ints: tuple[str, ...]) -> pl.DataFrame:
-        return pl.DataFrame({n: pl.Series(c, dtype=pl.Int64 if n in ints else pl.Utf8)
-                             for n, c in zip(self.names, self.columns, strict=True)})
+        flat, width = self.flat, self.width
+        return pl.DataFrame({n: pl.Series(flat[i::width], dtype=pl.Int64 if n in ints else pl.Utf8)
+                             for i, n in enumerate(self.names)})
 
 
 class IplosCollector:
-    """Collects persons and their records; `batch()` hands over what it holds and starts anew."""
+    """Collects persons and their records; `batch()` hands over what it holds and starts anew.
+
+    A person's records are found with `iterchildren(tag)`, one C-level filter per record kind (the
+    order within a kind is the document's, as the record numbers need), and each record's values go
+    into its kind's flat list: no per-element tag string, list or dict."""
 
     def __init__(self, layout: XmlLayout):
         self.layout = layout
         q = layout.q
-        self.tags = {q(layout.service): "service", q(layout.assessment): "assessment"}
-        if layout.stop:
-            self.stop_tag = q(layout.stop)
-        if layout.diagnosis:
-            self.tags[q(layout.diagnosis)] = "diagnosis"
+        self.service_tag, self.assessment_tag, self.score_tag = q(layout.service), q(layout.assessment), q(layout.score)
+        self.stop_tag = q(layout.stop) if layout.stop else None
+        self.diagnosis_tag = q(layout.diagnosis) if layout.diagnosis else None
         self.read_person = _reader(layout.person_fields, layout)
         self.read_service = _reader(layout.service_fields, layout)
         self.read_stop = _reader(layout.stop_fields, layout) if layout.stop else None
         self.read_diagnosis = _reader(layout.diagnosis_fields, layout) if layout.diagnosis else None
-        self.score_tag = q(layout.score)
         self.read_score = _reader({"variable": layout.score_variable, "value": layout.score_value}, layout)
         self.read_date = _reader({"date": layout.assessment_date}, layout)
         self.person_count = 0
@@ -127,56 +147,90 @@ class IplosCollector:
 
     def reset(self) -> None:
         layout = self.layout
-        self.persons = _Lists(list(layout.person_fields), "p", "line")
-        self.services = _Lists(list(layout.service_fields), "s", "p", "i", "line")
-        self.stops = _Lists(list(layout.stop_fields), "s", "j", "line")
-        self.assessments = _Lists(["date"], "a", "p", "i", "line")
-        self.scores = _Lists(["variable", "value"], "a", "k")
-        self.diagnoses = _Lists(list(layout.diagnosis_fields), "d", "p", "i", "line")
-        self.elements: dict[str, list[Element]] = {"person": [], "service": [], "stop": [], "assessment": [],
-                                                   "diagnosis": []}
+        self.persons = _Rows(list(layout.person_fields), "p", "line")
+        self.services = _Rows(list(layout.service_fields), "s", "p", "i", "line")
+        self.stops = _Rows(list(layout.stop_fields), "s", "j", "line")
+        self.assessments = _Rows(["date"], "a", "p", "i", "line")
+        self.scores = _Rows(["variable", "value"], "a", "k")
+        self.diagnoses = _Rows(list(layout.diagnosis_fields), "d", "p", "i", "line")
+        self.person_elements: list[Element] = []
+        self.counts = {"service": 0, "assessment": 0, "diagnosis": 0}  # records of each kind so far
 
     def __len__(self) -> int:
-        return len(self.elements["person"])
+        return len(self.person_elements)
 
     def add(self, person: Element) -> None:
         self.person_count += 1
-        elements = self.elements
-        p = len(elements["person"])
-        elements["person"].append(person)
-        self.persons.add([self.person_count, person.sourceline, *self.read_person(person)])
-        counts = {"service": 0, "assessment": 0, "diagnosis": 0}
-        for child in person:
-            kind = self.tags.get(child.tag)
-            if kind is None:
-                continue
-            counts[kind] += 1
-            number = len(elements[kind])
-            elements[kind].append(child)
-            if kind == "service":
-                self.services.add([number, p, counts[kind], child.sourceline, *self.read_service(child)])
-                if self.read_stop is not None:
-                    for j, stop in enumerate(child.iterfind(self.stop_tag), start=1):
-                        elements["stop"].append(stop)
-                        self.stops.add([number, j, stop.sourceline, *self.read_stop(stop)])
-            elif kind == "assessment":
-                self.assessments.add([number, p, counts[kind], child.sourceline, *self.read_date(child)])
-                read_score = self.read_score
-                pairs = [read_score(score) for score in child.iterfind(self.score_tag)]
-                columns = self.scores.columns
-                columns[0].extend([number] * len(pairs))
-                columns[1].extend(range(1, len(pairs) + 1))
-                columns[2].extend([p[0] for p in pairs])
-                columns[3].extend([p[1] for p in pairs])
-            else:
-                self.diagnoses.add([number, p, counts[kind], child.sourceline, *self.read_diagnosis(child)])
+        p = len(self.person_elements)
+        self.person_elements.append(person)
+        rows = self.persons.flat
+        rows += (self.person_count, person.sourceline)
+        rows += self.read_person(person)
+        counts = self.counts
+        number, rows = counts["service"], self.services.flat
+        read, stop_tag = self.read_service, self.stop_tag
+        for i, service in enumerate(person.iterchildren(self.service_tag), start=1):
+            rows += (number, p, i, service.sourceline)
+            rows += read(service)
+            if stop_tag is not None:
+                stop_rows, read_stop = self.stops.flat, self.read_stop
+                for j, stop in enumerate(service.iterchildren(stop_tag), start=1):
+                    stop_rows += (number, j, stop.sourceline)
+                    stop_rows += read_stop(stop)
+            number += 1
+        counts["service"] = number
+        number, rows = counts["assessment"], self.assessments.flat
+        score_rows, read_score, score_tag = self.scores.flat, self.read_score, self.score_tag
+        for i, assessment in enumerate(person.iterchildren(self.assessment_tag), start=1):
+            rows += (number, p, i, assessment.sourceline)
+            rows += self.read_date(assessment)
+            for k, score in enumerate(assessment.iterchildren(score_tag), start=1):
+                score_rows += (number, k)
+                score_rows += read_score(score)
+            number += 1
+        counts["assessment"] = number
+        if self.diagnosis_tag is not None:
+            number, rows, read = counts["diagnosis"], self.diagnoses.flat, self.read_diagnosis
+            for i, diagnosis in enumerate(person.iterchildren(self.diagnosis_tag), start=1):
+                rows += (number, p, i, diagnosis.sourceline)
+                rows += read(diagnosis)
+                number += 1
+            counts["diagnosis"] = number
 
     def batch(self) -> Collected:
         ints = ("p", "line", "s", "i", "j", "a", "k", "d")
-        collected = Collected(self.persons.frame(ints), self.services.frame(ints), self.stops.frame(ints),
-                              self.assessments.frame(ints), self.scores.frame(ints), self.diagnoses.frame(ints),
-                              self.elements)
-        return collected
+        tags = {"service": self.service_tag, "assessment": self.assessment_tag, "stop": self.stop_tag or "",
+                "diagnosis": self.diagnosis_tag or ""}
+        return Collected(self.persons.frame(ints), self.services.frame(ints), self.stops.frame(ints),
+                         self.assessments.frame(ints), self.scores.frame(ints), self.diagnoses.frame(ints),
+                         self.person_elements, tags)
+
+
+def combine(batches: list[Collected]) -> Collected:
+    """Batches of several files as one: each frame gains `f` (the batch's position in `batches`), and the
+    record numbers that are row numbers (`p` of the records, `s`, `a`, `d`) are shifted past the batches
+    before it, so that they are row numbers of the concatenated frames (a person's own `p`, the person
+    number in its file, stays as it is)."""
+    frames: dict[str, list[pl.DataFrame]] = {n: [] for n in ("persons", "services", "stops", "assessments",
+                                                               "scores", "diagnoses")}
+    persons: list[Element] = []
+    shift = {"person": 0, "service": 0, "assessment": 0, "diagnosis": 0}
+    for position, batch in enumerate(batches):
+        file = pl.lit(position, dtype=pl.Int64).alias("f")
+        p, s = pl.col("p") + shift["person"], pl.col("s") + shift["service"]
+        a, d = pl.col("a") + shift["assessment"], pl.col("d") + shift["diagnosis"]
+        frames["persons"].append(batch.persons.with_columns(file))
+        frames["services"].append(batch.services.with_columns(file, s, p))
+        frames["stops"].append(batch.stops.with_columns(file, s))
+        frames["assessments"].append(batch.assessments.with_columns(file, a, p))
+        frames["scores"].append(batch.scores.with_columns(file, a))
+        frames["diagnoses"].append(batch.diagnoses.with_columns(file, d, p))
+        persons.extend(batch.person_elements)
+        for kind, frame in (("person", batch.persons), ("service", batch.services),
+                            ("assessment", batch.assessments), ("diagnosis", batch.diagnoses)):
+            shift[kind] += frame.height
+    return Collected(*(pl.concat(parts) if len(parts) > 1 else parts[0] for parts in frames.values()),
+                     person_elements=persons, tags=batches[0].tags)
 
 
 def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool) -> None:
@@ -185,7 +239,7 @@ def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool)
         where, path = getattr(layout, which)
         matches = elem.tag == layout.q(where or layout.root) and (path.startswith("@") or at_end)
         if matches and getattr(header, which) is None:
-            value = _reader({which: path}, layout)(elem)[0]
+            value = next(iter(_reader({which: path}, layout)(elem)))
             try:
                 if which == "year":
                     header.year = f.parse_int(value, "data year")
@@ -233,7 +287,7 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
             collector.add(elem)
             if len(collector) >= persons_per_batch:
                 yield collector.batch()
-                release(collector.elements["person"])
+                release(collector.person_elements)
                 collector.reset()
     except etree.XMLSyntaxError as exc:
         raise xml_error(exc) from None
@@ -246,4 +300,4 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
         on_first()
     if len(collector):
         yield collector.batch()
-        release(collector.elements["person"])
+        release(collector.person_elements)

@@ -25,10 +25,10 @@ VALID_SCORES = [1, 2, 3, 4, 5, 9]
 
 @dataclass
 class Judged:
-    staged: dict[str, pl.DataFrame]          # table -> rows
-    assessments_staged: int                  # assessment elements behind the score rows
-    rejected: pl.DataFrame                   # kind, line, location, rule_id, message, raw_value
-    identities: pl.DataFrame                 # person_key, fid, id_type
+    staged: dict[str, pl.DataFrame]          # table -> rows (each with its source_file)
+    assessments_staged: dict[int, int]       # per file (f): assessment elements behind the score rows
+    rejected: pl.DataFrame                   # f, kind, line, location, rule_id, message, raw_value
+    identities: pl.DataFrame                 # f, person_key, fid, id_type
     good_persons: pl.Series                  # positions in the batch of the persons that were staged
 
 
@@ -53,12 +53,21 @@ def _period(start: pl.Series, end: pl.Series, what: str) -> tuple[pl.Series, pl.
     return frame["r"], frame["m"]
 
 
+@dataclass(frozen=True)
+class ExtractFile:
+    """What a batch's rows take from their file: its path (relative to the data root) and its header."""
+
+    source_file: str
+    header: Header
+
+
 class BatchJudge:
-    def __init__(self, layout: XmlLayout, header: Header, source_file: str, allow_synthetic: bool,
-                 pseudonymizer: Pseudonymizer):
+    """Judges batches of one layout; a batch may hold the records of several small files (`f`, the file's
+    position in the list handed to `judge`), so that a file's fixed cost is not one pass per rule."""
+
+    def __init__(self, layout: XmlLayout, allow_synthetic: bool, pseudonymizer: Pseudonymizer):
         self.layout = layout
-        self.header = header
-        self.source_file = source_file
+        self.files: list[ExtractFile] = []
         self.allow_synthetic = allow_synthetic
         self.pseudonymizer = pseudonymizer
         fmt, comma = layout.date_format, layout.decimal_comma
@@ -99,22 +108,30 @@ class BatchJudge:
         return dict(zip([spec for _, spec in fields], column.parse_many(columns), strict=True))
 
     def prefix(self, frame: pl.DataFrame, extract_date: bool = True) -> list[pl.Series | pl.Expr]:
-        h = self.header
-        columns = [pl.lit(self.source_file).alias("source_file"), frame["line"].alias("line"),
+        """The columns every staged row starts with: its file's path and header, its line and location."""
+        def per_file(name: str, value, dtype: pl.DataType) -> pl.Series | pl.Expr:
+            if len(self.files) == 1:
+                return pl.lit(value(self.files[0]), dtype=dtype).alias(name)
+            return frame["f"].replace_strict({i: value(x) for i, x in enumerate(self.files)},
+                                             return_dtype=dtype).alias(name)
+        columns = [per_file("source_file", lambda x: x.source_file, pl.Utf8), frame["line"].alias("line"),
                    frame["location"].alias("location"), pl.lit(self.layout.version).alias("layout"),
-                   pl.lit(h.year, dtype=pl.Int32).alias("data_year"), pl.lit(h.unit, dtype=pl.Utf8).alias("unit")]
+                   per_file("data_year", lambda x: x.header.year, pl.Int32),
+                   per_file("unit", lambda x: x.header.unit, pl.Utf8)]
         if extract_date:
-            columns.append(pl.lit(h.extract_date, dtype=pl.Date).alias("extract_date"))
+            columns.append(per_file("extract_date", lambda x: x.header.extract_date, pl.Date))
         return columns
 
     @staticmethod
-    def raw(elements: list, index: pl.Series) -> pl.Series:
-        return pl.Series([etree.tostring(elements[i], encoding="unicode", with_tail=False)
+    def raw(batch: Collected, kind: str, index: pl.Series) -> pl.Series:
+        return pl.Series([etree.tostring(batch.element(kind, i), encoding="unicode", with_tail=False)
                           for i in index.to_list()], dtype=pl.Utf8)
 
     # --- the batch -------------------------------------------------------------------------------
-    def judge(self, batch: Collected) -> Judged:
+    def judge(self, batch: Collected, files: list[ExtractFile]) -> Judged:
+        """Judge a batch whose frames carry `f`, the position of their file in `files`."""
         layout = self.layout
+        self.files = files
         rejected: list[pl.DataFrame] = []
         people = batch.persons.with_columns(
             pl.concat_str([pl.lit(f"/{layout.root}/{layout.person}["), pl.col("p").cast(pl.Utf8), pl.lit("]")])
@@ -124,7 +141,7 @@ class BatchJudge:
         if bad_people.height:
             rejected.append(self.reject("person", bad_people.with_columns(
                 person_rows["rule"].filter(~person_ok).alias("rule"),
-                person_rows["message"].filter(~person_ok).alias("message")), batch.elements["person"]))
+                person_rows["message"].filter(~person_ok).alias("message")), batch))
             rejected.append(self.subtrees(bad_people, person_rows.filter(~person_ok), batch))
         good = people.filter(person_ok).select("e", "location", pl.lit(0).alias("_")).join(
             person_rows.filter(person_ok).select("e", "user_no", "person_key"), on="e")
@@ -133,17 +150,18 @@ class BatchJudge:
         staged["iplos_services"], stops_of_good, bad_stop_parents = self.services(services, batch, rejected)
         staged["iplos_stops"] = self.stops(stops_of_good, batch, rejected, bad_stop_parents)
         assessments = batch.assessments.join(good.rename({"e": "p", "location": "person_path"}).drop("_"), on="p")
-        staged["iplos_assessments"], n_assessments = self.assessments(assessments, batch, rejected)
+        staged["iplos_assessments"], assessments_staged = self.assessments(assessments, batch, rejected)
         diagnoses = batch.diagnoses.join(good.rename({"e": "p", "location": "person_path"}).drop("_"), on="p")
         staged["iplos_diagnoses"] = self.diagnoses(diagnoses, batch, rejected)
         frames = [r for r in rejected if r.height]
         out = pl.concat(frames) if frames else pl.DataFrame(schema=_REJECTED)
-        return Judged(staged, n_assessments, out, identities, good["e"])
+        return Judged(staged, assessments_staged, out, identities, good["e"])
 
-    def reject(self, kind: str, frame: pl.DataFrame, elements: list, index: str = "e") -> pl.DataFrame:
-        return pl.DataFrame({"kind": [kind] * frame.height, "line": frame["line"], "location": frame["location"],
+    def reject(self, kind: str, frame: pl.DataFrame, batch: Collected, index: str = "e") -> pl.DataFrame:
+        return pl.DataFrame({"f": frame["f"], "kind": [kind] * frame.height, "line": frame["line"],
+                             "location": frame["location"],
                              "rule_id": frame["rule"], "message": frame["message"],
-                             "raw_value": self.raw(elements, frame[index])}, schema=_REJECTED)
+                             "raw_value": self.raw(batch, kind, frame[index])}, schema=_REJECTED)
 
     def persons(self, people: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
         parsed = self.parse_all(people, [(n, n) for n in ("id_type", "fid", "user_no", "sex", "birth_year",
@@ -162,7 +180,7 @@ class BatchJudge:
             parsed["district"].values.alias("district"), parsed["death_date"].values.alias("death_date"),
             parsed["household"].values.alias("household"), first["rule"].alias("rule"),
             first["message"].alias("message"))
-        identities = pl.DataFrame({"person_key": keys, "fid": parsed["fid"].values,
+        identities = pl.DataFrame({"f": people["f"], "person_key": keys, "fid": parsed["fid"].values,
                                    "id_type": identity["id_type"]}).filter(ok)
         return rows, ok, identities
 
@@ -175,17 +193,17 @@ class BatchJudge:
         if layout.diagnosis:
             kinds[layout.q(layout.diagnosis)] = "diagnosis"
         rows = []
-        for e, path, rule in zip(bad["e"].to_list(), bad["location"].to_list(), judged["rule"].to_list(),
-                                 strict=True):
+        for f, e, path, rule in zip(bad["f"].to_list(), bad["e"].to_list(), bad["location"].to_list(),
+                                    judged["rule"].to_list(), strict=True):
             message = f"belongs to a person quarantined for {rule}"
             counters: dict[str, int] = {}
-            person = batch.elements["person"][e]
+            person = batch.person_elements[e]
             for child in person.iter():
                 if child is person or not isinstance(child.tag, str) or child.tag not in kinds:
                     continue
                 local = etree.QName(child).localname
                 counters[local] = counters.get(local, 0) + 1
-                rows.append((kinds[child.tag], child.sourceline, f"{path}//{local}[{counters[local]}]",
+                rows.append((f, kinds[child.tag], child.sourceline, f"{path}//{local}[{counters[local]}]",
                              "id.parent_quarantined", message,
                              etree.tostring(child, encoding="unicode", with_tail=False)))
         return pl.DataFrame(rows, schema=_REJECTED, orient="row")
@@ -208,7 +226,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         judged = services.with_columns(first["rule"].alias("rule"), first["message"].alias("message"))
         if (~ok).any():
-            rejected.append(self.reject("service", judged.filter(~ok), batch.elements["service"], "s"))
+            rejected.append(self.reject("service", judged.filter(~ok), batch, "s"))
         ids = service_id.values if service_id is not None else pl.Series([None] * services.height, dtype=pl.Utf8)
         rows = services.select(*self.prefix(services)).with_columns(
             services["user_no"], services["person_key"], ids.alias("service_id"),
@@ -235,7 +253,7 @@ class BatchJudge:
             rejected.append(self.reject("stop", orphans.with_columns(
                 pl.lit("record.parent_quarantined").alias("rule"),
                 pl.concat_str([pl.lit("belongs to a service quarantined for "), pl.col("rule")]).alias("message")),
-                batch.elements["stop"], "n"))
+                batch, "n"))
         stops = located(stops.drop("rule")).join(stop_index, on=["s", "j"])
         parsed = self.parse_all(stops, [("from_date", "from_date"), ("to_date", "to_date"), ("stop_id", "stop_id")],
                                 strip=("from_date",))
@@ -246,7 +264,7 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("stop", stops.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["stop"], "n"))
+                                        batch, "n"))
         rows = stops.select(*self.prefix(stops)).with_columns(
             stops["person_key"], stops["service_id"], stop_id.values.alias("stop_id"),
             start.values.alias("from_date"), end.values.alias("to_date"))
@@ -271,16 +289,17 @@ class BatchJudge:
             variable = number.values.replace_strict(names, default=None, return_dtype=pl.Utf8)
             var_rule = pl.select(pl.when(number.rule.is_not_null()).then(number.rule)
                                  .when(variable.is_null()).then(pl.lit("code.unknown_value"))).to_series()
+            unknown = number.rule.is_null() & variable.is_null()
             var_msg = pl.select(pl.when(number.rule.is_not_null()).then(number.message).when(variable.is_null())
                                 .then(pl.concat_str([pl.lit("function variable number "),
-                                                     pl.Series(_reprs(scores["variable"])), pl.lit(" unknown")])
+                                                     _reprs(scores["variable"], unknown), pl.lit(" unknown")])
                                       )).to_series()
         else:
             variable = scores["variable"]
             unknown = ~variable.is_in(list(names.values())).fill_null(False)
             var_rule = pl.select(pl.when(unknown).then(pl.lit("code.unknown_value"))).to_series()
             var_msg = pl.select(pl.when(unknown).then(pl.concat_str([
-                pl.lit("function variable "), pl.Series(_reprs(variable)), pl.lit(" unknown")]))).to_series()
+                pl.lit("function variable "), _reprs(variable, unknown), pl.lit(" unknown")]))).to_series()
         bad_score = ~score.values.is_in(VALID_SCORES).fill_null(False) & score.rule.is_null()
         score_msg = pl.select(pl.when(bad_score).then(pl.concat_str([
             pl.lit("score "), score.values.cast(pl.Utf8).fill_null("None"), pl.lit(" of "), variable.fill_null("None"),
@@ -302,13 +321,13 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("assessment", frame.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["assessment"], "a"))
+                                        batch, "a"))
         good = frame.with_columns(date.values.alias("assessment_date")).filter(ok)
         rows = (scored.join(good.select("a", "line", "location", "person_key", "assessment_date"), on="a")
                 .sort("a", "k"))
         out = rows.select(*self.prefix(rows, extract_date=False), "person_key", "assessment_date",
                           pl.col("variable_name").alias("variable"), "score")
-        return out, good.height
+        return out, dict(good.group_by("f").len().iter_rows())
 
     def diagnoses(self, frame: pl.DataFrame, batch: Collected, rejected: list) -> pl.DataFrame:
         layout = self.layout
@@ -323,16 +342,21 @@ class BatchJudge:
         ok = first["rule"].is_null()
         if (~ok).any():
             rejected.append(self.reject("diagnosis", frame.with_columns(*first.get_columns()).filter(~ok),
-                                        batch.elements["diagnosis"], "d"))
+                                        batch, "d"))
         rows = frame.select(*self.prefix(frame, extract_date=False)).with_columns(
             frame["person_key"], parsed["system"].values.alias("system"), parsed["code"].values.alias("code"),
             date.values.alias("diagnosis_date"))
         return rows.filter(ok)
 
 
-def _reprs(values: pl.Series) -> list[str]:
-    return [repr(v) for v in values.to_list()]
+def _reprs(values: pl.Series, where: pl.Series) -> pl.Series:
+    """Python's repr of each value where `where` holds (null elsewhere): only a message's rows pay for it."""
+    out = pl.Series([None] * len(values), dtype=pl.Utf8)
+    rows = where.fill_null(False).arg_true()
+    if len(rows):
+        out = out.scatter(rows, pl.Series([repr(v) for v in values.gather(rows).to_list()], dtype=pl.Utf8))
+    return out
 
 
-_REJECTED = {"kind": pl.Utf8, "line": pl.Int64, "location": pl.Utf8, "rule_id": pl.Utf8, "message": pl.Utf8,
-             "raw_value": pl.Utf8}
+_REJECTED = {"f": pl.Int64, "kind": pl.Utf8, "line": pl.Int64, "location": pl.Utf8, "rule_id": pl.Utf8,
+             "message": pl.Utf8, "raw_value": pl.Utf8}

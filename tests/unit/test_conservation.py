@@ -1,0 +1,32 @@
+"""The conservation table counts the Parquet as written, also when it was counted before in the process."""
+
+import os
+
+import polars as pl
+
+from tests.unit.test_readers_iplos import bruker, doc37, read, tjeneste
+from transforms.core.settings import load_settings
+from transforms.ingest.conservation import conservation_table
+from transforms.synthetic.ids import birth_number
+from transforms.tables import IPLOS_SERVICES
+
+
+def _services(table: pl.DataFrame) -> tuple[int, int, bool]:
+    row = table.filter(pl.col("record_kind") == "service").row(0, named=True)
+    return row["records_in"], row["staged"], row["balanced"]
+
+
+def test_a_rewritten_or_removed_part_is_counted_again(tmp_path):
+    persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}") + tjeneste(f"U-{day}"), str(day))
+                      for day in range(1, 4))
+    read(tmp_path, doc37(persons))
+    settings = load_settings(tmp_path)
+    assert _services(conservation_table(settings)) == (6, 6, True)
+    assert _services(conservation_table(settings)) == (6, 6, True)  # counted again from what it remembers
+    (part,) = IPLOS_SERVICES.files(tmp_path)
+    stat = part.stat()
+    pl.read_parquet(part).head(5).write_parquet(part)  # a reader that lost a record
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert _services(conservation_table(settings)) == (6, 5, False)
+    part.unlink()
+    assert _services(conservation_table(settings)) == (6, 0, False)
