@@ -26,7 +26,7 @@ from transforms.submit.ledger import (
     open_ledger,
     writer_lock,
 )
-from transforms.submit.replay import repeated_starts, replay_differences
+from transforms.submit.replay import repeated_starts, replay_differences, replay_differences_streamed
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 from transforms.submit.writer import SubmissionWriter
@@ -137,9 +137,12 @@ def test_ledger_numbering_chain_and_replay(written):
 def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path):
     events = pl.read_parquet(EVENTS.location(written))
     with open_ledger(written, read_only=True) as con:
-        outcomes = submission_checks(con, written, CUTOFF, AS_OF, events)
+        outcomes = submission_checks(con, written, CUTOFF, AS_OF)
         assert [o.check for o in outcomes] == list(CHECKS) and all(o.passed for o in outcomes)
-        assert outcomes[0].figures["files_checked"] == len(list((written / "submissions").rglob("*.xml")))
+        files = len(list((written / "submissions").rglob("*.xml")))
+        kommuner = con.execute("SELECT count(DISTINCT kommune) FROM written_days WHERE file IS NOT NULL").fetchone()[0]
+        assert outcomes[0].figures["files_checked"] == files
+        assert outcomes[0].figures["files_revalidated"] == 2 * kommuner < files
         assert outcomes[2].figures == {"differences": 0, "repeated_starts": 0}
         # a message file changed after it was written
         day, rel = con.execute("SELECT day, file FROM written_days WHERE file IS NOT NULL AND day >= '2021-03-01' "
@@ -152,11 +155,30 @@ def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, 
         (damaged / rel).write_bytes((written / rel).read_bytes().replace(b'versjon="56.0.0"', b'versjon="55.0.0"'))
         schema = check_schema(con, damaged, day, day)
         assert not schema.passed and schema.tables["invalid"]["file"].to_list() == [rel]
-        # an event the ledger sent that is no longer an event
-        gone = events["event_key"][0]
-        replay = check_replay(con, events.filter(pl.col("event_key") != gone))
+        assert "56.0.0" in schema.tables["invalid"]["first_issue"][0] or "versjon" in schema.tables["invalid"][
+            "first_issue"][0]
+        # valid bytes, but not the ones the writer validated and recorded; and a file gone
+        other = next(o for (o,) in con.execute("SELECT file FROM written_days WHERE day = ? AND file IS NOT NULL "
+                                               "AND file <> ?", [day, rel]).fetchall())
+        (damaged / rel).write_bytes((written / rel).read_bytes() + b"\n")
+        (damaged / other).unlink()
+        schema = check_schema(con, damaged, day, day)
+        assert not schema.passed and schema.figures["files_changed"] == schema.figures["files_missing"] == 1
+        assert dict(schema.tables["invalid"].rows()) == {
+            rel: "not the bytes that were validated and recorded (SHA-256 differs)", other: "file missing"}
+        # an event the ledger sent that is no longer an event, another with other content; replayed a few municipalities
+        # at a time
+        gone, unsent = events["event_key"][0], events.filter(pl.col("day") <= AS_OF)["event_key"][-1]
+        events.filter(pl.col("event_key") != gone).write_parquet(tmp_path / "events.parquet")
+        replay = check_replay(con, tmp_path / "events.parquet")
         assert not replay.passed and replay.tables["first"].rows() == [(gone.split("|")[0], gone,
                                                                          "sent but no longer an event")]
+        changed = events.with_columns(content_hash=pl.when(pl.col("event_key") == unsent).then(pl.lit("other"))
+                                      .otherwise(pl.col("content_hash")))
+        changed.filter(pl.col("event_key") != gone).write_parquet(tmp_path / "events.parquet")
+        streamed = replay_differences_streamed(con, tmp_path / "events.parquet", batch_notifications=100)
+        assert streamed.rows() == [(gone.split("|")[0], gone, "sent but no longer an event"),
+                                   (unsent.split("|")[0], unsent, "sent with other content")]
     # a hole in the numbering
     shutil.copytree(written / "ledger", tmp_path / "holed" / "ledger")
     with open_ledger(tmp_path / "holed") as con:

@@ -9,13 +9,17 @@ a key gone -> a withdrawal (C); same key and hash -> never sent twice.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from transforms.core import duck
 from transforms.core.atomic import write_parquet
 from transforms.core.duck import register_views
+from transforms.core.settings import Settings
+from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
@@ -81,3 +85,83 @@ def write_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     events = build_events(root, cutoff)
     write_parquet(events, EVENTS.location(root))
     return events
+
+
+def event_figures(events: pl.DataFrame, cutoff: dt.date) -> dict:
+    """What the events asset reports: how many, by type, and how many fall on the initial load (the cut-off)."""
+    return {"events": events.height,
+            "by_type": dict(events.group_by("event_type").len().sort("event_type").iter_rows()),
+            "initial_load_events": int((events["day"] == cutoff).sum())}
+
+
+def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
+    """`write_events`, unless the events file is already that of the current episodes, stops and provider
+    changes (`core.stamps`); returns `event_figures` and whether the events were derived anew."""
+    root, cutoff = settings.data_root, settings.cutoff_date
+    stamp = Stamp(EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
+    digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
+                                 cutoff)
+    figures = stamp.kept(digest)
+    if figures is not None:
+        return figures, False
+    stamp.forget()
+    figures = event_figures(write_events(root, cutoff), cutoff)
+    stamp.record(digest, figures)
+    return figures, True
+
+
+# rows decoded at a time when the events are streamed: a few tens of MB whatever the country's size
+STREAM_BATCH_ROWS = 200_000
+
+
+def events_by_municipality(path: Path, columns: Sequence[str] | None = None,
+                           batch_rows: int = STREAM_BATCH_ROWS) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Each municipality's events (`EVENTS`, or only `columns`), one municipality at a time in file order.
+
+    Why streamed: a national events table is some 8 M rows; the writer and the replay check need one
+    municipality (or a few) at a time, so holding all of it cost gigabytes for nothing. The file is
+    written sorted by municipality (`EVENTS.sort`), so one pass over its record batches cuts it into
+    municipalities; a file whose municipalities are not in ascending order is an error naming it.
+    """
+    wanted = None if columns is None else list(dict.fromkeys(["kommune", *columns]))
+    current: str | None = None
+    parts: list[pl.DataFrame] = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=wanted):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        runs = frame.select(pl.col("kommune").rle()).unnest("kommune")
+        offset = 0
+        for kommune, length in runs.select("value", "len").iter_rows():
+            if kommune != current:
+                if current is not None:
+                    if kommune is None or kommune < current:
+                        raise ValueError(f"{path}: events are not sorted by municipality "
+                                         f"({kommune!r} after {current!r}); rebuild them (service_events)")
+                    yield current, pl.concat(parts)
+                current, parts = kommune, []
+            parts.append(frame.slice(offset, length))
+            offset += length
+    if current is not None:
+        yield current, pl.concat(parts)
+
+
+class MunicipalityEvents:
+    """The events of one municipality at a time, asked for in ascending order (`events_by_municipality`):
+    the planning process never holds the country's events, only the municipality it plans and the next."""
+
+    def __init__(self, path: Path, columns: Sequence[str] | None = None):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
+        self._stream = events_by_municipality(path, columns)
+        self._next = next(self._stream, None)
+        empty = EVENTS.empty()
+        self._empty = empty if columns is None else empty.select(list(dict.fromkeys(["kommune", *columns])))
+
+    def take(self, kommune: str) -> pl.DataFrame:
+        while self._next is not None and self._next[0] < kommune:
+            self._next = next(self._stream, None)
+        if self._next is None or self._next[0] != kommune:
+            return self._empty
+        frame = self._next[1]
+        self._next = next(self._stream, None)
+        return frame

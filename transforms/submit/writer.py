@@ -34,6 +34,7 @@ from transforms.core.settings import Settings
 from transforms.ingest.quarantine import mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, read_vault
 from transforms.privacy.keys import Keys
+from transforms.submit.events import MunicipalityEvents
 from transforms.submit.ledger import DayOrderError, last_written_days, open_ledger, writer_lock
 from transforms.submit.messages import (
     VERSION_OUT,
@@ -75,17 +76,6 @@ def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFram
              .join(written, on="day", how="anti", maintain_order="left")
              .with_columns(n_notifications=pl.lit(0, pl.Int64)))
     return pl.concat([written, empty], how="diagonal")
-
-
-def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Each municipality's events: slices of `events`, not copies, when its rows come grouped by municipality
-    (as `build_events` writes them), else parts copied out of it."""
-    runs = events.select(pl.col("kommune").rle()).unnest("kommune")
-    if runs["value"].is_unique().all():
-        starts = (runs["len"].cum_sum() - runs["len"]).to_list()
-        return {k: events.slice(s, n) for k, s, n in zip(runs["value"].to_list(), starts, runs["len"].to_list(),
-                                                           strict=True)}
-    return {k: part for (k,), part in events.partition_by("kommune", as_dict=True).items()}
 
 
 class _Inline(Executor):
@@ -133,17 +123,7 @@ class SubmissionWriter:
                            .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
         self.pseudonym_key = keys.pseudonym_key
         self.workers = workers
-        self._events: pl.DataFrame | None = None
         self._pool: Executor | None = None
-
-    @property
-    def events(self) -> pl.DataFrame:
-        if self._events is None:
-            path = EVENTS.location(self.root)
-            if not path.exists():
-                raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
-            self._events = pl.read_parquet(path)
-        return self._events
 
     def run(self, first_day: dt.date, last_day: dt.date, kommuner: list[str] | None = None,
             progress: Callable[[str, int], None] | None = None, lock_timeout: float = 60.0) -> SubmissionReport:
@@ -160,8 +140,7 @@ class SubmissionWriter:
             # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
             con.execute("SET threads = 1")
             remove_stale_temporaries(self.settings.root.submissions)  # of a killed writer; the rerun rewrites them
-            events = _by_municipality(self.events)
-            no_events = self.events.clear()
+            events = MunicipalityEvents(EVENTS.location(self.root))
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
                              for k in targets}
@@ -182,7 +161,7 @@ class SubmissionWriter:
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
                     if new_first <= last_day:
-                        frame = events.pop(kommune, no_events)  # let each part go once it is planned
+                        frame = events.take(kommune)  # read one municipality at a time, let it go once planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
                         item.first, item.last, item.written = new_first, last_day, self._submit(job)
                     pending.append(item)
