@@ -16,11 +16,14 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from transforms.core import duck
-from transforms.core.atomic import write_parquet
+from transforms.core.atomic import PARQUET_OPTIONS, replacing
 from transforms.core.duck import register_views
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
+
+# DuckDB's memory for deriving the events (it spills beyond it)
+EVENTS_MEMORY_LIMIT = "1500MB"
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
@@ -80,23 +83,45 @@ def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     return events
 
 
-def write_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
-    """Build the events and write them (`timeline/events.parquet`); returns them."""
-    events = build_events(root, cutoff)
-    write_parquet(events, EVENTS.location(root))
-    return events
+def write_events(root: Path, cutoff: dt.date) -> dict:
+    """Build the events and write them (`timeline/events.parquet`) in record batches; returns `event_figures`.
 
-
-def event_figures(events: pl.DataFrame, cutoff: dt.date) -> dict:
-    """What the events asset reports: how many, by type, and how many fall on the initial load (the cut-off)."""
-    return {"events": events.height,
-            "by_type": dict(events.group_by("event_type").len().sort("event_type").iter_rows()),
-            "initial_load_events": int((events["day"] == cutoff).sum())}
+    Why not through one frame: a national events table is some 8 M rows, gigabytes as one Polars frame;
+    DuckDB sorts it within its memory limit (spilling beyond it) and hands it over a batch at a time,
+    each cast to the declared schema and appended as a row group, so the stage holds a batch, not the
+    table. The key must be unique; the figures are counted in the same connection.
+    """
+    with duck.connect(memory_limit=EVENTS_MEMORY_LIMIT) as con:
+        register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
+        con.execute(f"CREATE TEMP TABLE derived AS {EVENTS_SQL}", {"cutoff": cutoff})
+        duplicated = con.execute("SELECT event_key, count(*) FROM derived GROUP BY 1 HAVING count(*) > 1 "
+                                 "ORDER BY 1 LIMIT 1").fetchall()
+        if duplicated:
+            n = con.execute("SELECT count(*) FROM derived WHERE event_key IN (SELECT event_key FROM derived "
+                            "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+            raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
+        reader = con.execute("SELECT * FROM derived").fetch_record_batch(  # in its order (insertion order)
+            STREAM_BATCH_ROWS)
+        with replacing(EVENTS.location(root)) as tmp:
+            writer = None
+            try:
+                for batch in reader:
+                    frame = EVENTS.conform(pl.from_arrow(batch)).to_arrow()
+                    writer = writer or pq.ParquetWriter(tmp, frame.schema, compression="zstd")
+                    writer.write_table(frame)
+                if writer is None:
+                    EVENTS.empty().write_parquet(tmp, **PARQUET_OPTIONS)
+            finally:
+                if writer is not None:
+                    writer.close()
+        by_type = dict(con.execute("SELECT event_type, count(*) FROM derived GROUP BY 1 ORDER BY 1").fetchall())
+        initial = con.execute("SELECT count(*) FROM derived WHERE day = ?", [cutoff]).fetchone()[0]
+    return {"events": sum(by_type.values()), "by_type": by_type, "initial_load_events": initial}
 
 
 def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     """`write_events`, unless the events file is already that of the current episodes, stops and provider
-    changes (`core.stamps`); returns `event_figures` and whether the events were derived anew."""
+    changes (`core.stamps`); returns its figures (`write_events`) and whether the events were derived anew."""
     root, cutoff = settings.data_root, settings.cutoff_date
     stamp = Stamp(EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
     digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
@@ -105,7 +130,7 @@ def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     if figures is not None:
         return figures, False
     stamp.forget()
-    figures = event_figures(write_events(root, cutoff), cutoff)
+    figures = write_events(root, cutoff)
     stamp.record(digest, figures)
     return figures, True
 

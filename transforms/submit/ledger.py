@@ -99,6 +99,12 @@ def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# every ledger connection's DuckDB memory: the writer's planning process runs beside two pool processes, and the
+# whole tree of a national backfill stays under 4 GiB only if the ledger's buffers do (beyond it DuckDB evicts
+# and spills); the default limit let a national ledger's connection grow to 6 GB
+LEDGER_MEMORY_LIMIT = "2GB"
+
+
 def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = DataRoot(data_root).ledger_db
     if read_only and not path.exists():
@@ -106,7 +112,7 @@ def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConn
         con.execute(SCHEMA_SQL)
         return con
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duck.connect(str(path), read_only=read_only)
+    con = duck.connect(str(path), read_only=read_only, memory_limit=LEDGER_MEMORY_LIMIT)
     if not read_only:
         con.execute(SCHEMA_SQL)
     return con
