@@ -379,10 +379,14 @@ def test_an_invalid_message_is_not_written_and_the_run_fails_loudly(written, tmp
     bad = events.filter(pl.col("kommune") == kommune).row(0, named=True)
     bad = {**bad, "event_key": f"{kommune}|BAD-1|TjenesteStart", "reporting_id": "BAD-1", "service_code": "99",
            "content_hash": "bad", "day": AS_OF}
-    pl.concat([events, pl.DataFrame([bad], schema=events.schema)]).write_parquet(
-        root / "timeline" / "events.parquet")
+    with_bad = pl.concat([events, pl.DataFrame([bad], schema=events.schema)])
+    with_bad.write_parquet(root / "timeline" / "events.parquet")
     before = ledger_rows(root)
     next_day = AS_OF + dt.timedelta(days=1)
+    # events are read one municipality at a time: a file not in the table's order is refused, not half read
+    with pytest.raises(ValueError, match="not sorted by municipality"):
+        backfill(root, next_day, next_day, kommuner=[kommune])
+    EVENTS.sorted(with_bad).write_parquet(root / "timeline" / "events.parquet")
     with pytest.raises(MessageInvalid) as failure:
         backfill(root, next_day, next_day, kommuner=[kommune])
     assert "99" in str(failure.value) and "notification" in str(failure.value).lower()

@@ -177,6 +177,7 @@ class MunicipalityEvents:
     def __init__(self, path: Path, columns: Sequence[str] | None = None):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
+        _check_grouped(path)
         self._stream = events_by_municipality(path, columns)
         self._next = next(self._stream, None)
         empty = EVENTS.empty()
@@ -190,3 +191,16 @@ class MunicipalityEvents:
         frame = self._next[1]
         self._next = next(self._stream, None)
         return frame
+
+
+def _check_grouped(path: Path) -> None:
+    """Refuse an events file whose municipalities are not in ascending order before any is used: read one
+    municipality at a time, a municipality's rows after another's would otherwise be missed unnoticed.
+    Only the municipality column is read (dictionary-encoded: a fraction of a second for a national file)."""
+    previous = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=["kommune"]):
+        column = pl.from_arrow(batch.column(0))
+        assert isinstance(column, pl.Series)
+        if column.null_count() or not column.is_sorted() or (previous is not None and column[0] < previous):
+            raise ValueError(f"{path}: events are not sorted by municipality; rebuild them (service_events)")
+        previous = column[-1] if column.len() else previous
