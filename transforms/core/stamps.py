@@ -66,9 +66,11 @@ class Stamp:
     path: Path
     outputs: tuple[Path, ...]
 
-    def inputs_digest(self, settings: Settings, files: Iterable[Path], *extra: object) -> str:
+    def inputs_digest(self, settings: Settings | None, files: Iterable[Path], *extra: object) -> str:
+        """The digest of the code, the settings (None: a stage no setting shapes), `extra` and `files`."""
         digest = hashlib.sha256()
-        for part in (code_digest(), settings_digest(settings), *map(str, extra), *_file_lines(files)):
+        shaped = settings_digest(settings) if settings is not None else "-"
+        for part in (code_digest(), shaped, *map(str, extra), *_file_lines(files)):
             digest.update(part.encode() + b"\n")
         return digest.hexdigest()
 
