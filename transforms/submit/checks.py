@@ -93,17 +93,18 @@ def check_schema(con: duckdb.DuckDBPyConnection, data_root: Path, first: dt.date
         tables={"invalid": table})
 
 
-def check_sequence_and_chain(con: duckdb.DuckDBPyConnection) -> CheckOutcome:
-    """The whole ledger: numbering without holes, the GUID chain, no GUID twice, nothing sent twice."""
-    problems = integrity_problems(con)
+def check_sequence_and_chain(con: duckdb.DuckDBPyConnection, since: dt.date | None = None) -> CheckOutcome:
+    """Numbering without holes, the GUID chain, no GUID twice, nothing sent twice: of the notifications of days
+    from `since` on (a run's, joined to what came before them), or of the whole ledger."""
+    problems = integrity_problems(con, since)
     return CheckOutcome(SEQUENCE_AND_CHAIN, passed=problems.height == 0, tables={"problems": problems})
 
 
-def check_replay(con: duckdb.DuckDBPyConnection, events: Path) -> CheckOutcome:
+def check_replay(con: duckdb.DuckDBPyConnection, events: Path, since: dt.date | None = None) -> CheckOutcome:
     """The ledger's N, M and C replayed against the current events (the `EVENTS` file `events`), a batch of
-    municipalities at a time, and one start per service."""
+    municipalities at a time, and one start per service (of the services started from `since` on)."""
     differences = replay_differences_streamed(con, events)
-    starts = repeated_starts(con)
+    starts = repeated_starts(con, since)
     return CheckOutcome(REPLAY, passed=differences.height == 0 and starts.height == 0,
                         figures={"differences": differences.height, "repeated_starts": starts.height},
                         tables={"first": differences})
@@ -111,10 +112,14 @@ def check_replay(con: duckdb.DuckDBPyConnection, events: Path) -> CheckOutcome:
 
 def submission_checks(con: duckdb.DuckDBPyConnection, data_root: Path, first: dt.date, last: dt.date
                       ) -> list[CheckOutcome]:
-    """The three checks of a run that wrote `first`..`last`, in `CHECKS` order; each logs its time."""
+    """The three checks of a run that wrote `first`..`last`, in `CHECKS` order; each logs its time.
+
+    Numbering, chain and repeated starts are checked for the run's notifications (and where they join the
+    ledger), which the runs before checked for theirs; the replay covers every municipality's whole ledger.
+    """
     outcomes = []
-    for check in (lambda: check_schema(con, data_root, first, last), lambda: check_sequence_and_chain(con),
-                  lambda: check_replay(con, EVENTS.location(data_root))):
+    for check in (lambda: check_schema(con, data_root, first, last), lambda: check_sequence_and_chain(con, first),
+                  lambda: check_replay(con, EVENTS.location(data_root), first)):
         started = time.perf_counter()
         outcome = check()
         log.info("check %s: %.1f s", outcome.check.name, time.perf_counter() - started)
