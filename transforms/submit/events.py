@@ -140,18 +140,22 @@ STREAM_BATCH_ROWS = 200_000
 
 
 def events_by_municipality(path: Path, columns: Sequence[str] | None = None,
-                           batch_rows: int = STREAM_BATCH_ROWS) -> Iterator[tuple[str, pl.DataFrame]]:
+                           batch_rows: int = STREAM_BATCH_ROWS,
+                           only: set[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
     """Each municipality's events (`EVENTS`, or only `columns`), one municipality at a time in file order.
 
     Why streamed: a national events table is some 8 M rows; the writer and the replay check need one
     municipality (or a few) at a time, so holding all of it cost gigabytes for nothing. The file is
     written sorted by municipality (`EVENTS.sort`), so one pass over its record batches cuts it into
-    municipalities; a file whose municipalities are not in ascending order is an error naming it.
+    municipalities; a file whose municipalities are not in ascending order is an error naming it. With
+    `only`, the row groups that hold none of those municipalities (by their statistics) are not read, and
+    municipalities yielded may include others that share a row group with them.
     """
     wanted = None if columns is None else list(dict.fromkeys(["kommune", *columns]))
     current: str | None = None
     parts: list[pl.DataFrame] = []
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=wanted):
+    source = pq.ParquetFile(path)
+    for batch in source.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=_row_groups(source, only)):
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         runs = frame.select(pl.col("kommune").rle()).unnest("kommune")
@@ -170,15 +174,30 @@ def events_by_municipality(path: Path, columns: Sequence[str] | None = None,
         yield current, pl.concat(parts)
 
 
+def _row_groups(source: pq.ParquetFile, only: set[str] | None) -> list[int]:
+    """The row groups whose municipality range (statistics) holds one of `only` (every one when None)."""
+    groups = range(source.metadata.num_row_groups)
+    if only is None:
+        return list(groups)
+    column = source.schema_arrow.get_field_index("kommune")
+    kept = []
+    for i in groups:
+        stats = source.metadata.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max or any(stats.min <= k <= stats.max for k in only):
+            kept.append(i)
+    return kept
+
+
 class MunicipalityEvents:
     """The events of one municipality at a time, asked for in ascending order (`events_by_municipality`):
-    the planning process never holds the country's events, only the municipality it plans and the next."""
+    the planning process never holds the country's events, only the municipality it plans and the next.
+    `only`: the municipalities that will be asked for (others' row groups are skipped)."""
 
-    def __init__(self, path: Path, columns: Sequence[str] | None = None):
+    def __init__(self, path: Path, columns: Sequence[str] | None = None, only: set[str] | None = None):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
         _check_grouped(path)
-        self._stream = events_by_municipality(path, columns)
+        self._stream = events_by_municipality(path, columns, only=only)
         self._next = next(self._stream, None)
         empty = EVENTS.empty()
         self._empty = empty if columns is None else empty.select(list(dict.fromkeys(["kommune", *columns])))

@@ -46,12 +46,14 @@ from transforms.submit.messages import (
     write_messages,
 )
 from transforms.submit.planning import ACTIVE_SQL, assign_persons, number_plan, plan_notifications
+from transforms.submit.quiet import PlannedAgainst, events_state, quiet_municipalities
 from transforms.submit.serializers import MessageInvalid, get_serializer
 from transforms.tables import EVENTS, IDENTITY_VAULT, MANIFEST, MESSAGE_FRAME, WRITTEN_DAYS
 
 __all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "write_manifest"]
 
 CHECKPOINT_THRESHOLD = "1GB"
+QUIET_PLAN = pl.DataFrame(schema={"status": pl.String})  # a quiet municipality's plan: no notification
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
 
@@ -140,7 +142,6 @@ class SubmissionWriter:
             # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
             con.execute("SET threads = 1")
             remove_stale_temporaries(self.settings.root.submissions)  # of a killed writer; the rerun rewrites them
-            events = MunicipalityEvents(EVENTS.location(self.root))
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
                              for k in targets}
@@ -150,6 +151,16 @@ class SubmissionWriter:
                 raise DayOrderError(
                     f"municipality {k}: cannot write {first_day} before {first_missing[k]} is written "
                     f"(first missing day {first_missing[k]}; start the range there)")
+            events_path = EVENTS.location(self.root)
+            if not events_path.exists():
+                raise FileNotFoundError(f"{events_path} not found: materialize service_events (or run "
+                                        "`ktt backfill`) first")
+            new_days = {k: (max(first_day, first_missing[k]), last_day) for k in targets
+                        if max(first_day, first_missing[k]) <= last_day}
+            planned, state = PlannedAgainst(self.root), events_state(events_path)
+            quiet = quiet_municipalities(events_path, planned, new_days)
+            planned.forget()  # until this run ends: a run killed half-way leaves no record
+            events = MunicipalityEvents(events_path, only=set(new_days) - quiet)
             pending: deque[_Pending] = deque()
             try:
                 for kommune in targets:
@@ -160,7 +171,10 @@ class SubmissionWriter:
                         job = self._reproduce_job(con, kommune, first_day, reproduce_to)
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
-                    if new_first <= last_day:
+                    if kommune in quiet:  # nothing to send: the days are recorded without a message
+                        item.plan, item.first, item.last = QUIET_PLAN, new_first, last_day
+                        item.written = _Inline().submit(list)
+                    elif new_first <= last_day:
                         frame = events.take(kommune)  # read one municipality at a time, let it go once planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
                         item.first, item.last, item.written = new_first, last_day, self._submit(job)
@@ -180,6 +194,7 @@ class SubmissionWriter:
                     self._pool = None
             con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
             write_manifest(con, self.root)
+            planned.record(sorted(new_days), state)
         return report
 
     # --- jobs -------------------------------------------------------------------------
