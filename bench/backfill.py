@@ -47,14 +47,17 @@ class TreeSampler(threading.Thread):
     def __init__(self, interval: float = 0.1):
         super().__init__(daemon=True)
         self.interval, self.me = interval, psutil.Process()
-        self.peak = self.overall = 0.0
+        self.peak = self.overall = self.peak_self = 0.0
         self._stop = threading.Event()
 
     def tree_mib(self) -> float:
-        total = 0
+        total = own = 0
         for p in [self.me, *self.me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):  # a process that ended meanwhile
-                total += p.memory_info().rss
+                rss = p.memory_info().rss
+                total += rss
+                own = own or rss
+        self.peak_self = max(self.peak_self, own / 2**20)
         return total / 2**20
 
     def run(self) -> None:
@@ -85,17 +88,24 @@ def cpu_seconds() -> float:
 
 
 class CheckTimes(logging.Handler):
-    """The asset checks' own timings (`transforms.submit.checks` logs one line per check)."""
+    """The asset checks' own timings and peak memory (`transforms.submit.checks` logs a line as they start and
+    one per check); the writer's peak is the message stage's until the checks start."""
 
     PATTERN = re.compile(r"check (\S+): ([\d.]+) s")
 
-    def __init__(self) -> None:
+    def __init__(self, sampler: TreeSampler) -> None:
         super().__init__(logging.INFO)
+        self.sampler = sampler
         self.seconds: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        if m := self.PATTERN.match(record.getMessage()):
+        message = record.getMessage()
+        if message.startswith("checks of"):
+            self.peaks["(the writer, before the checks)"] = self.sampler.mark()
+        elif m := self.PATTERN.match(message):
             self.seconds[m.group(1)] = self.seconds.get(m.group(1), 0.0) + float(m.group(2))
+            self.peaks[m.group(1)] = self.sampler.mark()
 
 
 def child(data_root: Path, first: dt.date | None, last: dt.date) -> dict:
@@ -103,13 +113,13 @@ def child(data_root: Path, first: dt.date | None, last: dt.date) -> dict:
     from pipelines.run import Runner
     from transforms.core.settings import load_settings
 
-    checks = CheckTimes()
-    checks_log = logging.getLogger("transforms.submit.checks")
-    checks_log.setLevel(logging.INFO)
-    checks_log.addHandler(checks)
     settings = load_settings(data_root)
     sampler = TreeSampler()
     sampler.start()
+    checks = CheckTimes(sampler)
+    checks_log = logging.getLogger("transforms.submit.checks")
+    checks_log.setLevel(logging.INFO)
+    checks_log.addHandler(checks)
     stages: list[dict] = []
     started = time.perf_counter()
     cpu_start = cpu_seconds()
@@ -129,8 +139,9 @@ def child(data_root: Path, first: dt.date | None, last: dt.date) -> dict:
     Runner(data_root).backfill(first or settings.cutoff_date, last, on_stage=on_stage)
     close_stage()
     sampler.stop()
-    return {"stages": stages, "checks_s": checks.seconds, "wall_s": time.perf_counter() - started,
-            "cpu_s": cpu_seconds() - cpu_start, "peak_mib": sampler.overall}
+    return {"stages": stages, "checks_s": checks.seconds, "checks_peak_mib": checks.peaks,
+            "wall_s": time.perf_counter() - started, "cpu_s": cpu_seconds() - cpu_start, "peak_mib": sampler.overall,
+            "peak_main_process_mib": sampler.peak_self}
 
 
 def measured_run(data_root: Path, first: dt.date | None, last: dt.date, env: dict[str, str]) -> dict:
@@ -149,9 +160,12 @@ def report(label: str, result: dict) -> None:
     for s in result["stages"]:
         print(f"  {s['stage']:<32} {s['wall_s']:8.1f} {s['cpu_s']:8.1f} {s['peak_mib']:9.0f}")
         if s["stage"] == "write daily messages":
-            for name, seconds in result["checks_s"].items():
-                print(f"    check {name:<28} {seconds:6.1f}")
-    print(f"  {'total':<32} {result['wall_s']:8.1f} {result['cpu_s']:8.1f} {result['peak_mib']:9.0f}", flush=True)
+            for name, peak in result["checks_peak_mib"].items():
+                seconds = result["checks_s"].get(name)
+                label = f"check {name}" if seconds is not None else name
+                print(f"    {label:<30} {'' if seconds is None else f'{seconds:6.1f}':>6} {'':>8} {peak:9.0f}")
+    print(f"  {'total':<32} {result['wall_s']:8.1f} {result['cpu_s']:8.1f} {result['peak_mib']:9.0f}")
+    print(f"  (peak of the main process alone: {result['peak_main_process_mib']:.0f} MiB)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,15 +24,17 @@ from transforms.core.settings import Settings
 PACKAGE = Path(__file__).resolve().parents[1]  # transforms/
 
 
-def _file_lines(paths: Iterable[Path]) -> list[str]:
-    """Path, size and modification time of each file ('-' for one that does not exist)."""
+def _file_lines(root: Path, paths: Iterable[Path]) -> list[str]:
+    """Path (relative to the data root `root`: a root copied with its times keeps its stamps), size and
+    modification time of each file ('-' for one that does not exist)."""
     lines = []
     for path in sorted(paths):
+        name = path.relative_to(root) if path.is_relative_to(root) else path
         try:
             stat = path.stat()
-            lines.append(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}")
+            lines.append(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}")
         except FileNotFoundError:
-            lines.append(f"{path}\t-")
+            lines.append(f"{name}\t-")
     return lines
 
 
@@ -60,9 +62,10 @@ def settings_digest(settings: Settings) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Stamp:
-    """The stamp of one stage: `path` (beside its outputs) holds the inputs' digest, the outputs' state and
-    the figures the stage reported, so a kept build can report them again."""
+    """The stamp of one stage of the data root `root`: `path` (beside its outputs) holds the inputs' digest,
+    the outputs' state and the figures the stage reported, so a kept build can report them again."""
 
+    root: Path
     path: Path
     outputs: tuple[Path, ...]
 
@@ -70,7 +73,7 @@ class Stamp:
         """The digest of the code, the settings (None: a stage no setting shapes), `extra` and `files`."""
         digest = hashlib.sha256()
         shaped = settings_digest(settings) if settings is not None else "-"
-        for part in (code_digest(), shaped, *map(str, extra), *_file_lines(files)):
+        for part in (code_digest(), shaped, *map(str, extra), *_file_lines(self.root, files)):
             digest.update(part.encode() + b"\n")
         return digest.hexdigest()
 
@@ -80,13 +83,13 @@ class Stamp:
             recorded = json.loads(self.path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if recorded.get("inputs") != digest or recorded.get("outputs") != _file_lines(self.outputs):
+        if recorded.get("inputs") != digest or recorded.get("outputs") != _file_lines(self.root, self.outputs):
             return None
         return recorded.get("figures", {})
 
     def record(self, digest: str, figures: dict | None = None) -> None:
         """After the outputs were written: what they were built from, and their state now."""
-        write_text(self.path, json.dumps({"inputs": digest, "outputs": _file_lines(self.outputs),
+        write_text(self.path, json.dumps({"inputs": digest, "outputs": _file_lines(self.root, self.outputs),
                                           "figures": figures or {}}, indent=1))
 
     def forget(self) -> None:

@@ -117,6 +117,7 @@ def submission_checks(con: duckdb.DuckDBPyConnection, data_root: Path, first: dt
     Numbering, chain and repeated starts are checked for the run's notifications (and where they join the
     ledger), which the runs before checked for theirs; the replay covers every municipality's whole ledger.
     """
+    log.info("checks of %s..%s: start", first, last)
     outcomes = []
     for check in (lambda: check_schema(con, data_root, first, last), lambda: check_sequence_and_chain(con, first),
                   lambda: check_replay(con, EVENTS.location(data_root), first)):

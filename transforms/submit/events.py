@@ -123,7 +123,7 @@ def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     """`write_events`, unless the events file is already that of the current episodes, stops and provider
     changes (`core.stamps`); returns its figures (`write_events`) and whether the events were derived anew."""
     root, cutoff = settings.data_root, settings.cutoff_date
-    stamp = Stamp(EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
+    stamp = Stamp(root, EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
     digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
                                  cutoff)
     figures = stamp.kept(digest)

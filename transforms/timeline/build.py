@@ -428,7 +428,7 @@ def staged_parquet(settings: Settings) -> list[Path]:
 def timeline_stamp(settings: Settings) -> tuple[Stamp, str]:
     """The timeline's stamp and the digest of its current inputs: the staged files, the as-of date."""
     root = settings.data_root
-    stamp = Stamp(EPISODES.location(root).with_name(".timeline.stamp.json"),
+    stamp = Stamp(root, EPISODES.location(root).with_name(".timeline.stamp.json"),
                   tuple(t.location(root) for t in (*COMBINED_TABLES, *STREAMED_TABLES)))
     return stamp, stamp.inputs_digest(settings, staged_parquet(settings), as_of_date(settings))
 

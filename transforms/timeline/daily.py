@@ -132,7 +132,7 @@ def write_daily_allocation(root: Path, first_day: dt.date, last_day: dt.date) ->
     changed, and the timeline was rebuilt), those partitions are rewritten too: a new day's run would
     otherwise leave the history's aggregates of the old timeline beside the new day's (`core.stamps`).
     """
-    stamp = Stamp(DAILY_ALLOCATION.folder(root).with_name(".daily.stamp.json"), ())
+    stamp = Stamp(root, DAILY_ALLOCATION.folder(root).with_name(".daily.stamp.json"), ())
     digest = stamp.inputs_digest(None, [EPISODES.location(root), EPISODE_STOPS.location(root)])
     written = aggregated_days(root)
     if written and stamp.kept(digest) is None:

@@ -252,7 +252,7 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     episodes and coverage, the as-of date; `core.stamps`): then they are read back. Returns them and whether
     they were built."""
     root = settings.data_root
-    stamp = Stamp(RECONCILIATION.location(root).with_name(".reconciliation.stamp.json"),
+    stamp = Stamp(root, RECONCILIATION.location(root).with_name(".reconciliation.stamp.json"),
                   tuple(t.location(root) for t in OUTPUTS))
     digest = stamp.inputs_digest(settings, [*staged_parquet(settings), EPISODES.location(root),
                                             COVERAGE.location(root)], as_of_date(settings))
