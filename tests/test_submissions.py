@@ -187,6 +187,17 @@ def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, 
     assert not chain.passed and "numbering" in chain.tables["problems"]["problem"].to_list()
 
 
+def test_large_municipalities_written_in_parts_give_the_same_files_and_ledger(written, tmp_path, monkeypatch):
+    import transforms.submit.writer as writer
+
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    monkeypatch.setattr(writer, "JOB_ROWS", 500)  # every municipality in parts of about 500 notifications
+    backfill(root)
+    assert tree_digest(root) == tree_digest(written)
+    assert ledger_rows(root) == ledger_rows(written)
+
+
 def test_initial_load_holds_the_services_active_on_the_cutoff(written):
     events = pl.read_parquet(written / "timeline" / "events.parquet")
     initial = events.filter(pl.col("day") == D(2017, 1, 1))

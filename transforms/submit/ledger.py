@@ -137,6 +137,35 @@ def status_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         GROUP BY d.kommune ORDER BY d.kommune""").pl()
 
 
+WHOLE_LEDGER_SQL = """
+        WITH ordered AS (
+            SELECT kommune, seq, guid, previous_guid,
+                   lag(seq) OVER w AS prev_seq, lag(guid) OVER w AS prev_guid
+            FROM notifications WINDOW w AS (PARTITION BY kommune ORDER BY seq)
+        )
+        SELECT kommune, seq, 'numbering' AS problem,
+               'expected ' || coalesce(prev_seq + 1, 1) || ', found ' || seq AS detail
+        FROM ordered WHERE seq <> coalesce(prev_seq + 1, 1)
+        UNION ALL
+        SELECT kommune, seq, 'chain', 'previous GUID ' || previous_guid || ' is not ' ||
+               coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        FROM ordered WHERE previous_guid <> coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        UNION ALL
+        SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
+        FROM notifications GROUP BY guid HAVING count(*) > 1
+        UNION ALL
+        -- a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived
+        -- (a changed override, a corrected source) is reported anew, anything else would be a second copy
+        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
+               || ' while an earlier one is not withdrawn'
+        FROM (SELECT kommune, seq, status, event_key,
+                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
+              FROM notifications)
+        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
+        GROUP BY kommune, event_key
+        ORDER BY 1, 2"""
+
+
 def integrity_problems(con: duckdb.DuckDBPyConnection, since: dt.date | None = None) -> pl.DataFrame:
     """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, a key sent new (N) while sent.
 

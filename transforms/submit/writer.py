@@ -16,6 +16,7 @@ A municipality is committed only after all of its files are written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
 import os
@@ -54,6 +55,7 @@ __all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "write_manifes
 
 CHECKPOINT_THRESHOLD = "1GB"
 QUIET_PLAN = pl.DataFrame(schema={"status": pl.String})  # a quiet municipality's plan: no notification
+JOB_ROWS = 100_000  # notifications per pool job at most (whole days): bounds a job's memory, not its speed
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
 
@@ -98,7 +100,7 @@ class _Pending:
 
     kommune: str
     reproduced: Future | None = None
-    written: Future | None = None
+    written: list[Future] | None = None  # the parts of the new days, in day order
     first: dt.date | None = None  # of the new days, with their plan
     last: dt.date | None = None
     plan: pl.DataFrame | None = None
@@ -173,11 +175,11 @@ class SubmissionWriter:
                     new_first = max(first_day, first_missing[kommune])
                     if kommune in quiet:  # nothing to send: the days are recorded without a message
                         item.plan, item.first, item.last = QUIET_PLAN, new_first, last_day
-                        item.written = _Inline().submit(list)
+                        item.written = [_Inline().submit(list)]
                     elif new_first <= last_day:
                         frame = events.take(kommune)  # read one municipality at a time, let it go once planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
-                        item.first, item.last, item.written = new_first, last_day, self._submit(job)
+                        item.first, item.last, item.written = new_first, last_day, self._submit_parts(job)
                     pending.append(item)
                     # keep the pool busy with the next municipality while this one is committed
                     while len(pending) > self._depth():
@@ -186,7 +188,7 @@ class SubmissionWriter:
                     self._finish(con, pending.popleft(), report, progress)
             finally:
                 for p in pending:
-                    for future in (p.reproduced, p.written):
+                    for future in (p.reproduced, *(p.written or ())):
                         if future is not None:
                             future.cancel()
                 if self._pool is not None:
@@ -200,6 +202,18 @@ class SubmissionWriter:
     # --- jobs -------------------------------------------------------------------------
     def _depth(self) -> int:
         return 3 if isinstance(self._pool, ProcessPoolExecutor) else 0
+
+    def _submit_parts(self, job: MessageJob) -> list[Future]:
+        """The job in parts of whole days, about JOB_ROWS notifications each: a large municipality's nine years
+        (Oslo's half a million notifications) as one job made the frame, its copy for the pool and the
+        pool process's rendering as large as the whole municipality."""
+        if job.frame.height <= JOB_ROWS:
+            return [self._submit(job)]
+        per_day = job.frame.group_by("day", maintain_order=True).len()
+        part = ((per_day["len"].cum_sum() - per_day["len"]) // JOB_ROWS).alias("part")
+        parts = job.frame.join(per_day.select("day", part), on="day", how="left", maintain_order="left")
+        return [self._submit(dataclasses.replace(job, frame=frame.drop("part")))
+                for frame in parts.partition_by("part", maintain_order=True)]
 
     def _submit(self, job: MessageJob) -> Future:
         if self._pool is None:
@@ -219,7 +233,7 @@ class SubmissionWriter:
         if item.reproduced is not None:
             report.days_reproduced += len(self._result(item.reproduced))
         if item.written is not None:
-            self._commit(con, item, self._result(item.written), report)
+            self._commit(con, item, [day for part in item.written for day in self._result(part)], report)
         if progress:
             progress(item.kommune, 1)
 
