@@ -100,8 +100,9 @@ def write_events(root: Path, cutoff: dt.date) -> dict:
             n = con.execute("SELECT count(*) FROM derived WHERE event_key IN (SELECT event_key FROM derived "
                             "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
             raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
-        reader = con.execute("SELECT * FROM derived").fetch_record_batch(  # in its order (insertion order)
-            STREAM_BATCH_ROWS)
+        result = con.execute("SELECT * FROM derived")  # in its order (insertion order)
+        # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
+        reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(STREAM_BATCH_ROWS)
         with replacing(EVENTS.location(root)) as tmp:
             writer = None
             try:
