@@ -137,6 +137,17 @@ def status_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         GROUP BY d.kommune ORDER BY d.kommune""").pl()
 
 
+# a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived (a changed
+# override, a corrected source) is reported anew, anything else would be a second copy
+REPEATED_SQL = """
+        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
+               || ' while an earlier one is not withdrawn'
+        FROM (SELECT kommune, seq, status, event_key,
+                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
+              FROM {notifications})
+        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
+        GROUP BY kommune, event_key"""
+
 WHOLE_LEDGER_SQL = """
         WITH ordered AS (
             SELECT kommune, seq, guid, previous_guid,
@@ -154,15 +165,7 @@ WHOLE_LEDGER_SQL = """
         SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
         FROM notifications GROUP BY guid HAVING count(*) > 1
         UNION ALL
-        -- a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived
-        -- (a changed override, a corrected source) is reported anew, anything else would be a second copy
-        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
-               || ' while an earlier one is not withdrawn'
-        FROM (SELECT kommune, seq, status, event_key,
-                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
-              FROM notifications)
-        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
-        GROUP BY kommune, event_key
+{repeated}
         ORDER BY 1, 2"""
 
 
@@ -197,14 +200,7 @@ def integrity_problems(con: duckdb.DuckDBPyConnection, since: dt.date | None = N
         FROM notifications SEMI JOIN (SELECT guid FROM scope WHERE in_run) USING (guid)
         GROUP BY guid HAVING count(*) > 1
         UNION ALL
-        -- a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived
-        -- (a changed override, a corrected source) is reported anew, anything else would be a second copy
-        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
-               || ' while an earlier one is not withdrawn'
-        FROM (SELECT kommune, seq, status, event_key,
-                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
-              FROM notifications
-              SEMI JOIN (SELECT kommune, event_key FROM scope WHERE in_run) USING (kommune, event_key))
-        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
-        GROUP BY kommune, event_key
-        ORDER BY 1, 2""", {"since": since}).pl()
+{repeated}
+        ORDER BY 1, 2""".format(repeated=REPEATED_SQL.format(notifications=(
+        "notifications SEMI JOIN (SELECT kommune, event_key FROM scope WHERE in_run) USING (kommune, event_key)"))),
+        {"since": since}).pl()
