@@ -134,7 +134,9 @@ def test_ledger_numbering_chain_and_replay(written):
     assert manifest.height == len(list((written / "submissions").rglob("*.xml")))
 
 
-def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path):
+def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path, monkeypatch):
+    from transforms.submit import ledger
+
     events = pl.read_parquet(EVENTS.location(written))
     with open_ledger(written, read_only=True) as con:
         outcomes = submission_checks(con, written, CUTOFF, AS_OF)
@@ -183,8 +185,13 @@ def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, 
     shutil.copytree(written / "ledger", tmp_path / "holed" / "ledger")
     with open_ledger(tmp_path / "holed") as con:
         con.execute("DELETE FROM notifications WHERE seq = 5 AND kommune = (SELECT min(kommune) FROM notifications)")
+        # and a GUID used twice, in the last municipality (checked a batch of municipalities at a time)
+        con.execute("""UPDATE notifications SET guid = (SELECT min(guid) FROM notifications WHERE seq = 1)
+                       WHERE seq = 7 AND kommune = (SELECT max(kommune) FROM notifications)""")
         chain = check_sequence_and_chain(con)
-    assert not chain.passed and "numbering" in chain.tables["problems"]["problem"].to_list()
+        monkeypatch.setattr(ledger, "INTEGRITY_BATCH_NOTIFICATIONS", 10)
+        assert check_sequence_and_chain(con).tables["problems"].equals(chain.tables["problems"])
+    assert not chain.passed and {"numbering", "guid", "chain"} <= set(chain.tables["problems"]["problem"])
 
 
 def test_large_municipalities_written_in_parts_give_the_same_files_and_ledger(written, tmp_path, monkeypatch):

@@ -148,11 +148,14 @@ REPEATED_SQL = """
         WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
         GROUP BY kommune, event_key"""
 
-WHOLE_LEDGER_SQL = """
-        WITH ordered AS (
+# numbering, chain and repeated N of a batch of municipalities ({kommuner}), the whole ledger's a batch at a time
+BATCH_SQL = """
+        WITH batch AS (
+            SELECT * FROM notifications WHERE kommune IN ({kommuner})
+        ), ordered AS (
             SELECT kommune, seq, guid, previous_guid,
                    lag(seq) OVER w AS prev_seq, lag(guid) OVER w AS prev_guid
-            FROM notifications WINDOW w AS (PARTITION BY kommune ORDER BY seq)
+            FROM batch WINDOW w AS (PARTITION BY kommune ORDER BY seq)
         )
         SELECT kommune, seq, 'numbering' AS problem,
                'expected ' || coalesce(prev_seq + 1, 1) || ', found ' || seq AS detail
@@ -162,11 +165,35 @@ WHOLE_LEDGER_SQL = """
                coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
         FROM ordered WHERE previous_guid <> coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
         UNION ALL
-        SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
-        FROM notifications GROUP BY guid HAVING count(*) > 1
-        UNION ALL
-{repeated}
-        ORDER BY 1, 2"""
+{repeated}"""
+
+# a GUID used twice anywhere in the ledger: the GUIDs' 64-bit hashes counted first (a table of integers, not of
+# 7.5 M strings, which outgrew the ledger's memory limit at national scale), then the few candidates compared
+GUID_SQL = """
+        WITH repeated_hashes AS (SELECT hash(guid) AS h FROM notifications GROUP BY 1 HAVING count(*) > 1)
+        SELECT min(kommune) AS kommune, min(seq) AS seq, 'guid' AS problem,
+               count(*) || ' notifications have GUID ' || guid AS detail
+        FROM notifications WHERE hash(guid) IN (SELECT h FROM repeated_hashes)
+        GROUP BY guid HAVING count(*) > 1"""
+
+INTEGRITY_BATCH_NOTIFICATIONS = 1_000_000
+
+
+def _whole_ledger_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`integrity_problems` of the whole ledger, a batch of municipalities (about a million notifications) at
+    a time: in one pass, its windows over a national ledger outgrew the ledger's memory limit."""
+    sizes = con.execute("SELECT kommune, count(*) FROM notifications GROUP BY 1 ORDER BY 1").fetchall()
+    queries, batch, filled = [], [], 0
+    for i, (kommune, n) in enumerate(sizes):
+        batch.append(kommune)
+        filled += n
+        if filled >= INTEGRITY_BATCH_NOTIFICATIONS or i == len(sizes) - 1:
+            members = ", ".join(duck.sql_literal(k) for k in batch)
+            queries.append(BATCH_SQL.format(kommuner=members,
+                                            repeated=REPEATED_SQL.format(notifications="batch")))
+            batch, filled = [], 0
+    parts = [con.execute(sql).pl() for sql in [*queries, GUID_SQL]]
+    return pl.concat(parts, how="vertical_relaxed").sort("kommune", "seq", maintain_order=True)
 
 
 def integrity_problems(con: duckdb.DuckDBPyConnection, since: dt.date | None = None) -> pl.DataFrame:
@@ -174,8 +201,12 @@ def integrity_problems(con: duckdb.DuckDBPyConnection, since: dt.date | None = N
 
     `since`: only the notifications of days from `since` on (a run's), each municipality's joined to the one
     before them, and the keys and GUIDs they use against the whole ledger; the earlier part was checked by
-    the runs that wrote it. None checks the whole ledger.
+    the runs that wrote it. None (or a `since` no earlier notification precedes) checks the whole ledger, a
+    batch of municipalities at a time.
     """
+    first = con.execute("SELECT min(day) FROM notifications").fetchone()[0]
+    if since is None or first is None or since <= first:
+        return _whole_ledger_problems(con)
     return con.execute("""
         WITH firsts AS (
             SELECT kommune, min(seq) AS first_seq FROM notifications
