@@ -13,7 +13,7 @@ import pytest
 from pipelines.run import Runner
 from tests.phantoms import copy_ingested, export_lines, remove_lines
 from transforms.submit.ledger import open_ledger
-from transforms.tables import EPISODES, EVENTS, RECONCILIATION
+from transforms.tables import DAILY_ALLOCATION, EPISODES, EVENTS, RECONCILIATION
 
 CUTOFF = dt.date(2017, 1, 1)
 LAST = dt.date(2025, 12, 31)
@@ -24,8 +24,14 @@ COMPARED = ("staging", "timeline", "reference")
 
 
 def derived_tables(root: Path) -> dict[str, pl.DataFrame]:
-    return {p.relative_to(root).as_posix(): pl.read_parquet(p) for folder in COMPARED
-            for p in sorted((root / folder).rglob("*.parquet")) if ".tmp" not in p.parts}
+    """Every Parquet file by path, but the daily aggregates as one table: how DuckDB cuts a day's partition
+    into files depends on how many days it wrote at once."""
+    daily = DAILY_ALLOCATION.folder(root)
+    tables = {p.relative_to(root).as_posix(): pl.read_parquet(p) for folder in COMPARED
+              for p in sorted((root / folder).rglob("*.parquet")) if ".tmp" not in p.parts and daily not in p.parents}
+    aggregates = pl.read_parquet(daily / "**" / "*.parquet", hive_partitioning=True)
+    tables[DAILY_ALLOCATION.name] = aggregates.sort(aggregates.columns)
+    return tables
 
 
 def stamp_of(path: Path) -> int:
