@@ -15,7 +15,7 @@ from transforms.report.charts import notifications_chart
 from transforms.report.markdown import markdown_table
 from transforms.submit.checks import CHECKS, CheckOutcome, submission_checks
 from transforms.submit.dry_run import plan_backfill, plan_summary, write_plan
-from transforms.submit.events import write_events
+from transforms.submit.events import write_events_or_keep
 from transforms.submit.ledger import open_ledger
 from transforms.submit.writer import SubmissionWriter
 from transforms.tables import EVENTS, NOTIFICATIONS, PLAN
@@ -27,11 +27,12 @@ GROUP = "submissions"
 def service_events(ktt: KttResource) -> dg.MaterializeResult:
     """Every event a message reports (timeline/events.parquet), pseudonymous, with key, day and content hash."""
     settings = ktt.run_settings()
-    events = write_events(settings.data_root, settings.cutoff_date)
+    figures, built = write_events_or_keep(settings)
     return dg.MaterializeResult(metadata={
-        "events": events.height,
-        "by_type": dg.MetadataValue.json(dict(events.group_by("event_type").len().sort("event_type").iter_rows())),
-        "initial_load_events": int((events["day"] == settings.cutoff_date).sum()),
+        "events": figures["events"],
+        "by_type": dg.MetadataValue.json(figures["by_type"]),
+        "initial_load_events": figures["initial_load_events"],
+        "derived_anew": built,
     })
 
 
@@ -75,7 +76,7 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
             **chart_metadata(context, "notifications_per_day_chart",
                              lambda: notifications_chart(settings.data_root, con)),
         })
-        for outcome in submission_checks(con, settings.data_root, first, last, writer.events):
+        for outcome in submission_checks(con, settings.data_root, first, last):
             yield check_result(outcome)
 
 

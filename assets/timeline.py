@@ -26,9 +26,9 @@ from transforms.tables import (
     TABLES,
 )
 from transforms.timeline import checks
-from transforms.timeline.build import build_timeline
+from transforms.timeline.build import build_or_keep_timeline
 from transforms.timeline.daily import write_daily_allocation
-from transforms.timeline.reconciliation import below_threshold, reconcile
+from transforms.timeline.reconciliation import below_threshold, reconcile_or_keep
 
 GROUP = "timeline"
 TIMELINE_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES)
@@ -44,7 +44,9 @@ TIMELINE_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES)
 def timeline(context: AssetExecutionContext, ktt: KttResource):
     """Reconstruct the timelines in DuckDB from the staged Parquet."""
     settings = ktt.run_settings()
-    result = build_timeline(settings)
+    result, built = build_or_keep_timeline(settings)
+    if not built:
+        context.log.info("timeline: inputs unchanged since the last build, its outputs are kept")
     gap_days = result.gaps.group_by("kommune").agg(pl.col("days").sum().alias("gap_days")).sort("kommune")
     yield dg.MaterializeResult(asset_key=COVERAGE.asset, metadata={
         "days": result.coverage["day"].n_unique(),
@@ -109,7 +111,9 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
 def reconciliation(context: AssetExecutionContext, ktt: KttResource):
     """The reconstruction against the yearly extracts an EPJ made redundant: matched, one-sided, disagreeing."""
     settings = ktt.run_settings()
-    result = reconcile(settings)
+    result, built = reconcile_or_keep(settings)
+    if not built:
+        context.log.info("reconciliation: inputs unchanged since the last run, its outputs are kept")
     threshold = settings.reconciliation.agreement_threshold
     summary = result.summary
     yield dg.MaterializeResult(asset_key=RECONCILIATION.asset, metadata={

@@ -58,7 +58,7 @@ def child(data_root: Path, workers: int | None) -> dict:
     report = SubmissionWriter(settings, keys, workers=workers).run(dt.date(2017, 1, 1), dt.date(2025, 12, 31))
     finished = time.perf_counter()
     cpu = [round(a - b, 1) for a, b in zip(_cpu_seconds(), cpu_before, strict=True)]
-    return {"events": events.height, "prepare_s": round(prepared - started, 1),
+    return {"events": events["events"], "prepare_s": round(prepared - started, 1),
             "write_s": round(finished - prepared, 1), "messages": report.files,
             "notifications": sum(report.notifications.values()),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -16,6 +16,7 @@ import dagster as dg
 
 from assets import delivery, ingestion, submissions, timeline
 from assets.resources import KttResource
+from transforms.core.memory import release_memory
 from transforms.core.settings import FIRST_DATA_YEAR, LAST_DATA_YEAR
 from transforms.deliver.config import load_delivery_config
 
@@ -61,6 +62,7 @@ class Runner:
     def _materialize(self, assets: list, tags: dict | None = None, config: dict | None = None) -> None:
         result = dg.materialize(assets, resources=self.resources, instance=self.instance,
                                 run_config=_run_config(config), tags=tags)
+        release_memory()  # the next stage's peak must not come on top of what this one freed
         _raise_on_failed_checks(result)
 
     def ingest(self, years: Sequence[int] = tuple(range(FIRST_DATA_YEAR, LAST_DATA_YEAR + 1))) -> None:

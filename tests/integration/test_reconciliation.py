@@ -13,7 +13,7 @@ from transforms.core.settings import load_settings
 from transforms.report.charts import reconciliation_chart
 from transforms.tables import RECONCILIATION
 from transforms.timeline.build import build_timeline
-from transforms.timeline.reconciliation import below_threshold, reconcile
+from transforms.timeline.reconciliation import below_threshold, reconcile, reconcile_or_keep
 
 AS_OF = dt.date(2025, 12, 31)
 
@@ -79,3 +79,19 @@ def test_the_agreement_chart_is_deterministic(reconciled, tmp_path):
     second = reconciliation_chart(settings.data_root, 0.95, out_dir=tmp_path / "b")
     assert first.png == second.png and first.path.read_bytes() == second.path.read_bytes()
     assert first.png.startswith(b"\x89PNG")
+
+
+def test_batched_by_municipality_it_equals_one_pass_and_is_kept_while_its_inputs_stay(reconciled):
+    settings, result = reconciled
+    one_municipality_per_batch = reconcile(settings, rows_per_batch=1)
+    for frame, expected in zip(dataclasses.astuple(one_municipality_per_batch), dataclasses.astuple(result),
+                               strict=True):
+        assert frame.equals(expected)
+    built = reconcile_or_keep(settings)
+    assert built[1] and reconcile_or_keep(settings)[1] is False  # nothing changed: the outputs are kept
+    assert all(a.equals(b) for a, b in zip(dataclasses.astuple(reconcile_or_keep(settings)[0]),
+                                           dataclasses.astuple(result), strict=True))
+    # an episode file rewritten: reconciled again
+    episodes = settings.data_root / "timeline" / "episodes.parquet"
+    episodes.write_bytes(episodes.read_bytes())
+    assert reconcile_or_keep(settings)[1]

@@ -26,7 +26,7 @@ from transforms.submit.ledger import (
     open_ledger,
     writer_lock,
 )
-from transforms.submit.replay import repeated_starts, replay_differences
+from transforms.submit.replay import repeated_starts, replay_differences, replay_differences_streamed
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
 from transforms.submit.writer import SubmissionWriter
@@ -134,12 +134,17 @@ def test_ledger_numbering_chain_and_replay(written):
     assert manifest.height == len(list((written / "submissions").rglob("*.xml")))
 
 
-def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path):
+def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, tmp_path, monkeypatch):
+    from transforms.submit import ledger
+
     events = pl.read_parquet(EVENTS.location(written))
     with open_ledger(written, read_only=True) as con:
-        outcomes = submission_checks(con, written, CUTOFF, AS_OF, events)
+        outcomes = submission_checks(con, written, CUTOFF, AS_OF)
         assert [o.check for o in outcomes] == list(CHECKS) and all(o.passed for o in outcomes)
-        assert outcomes[0].figures["files_checked"] == len(list((written / "submissions").rglob("*.xml")))
+        files = len(list((written / "submissions").rglob("*.xml")))
+        kommuner = con.execute("SELECT count(DISTINCT kommune) FROM written_days WHERE file IS NOT NULL").fetchone()[0]
+        assert outcomes[0].figures["files_checked"] == files
+        assert outcomes[0].figures["files_revalidated"] == 2 * kommuner < files
         assert outcomes[2].figures == {"differences": 0, "repeated_starts": 0}
         # a message file changed after it was written
         day, rel = con.execute("SELECT day, file FROM written_days WHERE file IS NOT NULL AND day >= '2021-03-01' "
@@ -152,17 +157,52 @@ def test_the_asset_checks_pass_on_a_backfill_and_name_what_breaks_them(written, 
         (damaged / rel).write_bytes((written / rel).read_bytes().replace(b'versjon="56.0.0"', b'versjon="55.0.0"'))
         schema = check_schema(con, damaged, day, day)
         assert not schema.passed and schema.tables["invalid"]["file"].to_list() == [rel]
-        # an event the ledger sent that is no longer an event
-        gone = events["event_key"][0]
-        replay = check_replay(con, events.filter(pl.col("event_key") != gone))
+        assert "56.0.0" in schema.tables["invalid"]["first_issue"][0] or "versjon" in schema.tables["invalid"][
+            "first_issue"][0]
+        # valid bytes, but not the ones the writer validated and recorded; and a file gone
+        other = next(o for (o,) in con.execute("SELECT file FROM written_days WHERE day = ? AND file IS NOT NULL "
+                                               "AND file <> ?", [day, rel]).fetchall())
+        (damaged / rel).write_bytes((written / rel).read_bytes() + b"\n")
+        (damaged / other).unlink()
+        schema = check_schema(con, damaged, day, day)
+        assert not schema.passed and schema.figures["files_changed"] == schema.figures["files_missing"] == 1
+        assert dict(schema.tables["invalid"].rows()) == {
+            rel: "not the bytes that were validated and recorded (SHA-256 differs)", other: "file missing"}
+        # an event the ledger sent that is no longer an event, another with other content; replayed a few municipalities
+        # at a time
+        gone, unsent = events["event_key"][0], events.filter(pl.col("day") <= AS_OF)["event_key"][-1]
+        events.filter(pl.col("event_key") != gone).write_parquet(tmp_path / "events.parquet")
+        replay = check_replay(con, tmp_path / "events.parquet")
         assert not replay.passed and replay.tables["first"].rows() == [(gone.split("|")[0], gone,
                                                                          "sent but no longer an event")]
+        changed = events.with_columns(content_hash=pl.when(pl.col("event_key") == unsent).then(pl.lit("other"))
+                                      .otherwise(pl.col("content_hash")))
+        changed.filter(pl.col("event_key") != gone).write_parquet(tmp_path / "events.parquet")
+        streamed = replay_differences_streamed(con, tmp_path / "events.parquet", batch_notifications=100)
+        assert streamed.rows() == [(gone.split("|")[0], gone, "sent but no longer an event"),
+                                   (unsent.split("|")[0], unsent, "sent with other content")]
     # a hole in the numbering
     shutil.copytree(written / "ledger", tmp_path / "holed" / "ledger")
     with open_ledger(tmp_path / "holed") as con:
         con.execute("DELETE FROM notifications WHERE seq = 5 AND kommune = (SELECT min(kommune) FROM notifications)")
+        # and a GUID used twice, in the last municipality (checked a batch of municipalities at a time)
+        con.execute("""UPDATE notifications SET guid = (SELECT min(guid) FROM notifications WHERE seq = 1)
+                       WHERE seq = 7 AND kommune = (SELECT max(kommune) FROM notifications)""")
         chain = check_sequence_and_chain(con)
-    assert not chain.passed and "numbering" in chain.tables["problems"]["problem"].to_list()
+        monkeypatch.setattr(ledger, "INTEGRITY_BATCH_NOTIFICATIONS", 10)
+        assert check_sequence_and_chain(con).tables["problems"].equals(chain.tables["problems"])
+    assert not chain.passed and {"numbering", "guid", "chain"} <= set(chain.tables["problems"]["problem"])
+
+
+def test_large_municipalities_written_in_parts_give_the_same_files_and_ledger(written, tmp_path, monkeypatch):
+    import transforms.submit.writer as writer
+
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    monkeypatch.setattr(writer, "JOB_ROWS", 500)  # every municipality in parts of about 500 notifications
+    backfill(root)
+    assert tree_digest(root) == tree_digest(written)
+    assert ledger_rows(root) == ledger_rows(written)
 
 
 def test_initial_load_holds_the_services_active_on_the_cutoff(written):
@@ -357,10 +397,14 @@ def test_an_invalid_message_is_not_written_and_the_run_fails_loudly(written, tmp
     bad = events.filter(pl.col("kommune") == kommune).row(0, named=True)
     bad = {**bad, "event_key": f"{kommune}|BAD-1|TjenesteStart", "reporting_id": "BAD-1", "service_code": "99",
            "content_hash": "bad", "day": AS_OF}
-    pl.concat([events, pl.DataFrame([bad], schema=events.schema)]).write_parquet(
-        root / "timeline" / "events.parquet")
+    with_bad = pl.concat([events, pl.DataFrame([bad], schema=events.schema)])
+    with_bad.write_parquet(root / "timeline" / "events.parquet")
     before = ledger_rows(root)
     next_day = AS_OF + dt.timedelta(days=1)
+    # events are read one municipality at a time: a file not in the table's order is refused, not half read
+    with pytest.raises(ValueError, match="not sorted by municipality"):
+        backfill(root, next_day, next_day, kommuner=[kommune])
+    EVENTS.sorted(with_bad).write_parquet(root / "timeline" / "events.parquet")
     with pytest.raises(MessageInvalid) as failure:
         backfill(root, next_day, next_day, kommuner=[kommune])
     assert "99" in str(failure.value) and "notification" in str(failure.value).lower()

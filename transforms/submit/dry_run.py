@@ -15,6 +15,7 @@ import polars as pl
 from transforms.core.atomic import write_parquet
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
+from transforms.submit.events import MunicipalityEvents
 from transforms.submit.ledger import DayOrderError, last_written_days, open_ledger
 from transforms.submit.planning import ACTIVE_SQL, plan_notifications
 from transforms.tables import EVENTS, PLAN
@@ -28,10 +29,7 @@ def plan_backfill(settings: Settings, first_day: dt.date, last_day: dt.date,
     unknown = [k for k in targets if k not in configured]
     if unknown:
         raise ValueError(f"municipalities not in config/kommuner.toml: {', '.join(unknown)}")
-    path = EVENTS.location(settings.data_root)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
-    events = pl.read_parquet(path)
+    events = MunicipalityEvents(EVENTS.location(settings.data_root))
     parts = []
     with open_ledger(settings.data_root, read_only=True) as con:
         last = last_written_days(con)
@@ -44,7 +42,7 @@ def plan_backfill(settings: Settings, first_day: dt.date, last_day: dt.date,
             if new_first > last_day:
                 continue
             active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": new_first}).pl()
-            plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), new_first, last_day)
+            plan = plan_notifications(active, events.take(kommune), new_first, last_day)
             parts.append(plan.with_columns(kommune=pl.lit(kommune)))
     frame = pl.concat(parts, how="vertical_relaxed") if parts else PLAN.empty()
     return PLAN.sorted(PLAN.conform(frame))

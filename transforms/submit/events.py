@@ -9,14 +9,21 @@ a key gone -> a withdrawal (C); same key and hash -> never sent twice.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from transforms.core import duck
-from transforms.core.atomic import write_parquet
+from transforms.core.atomic import PARQUET_OPTIONS, replacing
 from transforms.core.duck import register_views
+from transforms.core.settings import Settings
+from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
+
+# DuckDB's memory for deriving the events (it spills beyond it)
+EVENTS_MEMORY_LIMIT = "1500MB"
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
@@ -76,8 +83,144 @@ def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     return events
 
 
-def write_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
-    """Build the events and write them (`timeline/events.parquet`); returns them."""
-    events = build_events(root, cutoff)
-    write_parquet(events, EVENTS.location(root))
-    return events
+def write_events(root: Path, cutoff: dt.date) -> dict:
+    """Build the events and write them (`timeline/events.parquet`) in record batches; returns `event_figures`.
+
+    Why not through one frame: a national events table is some 8 M rows, gigabytes as one Polars frame;
+    DuckDB sorts it within its memory limit (spilling beyond it) and hands it over a batch at a time,
+    each cast to the declared schema and appended as a row group, so the stage holds a batch, not the
+    table. The key must be unique; the figures are counted in the same connection.
+    """
+    with duck.connect(memory_limit=EVENTS_MEMORY_LIMIT) as con:
+        register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
+        con.execute(f"CREATE TEMP TABLE derived AS {EVENTS_SQL}", {"cutoff": cutoff})
+        duplicated = con.execute("SELECT event_key, count(*) FROM derived GROUP BY 1 HAVING count(*) > 1 "
+                                 "ORDER BY 1 LIMIT 1").fetchall()
+        if duplicated:
+            n = con.execute("SELECT count(*) FROM derived WHERE event_key IN (SELECT event_key FROM derived "
+                            "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+            raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
+        result = con.execute("SELECT * FROM derived")  # in its order (insertion order)
+        # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
+        reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(STREAM_BATCH_ROWS)
+        with replacing(EVENTS.location(root)) as tmp:
+            writer = None
+            try:
+                for batch in reader:
+                    frame = EVENTS.conform(pl.from_arrow(batch)).to_arrow()
+                    writer = writer or pq.ParquetWriter(tmp, frame.schema, compression="zstd")
+                    writer.write_table(frame)
+                if writer is None:
+                    EVENTS.empty().write_parquet(tmp, **PARQUET_OPTIONS)
+            finally:
+                if writer is not None:
+                    writer.close()
+        by_type = dict(con.execute("SELECT event_type, count(*) FROM derived GROUP BY 1 ORDER BY 1").fetchall())
+        initial = con.execute("SELECT count(*) FROM derived WHERE day = ?", [cutoff]).fetchone()[0]
+    return {"events": sum(by_type.values()), "by_type": by_type, "initial_load_events": initial}
+
+
+def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
+    """`write_events`, unless the events file is already that of the current episodes, stops and provider
+    changes (`core.stamps`); returns its figures (`write_events`) and whether the events were derived anew."""
+    root, cutoff = settings.data_root, settings.cutoff_date
+    stamp = Stamp(root, EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
+    digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
+                                 cutoff)
+    figures = stamp.kept(digest)
+    if figures is not None:
+        return figures, False
+    stamp.forget()
+    figures = write_events(root, cutoff)
+    stamp.record(digest, figures)
+    return figures, True
+
+
+# rows decoded at a time when the events are streamed: a few tens of MB whatever the country's size
+STREAM_BATCH_ROWS = 200_000
+
+
+def events_by_municipality(path: Path, columns: Sequence[str] | None = None,
+                           batch_rows: int = STREAM_BATCH_ROWS,
+                           only: set[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Each municipality's events (`EVENTS`, or only `columns`), one municipality at a time in file order.
+
+    Why streamed: a national events table is some 8 M rows; the writer and the replay check need one
+    municipality (or a few) at a time, so holding all of it cost gigabytes for nothing. The file is
+    written sorted by municipality (`EVENTS.sort`), so one pass over its record batches cuts it into
+    municipalities; a file whose municipalities are not in ascending order is an error naming it. With
+    `only`, the row groups that hold none of those municipalities (by their statistics) are not read, and
+    municipalities yielded may include others that share a row group with them.
+    """
+    wanted = None if columns is None else list(dict.fromkeys(["kommune", *columns]))
+    current: str | None = None
+    parts: list[pl.DataFrame] = []
+    source = pq.ParquetFile(path)
+    for batch in source.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=_row_groups(source, only)):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        runs = frame.select(pl.col("kommune").rle()).unnest("kommune")
+        offset = 0
+        for kommune, length in runs.select("value", "len").iter_rows():
+            if kommune != current:
+                if current is not None:
+                    if kommune is None or kommune < current:
+                        raise ValueError(f"{path}: events are not sorted by municipality "
+                                         f"({kommune!r} after {current!r}); rebuild them (service_events)")
+                    yield current, pl.concat(parts)
+                current, parts = kommune, []
+            parts.append(frame.slice(offset, length))
+            offset += length
+    if current is not None:
+        yield current, pl.concat(parts)
+
+
+def _row_groups(source: pq.ParquetFile, only: set[str] | None) -> list[int]:
+    """The row groups whose municipality range (statistics) holds one of `only` (every one when None)."""
+    groups = range(source.metadata.num_row_groups)
+    if only is None:
+        return list(groups)
+    column = source.schema_arrow.get_field_index("kommune")
+    kept = []
+    for i in groups:
+        stats = source.metadata.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max or any(stats.min <= k <= stats.max for k in only):
+            kept.append(i)
+    return kept
+
+
+class MunicipalityEvents:
+    """The events of one municipality at a time, asked for in ascending order (`events_by_municipality`):
+    the planning process never holds the country's events, only the municipality it plans and the next.
+    `only`: the municipalities that will be asked for (others' row groups are skipped)."""
+
+    def __init__(self, path: Path, columns: Sequence[str] | None = None, only: set[str] | None = None):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
+        _check_grouped(path)
+        self._stream = events_by_municipality(path, columns, only=only)
+        self._next = next(self._stream, None)
+        empty = EVENTS.empty()
+        self._empty = empty if columns is None else empty.select(list(dict.fromkeys(["kommune", *columns])))
+
+    def take(self, kommune: str) -> pl.DataFrame:
+        while self._next is not None and self._next[0] < kommune:
+            self._next = next(self._stream, None)
+        if self._next is None or self._next[0] != kommune:
+            return self._empty
+        frame = self._next[1]
+        self._next = next(self._stream, None)
+        return frame
+
+
+def _check_grouped(path: Path) -> None:
+    """Refuse an events file whose municipalities are not in ascending order before any is used: read one
+    municipality at a time, a municipality's rows after another's would otherwise be missed unnoticed.
+    Only the municipality column is read (dictionary-encoded: a fraction of a second for a national file)."""
+    previous = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=["kommune"]):
+        column = pl.from_arrow(batch.column(0))
+        assert isinstance(column, pl.Series)
+        if column.null_count() or not column.is_sorted() or (previous is not None and column[0] < previous):
+            raise ValueError(f"{path}: events are not sorted by municipality; rebuild them (service_events)")
+        previous = column[-1] if column.len() else previous

@@ -99,6 +99,12 @@ def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# every ledger connection's DuckDB memory: the writer's planning process runs beside two pool processes, and the
+# whole tree of a national backfill stays under 4 GiB only if the ledger's buffers do (beyond it DuckDB evicts
+# and spills); the default limit let a national ledger's connection grow to 6 GB
+LEDGER_MEMORY_LIMIT = "2GB"
+
+
 def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = DataRoot(data_root).ledger_db
     if read_only and not path.exists():
@@ -106,7 +112,7 @@ def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConn
         con.execute(SCHEMA_SQL)
         return con
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duck.connect(str(path), read_only=read_only)
+    con = duck.connect(str(path), read_only=read_only, memory_limit=LEDGER_MEMORY_LIMIT)
     if not read_only:
         con.execute(SCHEMA_SQL)
     return con
@@ -131,13 +137,25 @@ def status_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         GROUP BY d.kommune ORDER BY d.kommune""").pl()
 
 
-def integrity_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, a key sent new (N) while sent."""
-    return con.execute("""
-        WITH ordered AS (
+# a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived (a changed
+# override, a corrected source) is reported anew, anything else would be a second copy
+REPEATED_SQL = """
+        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
+               || ' while an earlier one is not withdrawn'
+        FROM (SELECT kommune, seq, status, event_key,
+                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
+              FROM {notifications})
+        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
+        GROUP BY kommune, event_key"""
+
+# numbering, chain and repeated N of a batch of municipalities ({kommuner}), the whole ledger's a batch at a time
+BATCH_SQL = """
+        WITH batch AS (
+            SELECT * FROM notifications WHERE kommune IN ({kommuner})
+        ), ordered AS (
             SELECT kommune, seq, guid, previous_guid,
                    lag(seq) OVER w AS prev_seq, lag(guid) OVER w AS prev_guid
-            FROM notifications WINDOW w AS (PARTITION BY kommune ORDER BY seq)
+            FROM batch WINDOW w AS (PARTITION BY kommune ORDER BY seq)
         )
         SELECT kommune, seq, 'numbering' AS problem,
                'expected ' || coalesce(prev_seq + 1, 1) || ', found ' || seq AS detail
@@ -147,16 +165,73 @@ def integrity_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
         FROM ordered WHERE previous_guid <> coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
         UNION ALL
-        SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
-        FROM notifications GROUP BY guid HAVING count(*) > 1
+{repeated}"""
+
+# a GUID used twice anywhere in the ledger: the GUIDs' 64-bit hashes counted first (a table of integers, not of
+# 7.5 M strings, which outgrew the ledger's memory limit at national scale), then the few candidates compared
+GUID_SQL = """
+        WITH repeated_hashes AS (SELECT hash(guid) AS h FROM notifications GROUP BY 1 HAVING count(*) > 1)
+        SELECT min(kommune) AS kommune, min(seq) AS seq, 'guid' AS problem,
+               count(*) || ' notifications have GUID ' || guid AS detail
+        FROM notifications WHERE hash(guid) IN (SELECT h FROM repeated_hashes)
+        GROUP BY guid HAVING count(*) > 1"""
+
+INTEGRITY_BATCH_NOTIFICATIONS = 1_000_000
+
+
+def _whole_ledger_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`integrity_problems` of the whole ledger, a batch of municipalities (about a million notifications) at
+    a time: in one pass, its windows over a national ledger outgrew the ledger's memory limit."""
+    sizes = con.execute("SELECT kommune, count(*) FROM notifications GROUP BY 1 ORDER BY 1").fetchall()
+    queries, batch, filled = [], [], 0
+    for i, (kommune, n) in enumerate(sizes):
+        batch.append(kommune)
+        filled += n
+        if filled >= INTEGRITY_BATCH_NOTIFICATIONS or i == len(sizes) - 1:
+            members = ", ".join(duck.sql_literal(k) for k in batch)
+            queries.append(BATCH_SQL.format(kommuner=members,
+                                            repeated=REPEATED_SQL.format(notifications="batch")))
+            batch, filled = [], 0
+    parts = [con.execute(sql).pl() for sql in [*queries, GUID_SQL]]
+    return pl.concat(parts, how="vertical_relaxed").sort("kommune", "seq", maintain_order=True)
+
+
+def integrity_problems(con: duckdb.DuckDBPyConnection, since: dt.date | None = None) -> pl.DataFrame:
+    """Holes or repeats in numbering, broken GUID chains, GUIDs used twice, a key sent new (N) while sent.
+
+    `since`: only the notifications of days from `since` on (a run's), each municipality's joined to the one
+    before them, and the keys and GUIDs they use against the whole ledger; the earlier part was checked by
+    the runs that wrote it. None (or a `since` no earlier notification precedes) checks the whole ledger, a
+    batch of municipalities at a time.
+    """
+    first = con.execute("SELECT min(day) FROM notifications").fetchone()[0]
+    if since is None or first is None or since <= first:
+        return _whole_ledger_problems(con)
+    return con.execute("""
+        WITH firsts AS (
+            SELECT kommune, min(seq) AS first_seq FROM notifications
+            WHERE CAST($since AS DATE) IS NULL OR day >= CAST($since AS DATE) GROUP BY kommune
+        ), scope AS (
+            SELECT n.kommune, n.seq, n.guid, n.previous_guid, n.event_key, n.seq >= f.first_seq AS in_run
+            FROM notifications n JOIN firsts f ON f.kommune = n.kommune AND n.seq >= f.first_seq - 1
+        ), ordered AS (
+            SELECT kommune, seq, guid, previous_guid, in_run,
+                   lag(seq) OVER w AS prev_seq, lag(guid) OVER w AS prev_guid
+            FROM scope WINDOW w AS (PARTITION BY kommune ORDER BY seq)
+        )
+        SELECT kommune, seq, 'numbering' AS problem,
+               'expected ' || coalesce(prev_seq + 1, 1) || ', found ' || seq AS detail
+        FROM ordered WHERE in_run AND seq <> coalesce(prev_seq + 1, 1)
         UNION ALL
-        -- a key is sent new (N) again only after it was withdrawn (C): a service annulled and then revived
-        -- (a changed override, a corrected source) is reported anew, anything else would be a second copy
-        SELECT kommune, min(seq), 'repeated', count(*) || ' N notifications of ' || event_key
-               || ' while an earlier one is not withdrawn'
-        FROM (SELECT kommune, seq, status, event_key,
-                     lag(status) OVER (PARTITION BY kommune, event_key ORDER BY seq) AS previous_status
-              FROM notifications)
-        WHERE status = 'N' AND previous_status IS NOT NULL AND previous_status <> 'C'
-        GROUP BY kommune, event_key
-        ORDER BY 1, 2""").pl()
+        SELECT kommune, seq, 'chain', 'previous GUID ' || previous_guid || ' is not ' ||
+               coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        FROM ordered WHERE in_run AND previous_guid <> coalesce(prev_guid, '00000000-0000-0000-0000-000000000000')
+        UNION ALL
+        SELECT min(kommune), min(seq), 'guid', count(*) || ' notifications have GUID ' || guid
+        FROM notifications SEMI JOIN (SELECT guid FROM scope WHERE in_run) USING (guid)
+        GROUP BY guid HAVING count(*) > 1
+        UNION ALL
+{repeated}
+        ORDER BY 1, 2""".format(repeated=REPEATED_SQL.format(notifications=(
+        "notifications SEMI JOIN (SELECT kommune, event_key FROM scope WHERE in_run) USING (kommune, event_key)"))),
+        {"since": since}).pl()

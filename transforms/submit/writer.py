@@ -16,6 +16,7 @@ A municipality is committed only after all of its files are written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ from transforms.core.settings import Settings
 from transforms.ingest.quarantine import mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, read_vault
 from transforms.privacy.keys import Keys
+from transforms.submit.events import MunicipalityEvents
 from transforms.submit.ledger import DayOrderError, last_written_days, open_ledger, writer_lock
 from transforms.submit.messages import (
     VERSION_OUT,
@@ -45,12 +47,15 @@ from transforms.submit.messages import (
     write_messages,
 )
 from transforms.submit.planning import ACTIVE_SQL, assign_persons, number_plan, plan_notifications
+from transforms.submit.quiet import PlannedAgainst, events_state, quiet_municipalities
 from transforms.submit.serializers import MessageInvalid, get_serializer
 from transforms.tables import EVENTS, IDENTITY_VAULT, MANIFEST, MESSAGE_FRAME, WRITTEN_DAYS
 
 __all__ = ["VERSION_OUT", "SubmissionReport", "SubmissionWriter", "write_manifest"]
 
 CHECKPOINT_THRESHOLD = "1GB"
+QUIET_PLAN = pl.DataFrame(schema={"status": pl.String})  # a quiet municipality's plan: no notification
+JOB_ROWS = 100_000  # notifications per pool job at most (whole days): bounds a job's memory, not its speed
 POOL_MIN_ROWS = 20_000  # a municipality job this large starts the process pool (starting it costs ~1 s)
 
 
@@ -77,17 +82,6 @@ def _day_rows(days: list[DayFile], first: dt.date, last: dt.date) -> pl.DataFram
     return pl.concat([written, empty], how="diagonal")
 
 
-def _by_municipality(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Each municipality's events: slices of `events`, not copies, when its rows come grouped by municipality
-    (as `build_events` writes them), else parts copied out of it."""
-    runs = events.select(pl.col("kommune").rle()).unnest("kommune")
-    if runs["value"].is_unique().all():
-        starts = (runs["len"].cum_sum() - runs["len"]).to_list()
-        return {k: events.slice(s, n) for k, s, n in zip(runs["value"].to_list(), starts, runs["len"].to_list(),
-                                                           strict=True)}
-    return {k: part for (k,), part in events.partition_by("kommune", as_dict=True).items()}
-
-
 class _Inline(Executor):
     """Runs a job in this process when it is submitted (small runs: no pool to start)."""
 
@@ -106,7 +100,7 @@ class _Pending:
 
     kommune: str
     reproduced: Future | None = None
-    written: Future | None = None
+    written: list[Future] | None = None  # the parts of the new days, in day order
     first: dt.date | None = None  # of the new days, with their plan
     last: dt.date | None = None
     plan: pl.DataFrame | None = None
@@ -133,17 +127,7 @@ class SubmissionWriter:
                            .unique("person_key", keep="last", maintain_order=True).sort("person_key"))
         self.pseudonym_key = keys.pseudonym_key
         self.workers = workers
-        self._events: pl.DataFrame | None = None
         self._pool: Executor | None = None
-
-    @property
-    def events(self) -> pl.DataFrame:
-        if self._events is None:
-            path = EVENTS.location(self.root)
-            if not path.exists():
-                raise FileNotFoundError(f"{path} not found: materialize service_events (or run `ktt backfill`) first")
-            self._events = pl.read_parquet(path)
-        return self._events
 
     def run(self, first_day: dt.date, last_day: dt.date, kommuner: list[str] | None = None,
             progress: Callable[[str, int], None] | None = None, lock_timeout: float = 60.0) -> SubmissionReport:
@@ -160,8 +144,6 @@ class SubmissionWriter:
             # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
             con.execute("SET threads = 1")
             remove_stale_temporaries(self.settings.root.submissions)  # of a killed writer; the rerun rewrites them
-            events = _by_municipality(self.events)
-            no_events = self.events.clear()
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
                              for k in targets}
@@ -171,6 +153,16 @@ class SubmissionWriter:
                 raise DayOrderError(
                     f"municipality {k}: cannot write {first_day} before {first_missing[k]} is written "
                     f"(first missing day {first_missing[k]}; start the range there)")
+            events_path = EVENTS.location(self.root)
+            if not events_path.exists():
+                raise FileNotFoundError(f"{events_path} not found: materialize service_events (or run "
+                                        "`ktt backfill`) first")
+            new_days = {k: (max(first_day, first_missing[k]), last_day) for k in targets
+                        if max(first_day, first_missing[k]) <= last_day}
+            planned, state = PlannedAgainst(self.root), events_state(events_path)
+            quiet = quiet_municipalities(events_path, planned, new_days)
+            planned.forget()  # until this run ends: a run killed half-way leaves no record
+            events = MunicipalityEvents(events_path, only=set(new_days) - quiet)
             pending: deque[_Pending] = deque()
             try:
                 for kommune in targets:
@@ -181,10 +173,13 @@ class SubmissionWriter:
                         job = self._reproduce_job(con, kommune, first_day, reproduce_to)
                         item.reproduced = self._submit(job) if job is not None else None
                     new_first = max(first_day, first_missing[kommune])
-                    if new_first <= last_day:
-                        frame = events.pop(kommune, no_events)  # let each part go once it is planned
+                    if kommune in quiet:  # nothing to send: the days are recorded without a message
+                        item.plan, item.first, item.last = QUIET_PLAN, new_first, last_day
+                        item.written = [_Inline().submit(list)]
+                    elif new_first <= last_day:
+                        frame = events.take(kommune)  # read one municipality at a time, let it go once planned
                         item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
-                        item.first, item.last, item.written = new_first, last_day, self._submit(job)
+                        item.first, item.last, item.written = new_first, last_day, self._submit_parts(job)
                     pending.append(item)
                     # keep the pool busy with the next municipality while this one is committed
                     while len(pending) > self._depth():
@@ -193,7 +188,7 @@ class SubmissionWriter:
                     self._finish(con, pending.popleft(), report, progress)
             finally:
                 for p in pending:
-                    for future in (p.reproduced, p.written):
+                    for future in (p.reproduced, *(p.written or ())):
                         if future is not None:
                             future.cancel()
                 if self._pool is not None:
@@ -201,11 +196,24 @@ class SubmissionWriter:
                     self._pool = None
             con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
             write_manifest(con, self.root)
+            planned.record(sorted(new_days), state)
         return report
 
     # --- jobs -------------------------------------------------------------------------
     def _depth(self) -> int:
         return 3 if isinstance(self._pool, ProcessPoolExecutor) else 0
+
+    def _submit_parts(self, job: MessageJob) -> list[Future]:
+        """The job in parts of whole days, about JOB_ROWS notifications each: a large municipality's nine years
+        (Oslo's half a million notifications) as one job made the frame, its copy for the pool and the
+        pool process's rendering as large as the whole municipality."""
+        if job.frame.height <= JOB_ROWS:
+            return [self._submit(job)]
+        per_day = job.frame.group_by("day", maintain_order=True).len()
+        part = ((per_day["len"].cum_sum() - per_day["len"]) // JOB_ROWS).alias("part")
+        parts = job.frame.join(per_day.select("day", part), on="day", how="left", maintain_order="left")
+        return [self._submit(dataclasses.replace(job, frame=frame.drop("part")))
+                for frame in parts.partition_by("part", maintain_order=True)]
 
     def _submit(self, job: MessageJob) -> Future:
         if self._pool is None:
@@ -225,7 +233,7 @@ class SubmissionWriter:
         if item.reproduced is not None:
             report.days_reproduced += len(self._result(item.reproduced))
         if item.written is not None:
-            self._commit(con, item, self._result(item.written), report)
+            self._commit(con, item, [day for part in item.written for day in self._result(part)], report)
         if progress:
             progress(item.kommune, 1)
 

@@ -22,6 +22,7 @@ from transforms.core import duck
 from transforms.core.atomic import replacing, write_parquet
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
+from transforms.core.stamps import Stamp
 from transforms.reference.municipalities import municipality_codes, unit_succession
 from transforms.tables import (
     COMBINED_TABLES,
@@ -416,3 +417,33 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None,
 def _combined(table: Table, parts: list[pl.DataFrame]) -> pl.DataFrame:
     """The batches' parts of a small output as one frame of the declared schema, in the table's order."""
     return table.sorted(table.conform(pl.concat(parts, how="vertical_relaxed")))
+
+
+def staged_parquet(settings: Settings) -> list[Path]:
+    """Every staged Parquet file (the tables, file counts and quarantine), what a derived stage's stamp covers."""
+    staging = settings.root.staging
+    return [p for p in staging.rglob("*.parquet") if settings.root.staging_scratch not in p.parents]
+
+
+def timeline_stamp(settings: Settings) -> tuple[Stamp, str]:
+    """The timeline's stamp and the digest of its current inputs: the staged files, the as-of date."""
+    root = settings.data_root
+    stamp = Stamp(root, EPISODES.location(root).with_name(".timeline.stamp.json"),
+                  tuple(t.location(root) for t in (*COMBINED_TABLES, *STREAMED_TABLES)))
+    return stamp, stamp.inputs_digest(settings, staged_parquet(settings), as_of_date(settings))
+
+
+def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
+    """`build_timeline`, unless its outputs are those of the current inputs already (`core.stamps`); then
+    they are kept and summarised from their files. Returns the summary and whether it was built."""
+    stamp, digest = timeline_stamp(settings)
+    figures = stamp.kept(digest)
+    if figures is not None:
+        tables = {table: pl.read_parquet(table.location(settings.data_root)) for table in COMBINED_TABLES}
+        return TimelineSummary(settings.data_root, tables, figures["episode_flags"], figures["rows"],
+                               figures["linking_rounds"]), False
+    stamp.forget()
+    result = build_timeline(settings)
+    stamp.record(digest, {"episode_flags": result.episode_flags, "rows": result.rows,
+                          "linking_rounds": result.linking_rounds})
+    return result, True

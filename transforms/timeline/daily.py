@@ -15,6 +15,7 @@ import duckdb
 
 from transforms.core import duck
 from transforms.core.duck import register_views, sql_literal
+from transforms.core.stamps import Stamp
 from transforms.tables import DAILY_ALLOCATION, EPISODE_STOPS, EPISODES
 
 EVENTS_BODY_SQL = """
@@ -125,7 +126,28 @@ def write_daily_partitions(con: duckdb.DuckDBPyConnection, root: Path, first_day
 
 
 def write_daily_allocation(root: Path, first_day: dt.date, last_day: dt.date) -> int:
-    """The daily aggregates of [first_day, last_day] from the written episodes and stops; rows written."""
+    """The daily aggregates of [first_day, last_day] from the written episodes and stops; rows written.
+
+    When the episodes or stops changed since the day partitions already written were aggregated (a source
+    changed, and the timeline was rebuilt), those partitions are rewritten too: a new day's run would
+    otherwise leave the history's aggregates of the old timeline beside the new day's (`core.stamps`).
+    """
+    stamp = Stamp(root, DAILY_ALLOCATION.folder(root).with_name(".daily.stamp.json"), ())
+    digest = stamp.inputs_digest(None, [EPISODES.location(root), EPISODE_STOPS.location(root)])
+    written = aggregated_days(root)
+    if written and stamp.kept(digest) is None:
+        first_day, last_day = min(first_day, written[0]), max(last_day, written[-1])
+    stamp.forget()
     with duck.connect(memory_limit=DAILY_MEMORY_LIMIT) as con:
         register_views(con, root, (EPISODES, EPISODE_STOPS))
-        return write_daily_partitions(con, root, first_day, last_day)
+        rows = write_daily_partitions(con, root, first_day, last_day)
+    stamp.record(digest)
+    return rows
+
+
+def aggregated_days(root: Path) -> list[dt.date]:
+    """The days whose aggregates are written, in order."""
+    folder = DAILY_ALLOCATION.folder(root)
+    if not folder.is_dir():
+        return []
+    return sorted(dt.date.fromisoformat(p.name.removeprefix("day=")) for p in folder.glob("day=*") if p.is_dir())

@@ -28,10 +28,11 @@ import polars as pl
 
 from transforms.core import duck
 from transforms.core.atomic import write_parquet
-from transforms.core.duck import register_views
 from transforms.core.settings import Settings
+from transforms.core.stamps import Stamp
 from transforms.reference.municipalities import municipality_codes, unit_succession
 from transforms.tables import COVERAGE, EPISODES, RECONCILIATION, RECONCILIATION_PERSONS, RECONCILIATION_SERVICES
+from transforms.timeline.build import plan_batches, staged_parquet
 from transforms.timeline.coverage import as_of_date, staged_extracts
 from transforms.timeline.records import CODE29, PERSONS_SQL
 from transforms.timeline.splits import assign_splits
@@ -39,6 +40,9 @@ from transforms.timeline.sql import run_script
 from transforms.timeline.staged import register_staged, shared_file_owners, staged_file_index
 
 INPUTS = ("iplos_services", "iplos_persons", "epj_persons", "epj_service_versions")
+# staged service rows per batch, and each batch's DuckDB memory (it spills beyond it)
+RECONCILE_BATCH_ROWS = 1_000_000
+RECONCILE_MEMORY_LIMIT = "1500MB"
 
 SIDES_SQL = f"""
 -- the extracts that were not evidence: every day of the unit's year (to the as-of date) is EPJ-covered
@@ -199,36 +203,71 @@ class Reconciliation:
     persons: pl.DataFrame  # RECONCILIATION_PERSONS
 
 
-def reconcile(settings: Settings) -> Reconciliation:
-    """Compare the written episodes with the extracts that were not their evidence; write the three tables."""
+def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS) -> Reconciliation:
+    """Compare the written episodes with the extracts that were not their evidence; write the three tables.
+
+    A batch of municipalities at a time (`plan_batches`, about `rows_per_batch` staged service rows each), on
+    a connection with a bounded memory limit: every statement joins within a reporting municipality, so the
+    batches are independent and their results, concatenated and sorted, are those of one pass over the
+    country; one pass held every staged file's rows at once (6.2 GiB at national scale).
+    """
     root: Path = settings.data_root
     as_of = as_of_date(settings)
-    with duck.connect() as con:
-        register_staged(con, settings, tables=INPUTS)
-        register_views(con, root, (EPISODES, COVERAGE))
-        con.register("municipality_codes", municipality_codes().to_arrow())
-        con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
-        con.register("extracts", staged_extracts(settings).to_arrow())
-        files, shared = staged_file_index(settings), shared_file_owners(settings)
-        splits = assign_splits(settings, files, shared)
-        con.register("split_iplos_rows", splits.iplos_rows.to_arrow())
-        con.register("split_epj_records", splits.epj_records.to_arrow())
-        run_script(con, PERSONS_SQL)
-        run_script(con, SIDES_SQL)
-        run_script(con, MATCH_SQL, {"tolerance": settings.tolerances.iplos36_start_days})
-        result = Reconciliation(
-            _conformed(RECONCILIATION, con.execute("SELECT * FROM summary").pl()),
-            _conformed(RECONCILIATION_SERVICES, con.execute("SELECT * FROM discrepancies").pl()),
-            _conformed(RECONCILIATION_PERSONS, con.execute("SELECT * FROM persons_31dec").pl()),
-        )
+    files, shared = staged_file_index(settings), shared_file_owners(settings)
+    splits = assign_splits(settings, files, shared)
+    lookups = {"municipality_codes": municipality_codes(),
+               "unit_succession": unit_succession(settings.cutoff_date.year, as_of.year),
+               "extracts": staged_extracts(settings),
+               "split_iplos_rows": splits.iplos_rows, "split_epj_records": splits.epj_records}
+    parts: list[Reconciliation] = []
+    for batch in plan_batches(settings, rows_per_batch, files):
+        with duck.connect(memory_limit=RECONCILE_MEMORY_LIMIT) as con:
+            con.execute("SET parquet_metadata_cache = true")
+            register_staged(con, settings, batch, files, INPUTS, shared)
+            members = ", ".join(duck.sql_literal(k) for k in sorted(batch))
+            for table in (EPISODES, COVERAGE):  # the batch's rows (the files are sorted by municipality)
+                con.execute(f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
+                            f"{duck.sql_literal(table.location(root))}) WHERE kommune IN ({members})")
+            for name, frame in lookups.items():
+                con.register(name, frame.to_arrow())
+            run_script(con, PERSONS_SQL)
+            run_script(con, SIDES_SQL)
+            run_script(con, MATCH_SQL, {"tolerance": settings.tolerances.iplos36_start_days})
+            parts.append(Reconciliation(con.execute("SELECT * FROM summary").pl(),
+                                        con.execute("SELECT * FROM discrepancies").pl(),
+                                        con.execute("SELECT * FROM persons_31dec").pl()))
+    result = Reconciliation(*(_conformed(table, [getattr(p, field) for p in parts]) for table, field in (
+        (RECONCILIATION, "summary"), (RECONCILIATION_SERVICES, "services"), (RECONCILIATION_PERSONS, "persons"))))
     for table, frame in ((RECONCILIATION, result.summary), (RECONCILIATION_SERVICES, result.services),
                          (RECONCILIATION_PERSONS, result.persons)):
         write_parquet(frame, table.location(root))
     return result
 
 
-def _conformed(table, frame: pl.DataFrame) -> pl.DataFrame:
-    return table.sorted(table.conform(frame))
+OUTPUTS = (RECONCILIATION, RECONCILIATION_SERVICES, RECONCILIATION_PERSONS)
+
+
+def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
+    """`reconcile`, unless its outputs are those of the current inputs already (the staged files, the
+    episodes and coverage, the as-of date; `core.stamps`): then they are read back. Returns them and whether
+    they were built."""
+    root = settings.data_root
+    stamp = Stamp(root, RECONCILIATION.location(root).with_name(".reconciliation.stamp.json"),
+                  tuple(t.location(root) for t in OUTPUTS))
+    digest = stamp.inputs_digest(settings, [*staged_parquet(settings), EPISODES.location(root),
+                                            COVERAGE.location(root)], as_of_date(settings))
+    if stamp.kept(digest) is not None:
+        return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
+    stamp.forget()
+    result = reconcile(settings)
+    stamp.record(digest)
+    return result, True
+
+
+def _conformed(table, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The batches' parts as one frame of the declared schema, in the table's order."""
+    frames = [table.conform(p) for p in parts]
+    return table.sorted(pl.concat(frames) if frames else table.empty())
 
 
 def agreement_by_year(summary: pl.DataFrame) -> pl.DataFrame:
