@@ -33,7 +33,8 @@ def small(small_timeline):
     return small_timeline
 
 
-@pytest.mark.parametrize("scale", ["demo", "small"])
+# the small world's day-by-day comparison takes some 45 s: `make test-slow` runs it beside the national one
+@pytest.mark.parametrize("scale", ["demo", pytest.param("small", marks=pytest.mark.slow)])
 def test_active_services_equal_the_truth_on_every_covered_day(scale, request):
     settings, _ = request.getfixturevalue(scale)
     agreement = compare_with_truth(settings.data_root)

@@ -241,6 +241,10 @@ def _ledger_runs(home: Path) -> list:
         instance.dispose()
 
 
+# about 270 s, nearly all of it waiting: Dagster's backfill daemon looks at a backfill every 30 s (a constant,
+# `DEFAULT_DAEMON_INTERVAL_SECONDS`, not a setting) and the graph has six waves, three backfills of them here.
+# The browser test above covers a backfill through the daemon in the default run; `make test-slow` runs this.
+@pytest.mark.slow
 def test_via_daemon_with_an_overlapping_backfill_waits_and_equals_ktt_backfill(ui, reference_root):
     """The CLI submits Jan..Feb with every upstream asset; a second backfill of February races it.
 
