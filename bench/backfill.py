@@ -2,7 +2,7 @@
 
 Usage: python bench/backfill.py SOURCE_ROOT [--scratch DIR] [--to DAY] [--new-day DAY] [--keep]
 
-SOURCE_ROOT holds `config/` and `raw/` (e.g. `/work/ref/national`); they are linked into a scratch root
+SOURCE_ROOT holds `config/` and `raw/` (e.g. `data/national`); they are linked into a scratch root
 (hard links, nothing is written there). Each run is a fresh process that does what `ktt backfill` does,
 through the same code path (`pipelines.run.Runner.backfill`, each stage one Dagster run with its asset
 checks), while a thread samples the resident memory of the whole process tree (the writer's and the
@@ -12,7 +12,7 @@ peak memory; the asset checks of the message stage are timed on their own (from 
 Runs: the backfill from the cut-off to `--to` (default 2025-12-31), then `ktt backfill --from D --to D` for
 the next day `--new-day` with no source changed (the daily schedule's work). Delivery runs only when the
 source root's `config/delivery.toml` names a transport (a national source root has none).
-Run it under the exclusive CPU lock: `flock -x /tmp/ktt-cpu.lock python bench/backfill.py ...`.
+Run it on an otherwise idle machine: other jobs change the figures.
 """
 
 from __future__ import annotations

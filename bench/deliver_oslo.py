@@ -8,7 +8,7 @@ ledger's delivery rows and the sandbox's memory are cleared, the sandbox's PKI a
 are (re)written by `ktt sandbox init`, the sandbox is started on a free loopback port, and the command a
 user runs, `ktt deliver`, is timed as a child process: wall time, messages per second, its peak RSS
 (the delivering client) and its CPU seconds, and the sandbox's CPU seconds. Goal: under 60 s.
-Run it under the exclusive CPU lock: flock -x /tmp/ktt-cpu.lock python bench/deliver_oslo.py
+Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ then with one extract and one export file changed.
 Usage: python bench/ingest_sources.py SOURCE_ROOT [--scratch DIR] [--keep]
 
 SOURCE_ROOT holds `config/` and `raw/` (e.g. `ktt generate --scale national --seed 42 --data-root
-/work/ref/national`, generated once and shared read-only). They are linked (hard links, nothing is
+data/national`, generated once and shared read-only). They are linked (hard links, nothing is
 copied or written there) into a scratch root, and the whole command runs three times in a fresh
 process each: the first ingestion, a second with no source changed (it must read nothing), and a
 third after one yearly extract and one EPJ export file were replaced by an edited copy. Prints wall
 time, CPU time and the peak resident memory of the command's whole process tree (its workers
-included), and what each run read. Run it under the exclusive CPU lock: `flock -x /tmp/ktt-cpu.lock ...`.
+included), and what each run read. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
