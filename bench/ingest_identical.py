@@ -5,9 +5,9 @@ Usage: python bench/ingest_identical.py REFERENCE_ROOT [--scratch DIR] [--keep]
 REFERENCE_ROOT is a data root ingested by another version of the code (e.g. a clone of an earlier
 commit that ran `ktt generate` and `ktt ingest` on it), with the same key file in `KTT_KEY_FILE`.
 Its `config/` and `raw/` are copied to a scratch root, `ktt ingest` runs there, and every staged
-Parquet file (the staged tables, the quarantine, the per-file counts) is compared by path with DuckDB's `EXCEPT ALL` both ways. The per-file
-counts compare on the columns both versions write (this version adds `unchanged`). Exit status 1 when
-anything differs.
+Parquet file (the staged tables, the quarantine, the per-file counts) is compared by path with
+DuckDB's `EXCEPT ALL` both ways. The per-file counts compare on the columns both versions write
+(this version adds `unchanged`). Exit status 1 when anything differs.
 """
 
 from __future__ import annotations
