@@ -22,15 +22,17 @@ from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
 
-# DuckDB's memory for deriving the events (it spills beyond it)
-EVENTS_MEMORY_LIMIT = "1500MB"
+# DuckDB's memory for deriving the events (it spills beyond it; 1.5 GB ran out at national scale, 2026-12)
+EVENTS_MEMORY_LIMIT = "2GB"
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
 
 EVENTS_SQL = """
-WITH live AS (
-    SELECT * FROM episodes WHERE end_date IS NULL OR end_date >= $cutoff::DATE
+WITH live AS (  -- only the columns used: a CTE read several times is materialised, every column it names with it
+    SELECT episode_id, kommune, reporting_id, person_key, user_no, service_code, start_date, end_date,
+           start_registered_at, end_registered_at, provider_org
+    FROM episodes WHERE end_date IS NULL OR end_date >= $cutoff::DATE
 ), clipped_stops AS (
     SELECT s.episode_id, s.stop_id, s.from_date,
            CASE WHEN e.end_date IS NOT NULL AND (s.to_date IS NULL OR s.to_date > e.end_date)
