@@ -17,7 +17,7 @@ from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
 from transforms.submit.checks import CHECKS, check_replay, check_schema, check_sequence_and_chain, submission_checks
-from transforms.submit.events import write_events
+from transforms.submit.events import build_events, write_events
 from transforms.submit.ledger import (
     SCHEMA_SQL,
     DayOrderError,
@@ -111,6 +111,21 @@ def written(demo_root, tmp_path_factory) -> Path:
     prepare(root)
     backfill(root)
     return root
+
+
+def test_events_derived_a_few_municipalities_at_a_time_equal_the_whole_country_s(written, tmp_path):
+    """A national events table is derived a run of municipalities at a time (it did not fit DuckDB's limit
+    as one sorted table): the file must be the same whatever the runs, and equal the one-query events."""
+    whole = pl.read_parquet(EVENTS.location(written))
+    cutoff = load_settings(written).cutoff_date
+    root = tmp_path / "data"
+    shutil.copytree(written / "timeline", root / "timeline")
+    figures = write_events(root, cutoff, episodes_per_batch=50)
+    runs = pl.read_parquet(EVENTS.location(root))
+    assert whole["kommune"].n_unique() > 1 and runs.equals(whole)
+    assert runs.equals(EVENTS.conform(build_events(root, cutoff)))
+    assert figures["events"] == whole.height
+    assert figures["initial_load_events"] == whole.filter(pl.col("day") == cutoff).height
 
 
 def test_every_message_validates_against_the_official_schema(written):

@@ -24,6 +24,8 @@ from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
 
 # DuckDB's memory for deriving the events (it spills beyond it; 1.5 GB ran out at national scale, 2026-12)
 EVENTS_MEMORY_LIMIT = "2GB"
+# episodes whose events are derived and sorted together (a national run is some 3 M episodes, 8 M events)
+EPISODES_PER_BATCH = 400_000
 
 EVENT_ORDER = {"TjenesteStart": 1, "MidlertidigStoppFra": 2, "MidlertidigStoppTil": 3,
                "TjenesteutforerEndret": 4, "TjenesteSlutt": 5}
@@ -32,7 +34,7 @@ EVENTS_SQL = """
 WITH live AS (  -- only the columns used: a CTE read several times is materialised, every column it names with it
     SELECT episode_id, kommune, reporting_id, person_key, user_no, service_code, start_date, end_date,
            start_registered_at, end_registered_at, provider_org
-    FROM episodes WHERE end_date IS NULL OR end_date >= $cutoff::DATE
+    FROM episodes WHERE (end_date IS NULL OR end_date >= $cutoff::DATE) AND kommune BETWEEN $first AND $last
 ), clipped_stops AS (
     SELECT s.episode_id, s.stop_id, s.from_date,
            CASE WHEN e.end_date IS NOT NULL AND (s.to_date IS NULL OR s.to_date > e.end_date)
@@ -78,48 +80,75 @@ def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     """The events of the episodes written under the data root `root` (`EVENTS`, in its order)."""
     with duck.connect() as con:
         register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
-        events = EVENTS.conform(con.execute(EVENTS_SQL, {"cutoff": cutoff}).pl())
+        first, last = con.execute("SELECT min(kommune), max(kommune) FROM episodes").fetchone()
+        events = EVENTS.conform(con.execute(EVENTS_SQL, {"cutoff": cutoff, "first": first, "last": last}).pl())
     duplicated = events.filter(pl.col("event_key").is_duplicated())
     if duplicated.height:
         raise ValueError(f"{duplicated.height} events share a key, e.g. {duplicated['event_key'][0]!r}")
     return events
 
 
-def write_events(root: Path, cutoff: dt.date) -> dict:
+def _municipality_batches(con, episodes_per_batch: int) -> list[list[str]]:
+    """The municipalities of the episodes in ascending order, cut into runs of about `episodes_per_batch`."""
+    sizes = con.execute("SELECT kommune, count(*) FROM episodes GROUP BY 1 ORDER BY 1").fetchall()
+    batches: list[list[str]] = []
+    held = episodes_per_batch
+    for kommune, n in sizes:
+        if held + n > episodes_per_batch and (not batches or batches[-1]):
+            batches.append([])
+            held = 0
+        batches[-1].append(kommune)
+        held += n
+    return batches
+
+
+def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES_PER_BATCH) -> dict:
     """Build the events and write them (`timeline/events.parquet`) in record batches; returns `event_figures`.
 
-    Why not through one frame: a national events table is some 8 M rows, gigabytes as one Polars frame;
-    DuckDB sorts it within its memory limit (spilling beyond it) and hands it over a batch at a time,
-    each cast to the declared schema and appended as a row group, so the stage holds a batch, not the
-    table. The key must be unique; the figures are counted in the same connection.
+    Why a run of municipalities at a time: a national events table is some 8 M rows, gigabytes as one
+    Polars frame and more than DuckDB's limit as one sorted temporary table (it ran out of 2 GB). An
+    event key starts with its municipality, so keys are unique across the country when they are within
+    each run; the runs are in ascending order and each is sorted, so the file is in `EVENTS.sort` order.
+    Each run is handed over a record batch at a time, cast to the declared schema and appended as row
+    groups: the stage holds one run's events, not the table.
     """
-    with duck.connect(memory_limit=EVENTS_MEMORY_LIMIT) as con:
+    by_type: dict[str, int] = {}
+    initial = 0
+    with duck.connect(memory_limit=EVENTS_MEMORY_LIMIT) as con, replacing(EVENTS.location(root)) as tmp:
         register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
-        con.execute(f"CREATE TEMP TABLE derived AS {EVENTS_SQL}", {"cutoff": cutoff})
-        duplicated = con.execute("SELECT event_key, count(*) FROM derived GROUP BY 1 HAVING count(*) > 1 "
-                                 "ORDER BY 1 LIMIT 1").fetchall()
-        if duplicated:
-            n = con.execute("SELECT count(*) FROM derived WHERE event_key IN (SELECT event_key FROM derived "
-                            "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
-            raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
-        result = con.execute("SELECT * FROM derived")  # in its order (insertion order)
-        # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
-        reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(STREAM_BATCH_ROWS)
-        with replacing(EVENTS.location(root)) as tmp:
-            writer = None
-            try:
+        writer = None
+        try:
+            for kommuner in _municipality_batches(con, episodes_per_batch):
+                con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {EVENTS_SQL}",
+                            {"cutoff": cutoff, "first": kommuner[0], "last": kommuner[-1]})
+                _refuse_duplicates(con)
+                result = con.execute("SELECT * FROM derived")  # in its order (insertion order)
+                # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
+                reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(STREAM_BATCH_ROWS)
                 for batch in reader:
                     frame = EVENTS.conform(pl.from_arrow(batch)).to_arrow()
                     writer = writer or pq.ParquetWriter(tmp, frame.schema, compression="zstd")
                     writer.write_table(frame)
-                if writer is None:
-                    EVENTS.empty().write_parquet(tmp, **PARQUET_OPTIONS)
-            finally:
-                if writer is not None:
-                    writer.close()
-        by_type = dict(con.execute("SELECT event_type, count(*) FROM derived GROUP BY 1 ORDER BY 1").fetchall())
-        initial = con.execute("SELECT count(*) FROM derived WHERE day = ?", [cutoff]).fetchone()[0]
+                for event_type, n in con.execute("SELECT event_type, count(*) FROM derived GROUP BY 1").fetchall():
+                    by_type[event_type] = by_type.get(event_type, 0) + n
+                initial += con.execute("SELECT count(*) FROM derived WHERE day = ?", [cutoff]).fetchone()[0]
+                con.execute("DROP TABLE derived")
+            if writer is None:
+                EVENTS.empty().write_parquet(tmp, **PARQUET_OPTIONS)
+        finally:
+            if writer is not None:
+                writer.close()
+    by_type = dict(sorted(by_type.items()))
     return {"events": sum(by_type.values()), "by_type": by_type, "initial_load_events": initial}
+
+
+def _refuse_duplicates(con) -> None:
+    duplicated = con.execute("SELECT event_key, count(*) FROM derived GROUP BY 1 HAVING count(*) > 1 "
+                             "ORDER BY 1 LIMIT 1").fetchall()
+    if duplicated:
+        n = con.execute("SELECT count(*) FROM derived WHERE event_key IN (SELECT event_key FROM derived "
+                        "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+        raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
 
 
 def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
