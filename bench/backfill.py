@@ -47,7 +47,7 @@ class TreeSampler(threading.Thread):
     def __init__(self, interval: float = 0.1):
         super().__init__(daemon=True)
         self.interval, self.me = interval, psutil.Process()
-        self.peak = self.overall = self.peak_self = 0.0
+        self.peak = self.overall = self.peak_self = self.stage_self = 0.0
         self._stop = threading.Event()
 
     def tree_mib(self) -> float:
@@ -58,6 +58,7 @@ class TreeSampler(threading.Thread):
                 total += rss
                 own = own or rss
         self.peak_self = max(self.peak_self, own / 2**20)
+        self.stage_self = max(self.stage_self, own / 2**20)
         return total / 2**20
 
     def run(self) -> None:
@@ -70,6 +71,11 @@ class TreeSampler(threading.Thread):
         """The peak since the previous mark; starts the next interval."""
         peak, self.peak = self.peak, self.tree_mib()
         return max(peak, self.peak)
+
+    def mark_self(self) -> float:
+        """The main process's own peak since the previous call; starts the next interval."""
+        peak, self.stage_self = self.stage_self, 0.0
+        return peak
 
     def stop(self) -> None:
         self._stop.set()
@@ -130,11 +136,14 @@ def child(data_root: Path, first: dt.date | None, last: dt.date) -> dict:
             stage["wall_s"] = time.perf_counter() - stage.pop("_t")
             stage["cpu_s"] = cpu_seconds() - stage.pop("_cpu")
             stage["peak_mib"] = sampler.mark()
+            stage["main_peak_mib"] = sampler.mark_self()
 
     def on_stage(name: str) -> None:
         close_stage()
         sampler.mark()
-        stages.append({"stage": name, "_t": time.perf_counter(), "_cpu": cpu_seconds()})
+        sampler.mark_self()
+        stages.append({"stage": name, "_t": time.perf_counter(), "_cpu": cpu_seconds(),
+                       "main_start_mib": psutil.Process().memory_info().rss / 2**20})
 
     Runner(data_root).backfill(first or settings.cutoff_date, last, on_stage=on_stage)
     close_stage()
@@ -156,9 +165,10 @@ def measured_run(data_root: Path, first: dt.date | None, last: dt.date, env: dic
 
 def report(label: str, result: dict) -> None:
     print(f"\n{label}")
-    print(f"  {'stage':<32} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}")
+    print(f"  {'stage':<32} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}   main process MiB: at start, peak")
     for s in result["stages"]:
-        print(f"  {s['stage']:<32} {s['wall_s']:8.1f} {s['cpu_s']:8.1f} {s['peak_mib']:9.0f}")
+        print(f"  {s['stage']:<32} {s['wall_s']:8.1f} {s['cpu_s']:8.1f} {s['peak_mib']:9.0f}"
+              f"   {s['main_start_mib']:9.0f} {s['main_peak_mib']:9.0f}")
         if s["stage"] == "write daily messages":
             for name, peak in result["checks_peak_mib"].items():
                 seconds = result["checks_s"].get(name)

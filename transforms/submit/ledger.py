@@ -101,8 +101,9 @@ def writer_lock(data_root: Path, timeout: float = 60.0, announce: bool = True) -
 
 # every ledger connection's DuckDB memory: the writer's planning process runs beside two pool processes, and the
 # whole tree of a national backfill stays under 4 GiB only if the ledger's buffers do (beyond it DuckDB evicts
-# and spills); the default limit let a national ledger's connection grow to 6 GB
-LEDGER_MEMORY_LIMIT = "2GB"
+# and spills); the default limit let a national ledger's connection grow to 6 GB, and 2 GB put the planning
+# process alone at 2.9 GB in a national backfill (1 GB: 2.3 GB, in the same time)
+LEDGER_MEMORY_LIMIT = "1GB"
 
 
 def open_ledger(data_root: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -103,6 +103,6 @@ def check(identifier: pl.Series, declared: pl.Series, allow_synthetic: bool) -> 
 
 def pseudonyms(identifiers: pl.Series, pseudonymizer: Pseudonymizer) -> pl.Series:
     """The keyed pseudonym of each identifier, computed once per distinct value."""
-    distinct = identifiers.unique()
-    keys = dict(zip(distinct.to_list(), (pseudonymizer(i) for i in distinct.to_list()), strict=True))
-    return identifiers.replace_strict(keys, return_dtype=pl.Utf8)
+    distinct = identifiers.drop_nulls().unique()
+    keys = pl.Series(pseudonymizer.many(distinct.to_list()), dtype=pl.Utf8)
+    return identifiers.replace_strict(distinct, keys, default=None, return_dtype=pl.Utf8)
