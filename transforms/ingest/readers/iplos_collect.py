@@ -24,7 +24,7 @@ from transforms.ingest.readers.iplos_layouts import XmlLayout, layout_for_root
 from transforms.ingest.readers.xml_source import release, xml_error
 from transforms.ingest.values import fields as f
 
-PERSONS_PER_BATCH = 10_000
+PERSONS_PER_BATCH = 20_000
 Element = etree._Element
 
 
