@@ -6,7 +6,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from assets.charts import chart_metadata
+from assets.charts import observed_chart
 from assets.partitions import days, single_run
 from assets.pools import LEDGER_POOL, TIMELINE_POOL
 from assets.resources import KttResource
@@ -73,7 +73,7 @@ def daily_submissions(context: AssetExecutionContext, ktt: KttResource, config: 
             "days_reproduced": report.days_reproduced,
             "notifications": dg.MetadataValue.json(report.notifications),
             # the whole ledger, every day written so far
-            **chart_metadata(context, "notifications_per_day_chart",
+            **observed_chart(context, NOTIFICATIONS.asset, "notifications_per_day_chart",
                              lambda: notifications_chart(settings.data_root, con)),
         })
         for outcome in submission_checks(con, settings.data_root, first, last):

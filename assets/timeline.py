@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from assets.charts import chart_metadata
+from assets.charts import chart_metadata, observed_chart
 from assets.partitions import days, single_run
 from assets.pools import TIMELINE_POOL, WAREHOUSE_POOL
 from assets.resources import KttResource
@@ -97,7 +97,8 @@ def daily_allocation(context: AssetExecutionContext, ktt: KttResource) -> dg.Mat
     return dg.MaterializeResult(metadata={
         "first_day": str(first_day), "last_day": str(last_day), "rows": rows,
         # every day written so far, not only this run's range: one day alone would be a single dot
-        **chart_metadata(context, "active_users_chart", lambda: active_users_chart(settings.data_root)),
+        **observed_chart(context, DAILY_ALLOCATION.asset, "active_users_chart",
+                         lambda: active_users_chart(settings.data_root)),
     })
 
 

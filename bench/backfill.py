@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import psutil
@@ -39,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest_sources import link_root  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+STAGE_MARK = "@stage"  # the child's line on stderr as each stage ends
 
 
 class TreeSampler(threading.Thread):
@@ -137,6 +140,9 @@ def child(data_root: Path, first: dt.date | None, last: dt.date) -> dict:
             stage["cpu_s"] = cpu_seconds() - stage.pop("_cpu")
             stage["peak_mib"] = sampler.mark()
             stage["main_peak_mib"] = sampler.mark_self()
+            # as it ends, not only at the end: a run that fails later still shows how far it got
+            print(f"{STAGE_MARK} {stage['stage']}: {stage['wall_s']:.1f} s, CPU {stage['cpu_s']:.1f} s, "
+                  f"peak {stage['peak_mib']:.0f} MiB", file=sys.stderr, flush=True)
 
     def on_stage(name: str) -> None:
         close_stage()
@@ -157,10 +163,19 @@ def measured_run(data_root: Path, first: dt.date | None, last: dt.date, env: dic
     command = [sys.executable, __file__, "--child", str(data_root), "--to", last.isoformat()]
     if first:
         command += ["--from", first.isoformat()]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    tail: deque[str] = deque(maxlen=200)
+    with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: stdout is read after stderr has ended
+        child_process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        assert child_process.stderr is not None
+        for line in child_process.stderr:  # the log: stage lines shown as they come, the rest kept for a failure
+            if line.startswith(STAGE_MARK):
+                print(f"  ...{line[len(STAGE_MARK):].rstrip()}", flush=True)
+            else:
+                tail.append(line)
+        if child_process.wait() != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{''.join(tail)[-4000:]}")
+        out.seek(0)
+        return json.loads(out.read().strip().splitlines()[-1])
 
 
 def report(label: str, result: dict) -> None:
