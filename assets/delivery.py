@@ -7,7 +7,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from assets.charts import chart_metadata
+from assets.charts import observed_chart
 from assets.partitions import days, single_run
 from assets.pools import DELIVERY_POOL
 from assets.resources import KttResource
@@ -71,7 +71,7 @@ def kpr_delivery(context: AssetExecutionContext, ktt: KttResource, config: Deliv
         status, problems, rejected = session.run(lambda con: (
             delivery_status(con), range_problems(con, first, last, config.kommuner or None),
             rejected_messages(con)))
-        chart = session.run(lambda con: chart_metadata(context, "deliveries_per_day_chart",
+        chart = session.run(lambda con: observed_chart(context, DELIVERIES.asset, "deliveries_per_day_chart",
                                                         lambda: deliveries_chart(settings.data_root, con)))
     off = delivery.transport == "none"
     yield dg.MaterializeResult(asset_key=DELIVERIES.asset, metadata={
