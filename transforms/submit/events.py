@@ -88,18 +88,18 @@ def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     return events
 
 
-def _municipality_batches(con, episodes_per_batch: int) -> list[list[str]]:
-    """The municipalities of the episodes in ascending order, cut into runs of about `episodes_per_batch`."""
-    sizes = con.execute("SELECT kommune, count(*) FROM episodes GROUP BY 1 ORDER BY 1").fetchall()
-    batches: list[list[str]] = []
+def _municipality_ranges(con, episodes_per_batch: int) -> list[tuple[str, str]]:
+    """(first, last) municipality of consecutive runs of about `episodes_per_batch` episodes, in ascending order."""
+    ranges: list[tuple[str, str]] = []
     held = episodes_per_batch
-    for kommune, n in sizes:
-        if held + n > episodes_per_batch and (not batches or batches[-1]):
-            batches.append([])
-            held = 0
-        batches[-1].append(kommune)
-        held += n
-    return batches
+    for kommune, n in con.execute("SELECT kommune, count(*) FROM episodes GROUP BY 1 ORDER BY 1").fetchall():
+        if ranges and held + n <= episodes_per_batch:
+            ranges[-1] = (ranges[-1][0], kommune)
+            held += n
+        else:
+            ranges.append((kommune, kommune))
+            held = n
+    return ranges
 
 
 def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES_PER_BATCH) -> dict:
@@ -118,9 +118,9 @@ def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES
         register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
         writer = None
         try:
-            for kommuner in _municipality_batches(con, episodes_per_batch):
+            for first, last in _municipality_ranges(con, episodes_per_batch):
                 con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {EVENTS_SQL}",
-                            {"cutoff": cutoff, "first": kommuner[0], "last": kommuner[-1]})
+                            {"cutoff": cutoff, "first": first, "last": last})
                 _refuse_duplicates(con)
                 result = con.execute("SELECT * FROM derived")  # in its order (insertion order)
                 # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
