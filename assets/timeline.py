@@ -47,12 +47,16 @@ def timeline(context: AssetExecutionContext, ktt: KttResource):
     result, built = build_or_keep_timeline(settings)
     if not built:
         context.log.info("timeline: inputs unchanged since the last build, its outputs are kept")
+    else:
+        context.log.info(f"timeline: {len(result.rebuilt)} municipalities rebuilt, those whose inputs changed "
+                         "since the last build (all of them after a change of code, settings or as-of date)")
     gap_days = result.gaps.group_by("kommune").agg(pl.col("days").sum().alias("gap_days")).sort("kommune")
     yield dg.MaterializeResult(asset_key=COVERAGE.asset, metadata={
         "days": result.coverage["day"].n_unique(),
         "gap_segments": result.gaps.height,
         "gap_days_per_municipality": dg.MetadataValue.md(markdown_table(gap_days)),
         "missing_extracts": result.missing.height,
+        "municipalities_rebuilt": dg.MetadataValue.json(list(result.rebuilt)),
         "coverage_by_year": dg.MetadataValue.md(checks.coverage_chart(result.segments)),
         **chart_metadata(context, "coverage_chart", lambda: coverage_chart(settings.data_root, result.segments)),
     })

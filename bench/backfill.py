@@ -10,7 +10,10 @@ ingestion's pool processes included) every 0.1 s. Printed per stage: wall time, 
 peak memory; the asset checks of the message stage are timed on their own (from their log lines).
 
 Runs: the backfill from the cut-off to `--to` (default 2025-12-31), then `ktt backfill --from D --to D` for
-the next day `--new-day` with no source changed (the daily schedule's work). Delivery runs only when the
+the next day `--new-day` with no source changed (the daily schedule's work), then the day after with one
+municipality's EPJ export changed (`--changed-kommune`, default 3301: the last record of its largest CSV or
+JSON Lines file dropped, in a copy that replaces the link): only that file is read again and only that
+municipality's timeline rebuilt. Delivery runs only when the
 source root's `config/delivery.toml` names a transport (a national source root has none).
 Run it on an otherwise idle machine: other jobs change the figures.
 """
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-day", type=dt.date.fromisoformat, default=None,
                         help="the day after --to unless given")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--changed-kommune", default="3301",
+                        help="the municipality whose export changes before the last new day")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     if args.child:
@@ -218,9 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     new_day = args.new_day or args.to + dt.timedelta(days=1)
     report(f"one new day: ktt backfill --from {new_day} --to {new_day} (no source changed)",
            measured_run(root, new_day, new_day, env))
+    changed = change_one_export(root, args.changed_kommune)
+    next_day = new_day + dt.timedelta(days=1)
+    report(f"one new day: ktt backfill --from {next_day} --to {next_day} "
+           f"({changed.relative_to(root)} changed)", measured_run(root, next_day, next_day, env))
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def change_one_export(root: Path, kommune: str) -> Path:
+    """Drop the last record of the municipality's largest CSV or JSON Lines export file. The file is a hard
+    link into the source root: it is replaced by a changed copy, the source root is left as it was."""
+    files = [p for p in (root / "raw" / "epj").glob(f"{kommune}-*/*") if p.suffix in (".csv", ".jsonl")]
+    if not files:
+        raise SystemExit(f"--changed-kommune {kommune}: no CSV or JSON Lines export under raw/epj/{kommune}-*")
+    largest = max(files, key=lambda p: p.stat().st_size)
+    records = largest.read_bytes().rstrip(b"\r\n").split(b"\n")
+    largest.unlink()
+    largest.write_bytes(b"\n".join(records[:-1]) + b"\n")
+    return largest
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from transforms.core.settings import Settings
 PACKAGE = Path(__file__).resolve().parents[1]  # transforms/
 
 
-def _file_lines(root: Path, paths: Iterable[Path]) -> list[str]:
+def file_lines(root: Path, paths: Iterable[Path]) -> list[str]:
     """Path (relative to the data root `root`: a root copied with its times keeps its stamps), size and
     modification time of each file ('-' for one that does not exist)."""
     lines = []
@@ -73,7 +73,7 @@ class Stamp:
         """The digest of the code, the settings (None: a stage no setting shapes), `extra` and `files`."""
         digest = hashlib.sha256()
         shaped = settings_digest(settings) if settings is not None else "-"
-        for part in (code_digest(), shaped, *map(str, extra), *_file_lines(self.root, files)):
+        for part in (code_digest(), shaped, *map(str, extra), *file_lines(self.root, files)):
             digest.update(part.encode() + b"\n")
         return digest.hexdigest()
 
@@ -83,13 +83,24 @@ class Stamp:
             recorded = json.loads(self.path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if recorded.get("inputs") != digest or recorded.get("outputs") != _file_lines(self.root, self.outputs):
+        if recorded.get("inputs") != digest or recorded.get("outputs") != file_lines(self.root, self.outputs):
+            return None
+        return recorded.get("figures", {})
+
+    def recorded_figures(self) -> dict | None:
+        """The recorded figures when the outputs are still those the stamp recorded, whatever their inputs were:
+        what a stage that rebuilds only part of its outputs starts from (None: no stamp, or outputs touched)."""
+        try:
+            recorded = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if recorded.get("outputs") != file_lines(self.root, self.outputs):
             return None
         return recorded.get("figures", {})
 
     def record(self, digest: str, figures: dict | None = None) -> None:
         """After the outputs were written: what they were built from, and their state now."""
-        write_text(self.path, json.dumps({"inputs": digest, "outputs": _file_lines(self.root, self.outputs),
+        write_text(self.path, json.dumps({"inputs": digest, "outputs": file_lines(self.root, self.outputs),
                                           "figures": figures or {}}, indent=1))
 
     def forget(self) -> None:

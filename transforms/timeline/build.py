@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -63,6 +64,15 @@ from transforms.timeline.episodes import (
 from transforms.timeline.linking import link_records
 from transforms.timeline.override_sql import BatchOverrides
 from transforms.timeline.overrides import Override, StaleOverride, load_overrides
+from transforms.timeline.partial import (
+    BASE,
+    MUNICIPALITIES,
+    ROUNDS,
+    KeptRows,
+    changed_municipalities,
+    kept_frame,
+    municipality_digests,
+)
 from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
 from transforms.timeline.splits import (
     SPLIT_EPISODES_SQL,
@@ -221,25 +231,32 @@ def _arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def plan_batches(settings: Settings, rows_per_batch: int = BATCH_SERVICE_ROWS,
-                 files: dict[str, list[Path]] | None = None) -> list[set[str]]:
+                 files: dict[str, list[Path]] | None = None, only: set[str] | None = None) -> list[set[str]]:
     """Reporting municipalities grouped so each batch holds about `rows_per_batch` staged service rows.
 
     Episodes never cross reporting municipalities, so batches are independent: memory is
     bounded by the largest batch instead of growing with the country. Batches follow the
     order of the municipality numbers. `files` is a `staged_file_index` when the caller has one.
+    `only` plans those municipalities alone (a partial rebuild), each batch a run of consecutive
+    ones, so its rows fit between the kept municipalities' in the outputs' order.
     """
     files = files if files is not None else staged_file_index(settings)
     sizes: dict[str, int] = {}
     for table in (IPLOS_SERVICES.name, EPJ_SERVICE_VERSIONS.name):
         for path in files[table]:
             kommune = file_owner(path)
-            if kommune:
+            if kommune and (only is None or kommune in only):
                 sizes[kommune] = sizes.get(kommune, 0) + pq.read_metadata(path).num_rows
     configured = sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml))
     batches: list[set[str]] = []
     current: set[str] = set()
     filled = 0
     for kommune in configured:
+        if only is not None and kommune not in only:
+            if current:
+                batches.append(current)
+                current, filled = set(), 0
+            continue
         if current and filled + sizes.get(kommune, 0) > rows_per_batch:
             batches.append(current)
             current, filled = set(), 0
@@ -287,6 +304,10 @@ class TimelineSummary:
     episode_flags: dict[str, int]
     rows: dict[str, int]  # by table name
     linking_rounds: int
+    # the municipalities this build reconstructed (all of them but in a partial rebuild, none when kept), and
+    # the linking rounds of each one's batch (what the next partial rebuild keeps of them)
+    rebuilt: tuple[str, ...] = ()
+    rounds: dict[str, int] = field(default_factory=dict)
 
     @property
     def coverage(self) -> pl.DataFrame:
@@ -333,6 +354,11 @@ class TimelineSummary:
 NEARLY_UNIQUE_COLUMNS = frozenset({"episode_id", "reporting_id", "person_key", "user_no", "records", "lineage"})
 
 
+# rows an output's row group gathers before it is written: kept rows come in pieces cut at the rebuilt
+# municipalities, and one row group per piece would splinter the files day after day
+ROW_GROUP_ROWS = 100_000
+
+
 class _ParquetAppender:
     """Parquet files written batch by batch: row groups appended, each file renamed into place only when
     every batch was written (`core.atomic.replacing`)."""
@@ -342,23 +368,39 @@ class _ParquetAppender:
         self._temporaries = {t: self._stack.enter_context(replacing(t.location(root))) for t in tables}
         self.rows = {t.name: 0 for t in tables}
         self._writers: dict[Table, pq.ParquetWriter] = {}
+        self._pending: dict[Table, list[pa.Table]] = {t: [] for t in tables}
 
     def write(self, declared: Table, table: pa.Table) -> None:
         if tuple(table.schema.names) != declared.column_names:
             raise ValueError(f"table {declared.name}: the batch has columns {table.schema.names}, "
                              f"declared {list(declared.column_names)}")
+        pending = self._pending[declared]
+        pending.append(table)
+        self.rows[declared.name] += table.num_rows
+        if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+            self._flush(declared)
+
+    def _flush(self, declared: Table) -> None:
+        pending = self._pending[declared]
+        if not pending:
+            return
         writer = self._writers.get(declared)
         if writer is None:
+            schema = pending[0].schema
             writer = self._writers[declared] = pq.ParquetWriter(
-                self._temporaries[declared], table.schema, compression="zstd",
-                use_dictionary=[f.name for f in table.schema if f.name not in NEARLY_UNIQUE_COLUMNS])
-        writer.write_table(table)
-        self.rows[declared.name] += table.num_rows
+                self._temporaries[declared], schema, compression="zstd",
+                use_dictionary=[f.name for f in schema if f.name not in NEARLY_UNIQUE_COLUMNS])
+        writer.write_table(pa.concat_tables([t if t.schema.equals(writer.schema) else t.cast(writer.schema)
+                                            for t in pending]))
+        pending.clear()
 
     def __enter__(self) -> _ParquetAppender:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            for declared in self._pending:
+                self._flush(declared)
         for writer in self._writers.values():
             writer.close()
         self._stack.__exit__(*exc)
@@ -370,8 +412,8 @@ def timeline_workers() -> int:
     return max(1, int(configured)) if configured else max(1, min(2, os.cpu_count() or 1))
 
 
-def build_timeline(settings: Settings, rows_per_batch: int | None = None,
-                   workers: int | None = None) -> TimelineSummary:
+def build_timeline(settings: Settings, rows_per_batch: int | None = None, workers: int | None = None,
+                   inputs: StagedInputs | None = None, rebuild: set[str] | None = None) -> TimelineSummary:
     """Reconstruct every configured municipality's timeline and write its outputs (`COVERAGE` ...
     `PROVIDER_CHANGES`), with memory bounded by the batches in flight.
 
@@ -387,31 +429,53 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None,
     lists) are never held in memory at once. Batches follow municipality order and every sort order of
     these tables starts with the episode id (municipality first), so the batches, each sorted, append
     the rows in the table's order whatever the batching; the small outputs are combined at the end.
+
+    `rebuild` reconstructs those municipalities only (`partial`): the others' rows are copied from the
+    outputs being replaced, which must be a build of the same inputs for them.
     """
     workers = workers or timeline_workers()
     rows_per_batch = rows_per_batch or BATCH_SERVICE_ROWS // workers
-    inputs = staged_inputs(settings)
-    batches = plan_batches(settings, rows_per_batch, inputs.files) or [set()]
-    log.info("timeline: %d municipalities in %d batches, %d at a time",
-             sum(len(b) for b in batches), len(batches), workers)
+    inputs = inputs or staged_inputs(settings)
+    root = settings.data_root
+    configured = {m.nr for m in load_kommuner(settings.root.kommuner_toml)}
+    kept = configured - rebuild if rebuild is not None else set()
+    batches = plan_batches(settings, rows_per_batch, inputs.files, rebuild) or ([set()] if rebuild is None else [])
+    log.info("timeline: %d municipalities in %d batches, %d at a time%s", sum(len(b) for b in batches),
+             len(batches), workers, f" ({len(kept)} kept as they were)" if kept else "")
     small: list[BatchResult] = []
+    old_small = [BatchResult({t: kept_frame(t.location(root), kept) for t in COMBINED_TABLES
+                              if t is not SPLIT_ASSIGNMENTS}, 0)] if kept else []
     flags: dict[str, int] = {}
-    with _ParquetAppender(settings.data_root, STREAMED_TABLES) as appender:
-        for part in _built_in_order(settings, batches, inputs, workers):
+    rounds: dict[str, int] = {}
+    with _ParquetAppender(root, STREAMED_TABLES) as appender:
+        kept_rows = {t: KeptRows(t.location(root), kept) for t in STREAMED_TABLES} if kept else {}
+
+        def write(declared: Table, table: pa.Table) -> None:
+            appender.write(declared, table)
+            if declared is EPISODES:
+                flag_columns = pl.from_arrow(table.select(list(EPISODE_FLAG_COLUMNS)))
+                for flag, count in episode_flag_counts(flag_columns).items():
+                    flags[flag] = flags.get(flag, 0) + count
+
+        for batch, part in zip(batches, _built_in_order(settings, batches, inputs, workers), strict=True):
             for declared, table in part.tables.items():
-                appender.write(declared, table)
-            flag_columns = pl.from_arrow(part.tables[EPISODES].select(list(EPISODE_FLAG_COLUMNS)))
-            for flag, count in episode_flag_counts(flag_columns).items():
-                flags[flag] = flags.get(flag, 0) + count
+                for piece in kept_rows[declared].before(min(batch)) if kept_rows else ():
+                    write(declared, piece)
+                write(declared, table)
+            rounds.update(dict.fromkeys(batch, part.small.linking_rounds))
             small.append(part.small)
             del part
-        rows = appender.rows
-    combined = {table: _combined(table, [p.tables[table] for p in small]) if table is not SPLIT_ASSIGNMENTS
-                else inputs.splits.listing for table in COMBINED_TABLES}
+        for declared, rows in kept_rows.items():
+            for piece in rows.before(None):
+                write(declared, piece)
+        row_counts = appender.rows
+    combined = {table: _combined(table, [p.tables[table] for p in (*old_small, *small)])
+                if table is not SPLIT_ASSIGNMENTS else inputs.splits.listing for table in COMBINED_TABLES}
     for table, frame in combined.items():
-        write_parquet(frame, table.location(settings.data_root))
-        rows[table.name] = frame.height
-    return TimelineSummary(settings.data_root, combined, flags, rows, max(p.linking_rounds for p in small))
+        write_parquet(frame, table.location(root))
+        row_counts[table.name] = frame.height
+    return TimelineSummary(root, combined, flags, row_counts, max(p.linking_rounds for p in small) if small else 0,
+                           tuple(sorted(set().union(*batches))), rounds)
 
 
 def _combined(table: Table, parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -433,17 +497,37 @@ def timeline_stamp(settings: Settings) -> tuple[Stamp, str]:
     return stamp, stamp.inputs_digest(settings, staged_parquet(settings), as_of_date(settings))
 
 
+def _summary_of_files(settings: Settings, figures: dict, rebuilt: tuple[str, ...] = ()) -> TimelineSummary:
+    """The summary of outputs already written, from their files and the figures their build recorded."""
+    tables = {table: pl.read_parquet(table.location(settings.data_root)) for table in COMBINED_TABLES}
+    return TimelineSummary(settings.data_root, tables, figures["episode_flags"], figures["rows"],
+                           figures["linking_rounds"], rebuilt, figures.get(ROUNDS, {}))
+
+
 def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
     """`build_timeline`, unless its outputs are those of the current inputs already (`core.stamps`); then
-    they are kept and summarised from their files. Returns the summary and whether it was built."""
+    they are kept and summarised from their files. When only some municipalities' inputs changed since the
+    last build (`partial`), only they are rebuilt. Returns the summary (its `rebuilt` names who was
+    reconstructed) and whether anything was built."""
     stamp, digest = timeline_stamp(settings)
     figures = stamp.kept(digest)
     if figures is not None:
-        tables = {table: pl.read_parquet(table.location(settings.data_root)) for table in COMBINED_TABLES}
-        return TimelineSummary(settings.data_root, tables, figures["episode_flags"], figures["rows"],
-                               figures["linking_rounds"]), False
+        return _summary_of_files(settings, figures), False
+    inputs = staged_inputs(settings)
+    base = stamp.inputs_digest(settings, [], as_of_date(settings), "per municipality")
+    configured = sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml))
+    digests = municipality_digests(settings, inputs.files, TIMELINE_INPUTS, inputs.shared, inputs.extracts,
+                                   inputs.splits.units, configured)
+    recorded = stamp.recorded_figures()
+    rebuild = changed_municipalities(recorded, base, digests)
     stamp.forget()
-    result = build_timeline(settings)
+    if rebuild == set():  # what changed is read by no municipality's reconstruction (a quarantine, a count)
+        assert recorded is not None
+        stamp.record(digest, recorded)
+        return _summary_of_files(settings, recorded), False
+    result = build_timeline(settings, inputs=inputs, rebuild=rebuild)
+    rounds = {**(recorded or {}).get(ROUNDS, {}), **result.rounds} if rebuild is not None else result.rounds
     stamp.record(digest, {"episode_flags": result.episode_flags, "rows": result.rows,
-                          "linking_rounds": result.linking_rounds})
-    return result, True
+                          "linking_rounds": max(rounds.values(), default=0),
+                          BASE: base, MUNICIPALITIES: digests, ROUNDS: rounds})
+    return dataclasses.replace(result, linking_rounds=max(rounds.values(), default=0), rounds=rounds), True
