@@ -13,7 +13,9 @@ Runs: the backfill from the cut-off to `--to` (default 2025-12-31), then `ktt ba
 the next day `--new-day` with no source changed (the daily schedule's work), then the day after with one
 municipality's EPJ export changed (`--changed-kommune`, default 3301: the last record of its largest CSV or
 JSON Lines file dropped, in a copy that replaces the link): only that file is read again and only that
-municipality's timeline rebuilt. Delivery runs only when the
+municipality's timeline rebuilt; last, a new day as the schedule runs it the next morning, with the as-of
+date one day later (`KTT_AS_OF_DATE` today instead of the default, yesterday) and no source changed: every
+municipality's coverage gains a day, so every timeline is rebuilt. Delivery runs only when the
 source root's `config/delivery.toml` names a transport (a national source root has none).
 Run it on an otherwise idle machine: other jobs change the figures.
 """
@@ -227,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     next_day = new_day + dt.timedelta(days=1)
     report(f"one new day: ktt backfill --from {next_day} --to {next_day} "
            f"({changed.relative_to(root)} changed)", measured_run(root, next_day, next_day, env))
+    morning = next_day + dt.timedelta(days=1)
+    report(f"the next morning: ktt backfill --from {morning} --to {morning} (as-of date one day later)",
+           measured_run(root, morning, morning, {**env, "KTT_AS_OF_DATE": dt.date.today().isoformat()}))
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

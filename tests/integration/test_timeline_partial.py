@@ -1,5 +1,6 @@
 """A changed source rebuilds only the timelines of the municipalities it touches (and of their split family),
-and the outputs are those a full build of the same staged files writes."""
+and the reconciliation and events derive only theirs again; the outputs are those a full build of the same
+staged files writes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from transforms.core.config import load_kommuner
 from transforms.core.settings import load_settings
 from transforms.ingest.staging import ingest_epj
 from transforms.privacy.keys import load_keys
-from transforms.tables import COMBINED_TABLES, STREAMED_TABLES
+from transforms.submit import events
+from transforms.submit.events import write_events, write_events_or_keep
+from transforms.tables import COMBINED_TABLES, EVENTS, STREAMED_TABLES
+from transforms.timeline import reconciliation
 from transforms.timeline.build import build_or_keep_timeline, build_timeline
+from transforms.timeline.reconciliation import OUTPUTS, reconcile, reconcile_or_keep
 
-TIMELINE_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES)
+DERIVED_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES, *OUTPUTS, EVENTS)
 
 
 @pytest.fixture
@@ -25,8 +30,33 @@ def as_of(monkeypatch):
     monkeypatch.setenv("KTT_AS_OF_DATE", "2025-12-31")
 
 
+@pytest.fixture
+def derived_again(monkeypatch) -> dict[str, list]:
+    """What the reconciliation and the events were asked to derive again, per call (None: everything)."""
+    calls: dict[str, list] = {"reconcile": [], "events": []}
+
+    def spy(name, function):
+        def called(*args, rebuild=None, **kwargs):
+            calls[name].append(None if rebuild is None else tuple(sorted(rebuild)))
+            return function(*args, rebuild=rebuild, **kwargs)
+        return called
+
+    monkeypatch.setattr(reconciliation, "reconcile", spy("reconcile", reconcile))
+    monkeypatch.setattr(events, "write_events", spy("events", write_events))
+    return calls
+
+
+def _derive(root: Path):
+    """The timeline, then the reconciliation and the events, each kept or (partly) rebuilt as `ktt backfill` does."""
+    settings = load_settings(root)
+    summary, built = build_or_keep_timeline(settings)
+    reconcile_or_keep(settings)
+    write_events_or_keep(settings)
+    return summary, built
+
+
 def _outputs(root: Path) -> dict[str, pl.DataFrame]:
-    return {t.name: pl.read_parquet(t.location(root)) for t in TIMELINE_TABLES}
+    return {t.name: pl.read_parquet(t.location(root)) for t in DERIVED_TABLES}
 
 
 def _change_export_of(root: Path, kommune: str) -> None:
@@ -46,7 +76,10 @@ def _change_export_of(root: Path, kommune: str) -> None:
 def _assert_equals_a_full_build(root: Path, tmp_path: Path, summary) -> None:
     full = tmp_path / "full"
     shutil.copytree(root, full, ignore=shutil.ignore_patterns("timeline"))
-    whole = build_timeline(load_settings(full))
+    settings = load_settings(full)
+    whole = build_timeline(settings)
+    reconcile(settings)
+    write_events(full, settings.cutoff_date)
     mine, theirs = _outputs(root), _outputs(full)
     for name, frame in theirs.items():
         assert mine[name].equals(frame), name
@@ -54,36 +87,40 @@ def _assert_equals_a_full_build(root: Path, tmp_path: Path, summary) -> None:
     assert summary.episode_flags == whole.episode_flags
 
 
-def test_a_changed_export_rebuilds_its_municipality_only_and_equals_a_full_build(demo_root, tmp_path, as_of):
+def test_a_changed_export_rebuilds_its_municipality_only_and_equals_a_full_build(demo_root, tmp_path, as_of,
+                                                                                  derived_again):
     root = copy_ingested(demo_root, tmp_path / "partial")
     settings = load_settings(root)
     configured = tuple(sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml)))
 
-    first, built = build_or_keep_timeline(settings)
+    first, built = _derive(root)
     assert built and first.rebuilt == configured
-    kept, built = build_or_keep_timeline(settings)
+    kept, built = _derive(root)
     assert not built and kept.rebuilt == ()
+    assert derived_again == {"reconcile": [None], "events": [None]}
 
     _change_export_of(root, "3301")
-    partial, built = build_or_keep_timeline(settings)
+    partial, built = _derive(root)
     assert built and partial.rebuilt == ("3301",)
+    assert derived_again == {"reconcile": [None, ("3301",)], "events": [None, ("3301",)]}
     _assert_equals_a_full_build(root, tmp_path, partial)
 
-    # the partial build's stamp is a whole one: the next run keeps it, and a change of what every
+    # the partial build's stamps are whole ones: the next run keeps them, and a change of what every
     # municipality shares (here the configuration) rebuilds them all
-    assert build_or_keep_timeline(settings)[0].rebuilt == ()
+    assert _derive(root)[0].rebuilt == ()
     with settings.root.kommuner_toml.open("a") as toml:
         toml.write("\n# reviewed\n")
-    assert build_or_keep_timeline(settings)[0].rebuilt == configured
+    assert _derive(root)[0].rebuilt == configured
+    assert derived_again == {"reconcile": [None, ("3301",), None], "events": [None, ("3301",), None]}
 
 
-def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_path, as_of):
+def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_path, as_of, derived_again):
     root = copy_ingested(small_root, tmp_path / "partial")
-    settings = load_settings(root)
-    assert build_or_keep_timeline(settings)[1]
+    assert _derive(root)[1]
 
     # Ålesund (1508) shares the 2024 split of unit 1507 with Haram (1580): their records are decided together
     _change_export_of(root, "1508")
-    partial, built = build_or_keep_timeline(settings)
+    partial, built = _derive(root)
     assert built and partial.rebuilt == ("1508", "1580")
+    assert derived_again == {"reconcile": [None, ("1508", "1580")], "events": [None, ("1508", "1580")]}
     _assert_equals_a_full_build(root, tmp_path, partial)

@@ -3,9 +3,11 @@ file order around the rebuilt ones."""
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.submit.events import _municipality_ranges
 from transforms.timeline.partial import BASE, MUNICIPALITIES, KeptRows, changed_municipalities
 
 
@@ -34,3 +36,13 @@ def test_kept_rows_come_in_file_order_up_to_each_rebuilt_municipality(tmp_path):
     assert taken("4601") == []
     assert taken(None) == ["5001:1", "5001:2"]
     assert taken(None) == []
+
+
+def test_event_runs_of_a_partial_rebuild_hold_rebuilt_municipalities_only():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE episodes AS SELECT * FROM (VALUES ('0301', 1), ('1508', 2), ('1580', 3), "
+                "('3301', 4), ('4601', 5)) t(kommune, n), range(10)")
+    assert _municipality_ranges(con, 100) == [("0301", "4601")]
+    # a kept municipality (3301) ends a run: the rebuilt rows must fit between the kept ones
+    assert _municipality_ranges(con, 100, {"1508", "1580", "4601"}) == [("1508", "1580"), ("4601", "4601")]
+    assert _municipality_ranges(con, 10, {"1508", "1580"}) == [("1508", "1508"), ("1580", "1580")]

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.core import duck
@@ -21,6 +23,7 @@ from transforms.core.duck import register_views
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
+from transforms.timeline.partial import BASE, MUNICIPALITIES, KeptRows, downstream_rebuild, municipality_column
 
 # DuckDB's memory for deriving the events (it spills beyond it; 1.5 GB ran out at national scale, 2026-12)
 EVENTS_MEMORY_LIMIT = "2GB"
@@ -88,12 +91,15 @@ def build_events(root: Path, cutoff: dt.date) -> pl.DataFrame:
     return events
 
 
-def _municipality_ranges(con, episodes_per_batch: int) -> list[tuple[str, str]]:
-    """(first, last) municipality of consecutive runs of about `episodes_per_batch` episodes, in ascending order."""
+def _municipality_ranges(con, episodes_per_batch: int, only: set[str] | None = None) -> list[tuple[str, str]]:
+    """(first, last) municipality of consecutive runs of about `episodes_per_batch` episodes, in ascending order;
+    with `only`, of those municipalities alone, a municipality not among them ending a run."""
     ranges: list[tuple[str, str]] = []
     held = episodes_per_batch
     for kommune, n in con.execute("SELECT kommune, count(*) FROM episodes GROUP BY 1 ORDER BY 1").fetchall():
-        if ranges and held + n <= episodes_per_batch:
+        if only is not None and kommune not in only:
+            held = episodes_per_batch
+        elif ranges and held + n <= episodes_per_batch:
             ranges[-1] = (ranges[-1][0], kommune)
             held += n
         else:
@@ -102,7 +108,8 @@ def _municipality_ranges(con, episodes_per_batch: int) -> list[tuple[str, str]]:
     return ranges
 
 
-def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES_PER_BATCH) -> dict:
+def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES_PER_BATCH,
+                 rebuild: set[str] | None = None) -> dict:
     """Build the events and write them (`timeline/events.parquet`) in record batches; returns `event_figures`.
 
     Why a run of municipalities at a time: a national events table is some 8 M rows, gigabytes as one
@@ -110,15 +117,31 @@ def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES
     event key starts with its municipality, so keys are unique across the country when they are within
     each run; the runs are in ascending order and each is sorted, so the file is in `EVENTS.sort` order.
     Each run is handed over a record batch at a time, cast to the declared schema and appended as row
-    groups: the stage holds one run's events, not the table.
+    groups: the stage holds one run's events, not the table. `rebuild` derives those municipalities' events
+    only and copies the others' from the file being replaced, in file order (`timeline.partial`).
     """
     by_type: dict[str, int] = {}
     initial = 0
     with duck.connect(memory_limit=EVENTS_MEMORY_LIMIT) as con, replacing(EVENTS.location(root)) as tmp:
         register_views(con, root, (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES))
+        kept_rows = None
+        if rebuild is not None:
+            held = {k for (k,) in con.execute("SELECT DISTINCT kommune FROM episodes").fetchall()}
+            kept_rows = KeptRows(EVENTS.location(root), held - rebuild, municipality_column)
         writer = None
+
+        def write(frame: pa.Table) -> None:
+            nonlocal writer, initial
+            writer = writer or pq.ParquetWriter(tmp, frame.schema, compression="zstd")
+            writer.write_table(frame)
+            for event_type, n in pl.from_arrow(frame.column("event_type")).value_counts().iter_rows():
+                by_type[event_type] = by_type.get(event_type, 0) + n
+            initial += pc.sum(pc.equal(frame.column("day"), pa.scalar(cutoff, pa.date32()))).as_py() or 0
+
         try:
-            for first, last in _municipality_ranges(con, episodes_per_batch):
+            for first, last in _municipality_ranges(con, episodes_per_batch, rebuild):
+                for piece in kept_rows.before(first) if kept_rows else ():
+                    write(piece)
                 con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {EVENTS_SQL}",
                             {"cutoff": cutoff, "first": first, "last": last})
                 _refuse_duplicates(con)
@@ -126,13 +149,10 @@ def write_events(root: Path, cutoff: dt.date, episodes_per_batch: int = EPISODES
                 # `to_arrow_reader` from DuckDB 1.4, `fetch_record_batch` before it
                 reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(STREAM_BATCH_ROWS)
                 for batch in reader:
-                    frame = EVENTS.conform(pl.from_arrow(batch)).to_arrow()
-                    writer = writer or pq.ParquetWriter(tmp, frame.schema, compression="zstd")
-                    writer.write_table(frame)
-                for event_type, n in con.execute("SELECT event_type, count(*) FROM derived GROUP BY 1").fetchall():
-                    by_type[event_type] = by_type.get(event_type, 0) + n
-                initial += con.execute("SELECT count(*) FROM derived WHERE day = ?", [cutoff]).fetchone()[0]
+                    write(EVENTS.conform(pl.from_arrow(batch)).to_arrow())
                 con.execute("DROP TABLE derived")
+            for piece in kept_rows.before(None) if kept_rows else ():
+                write(piece)
             if writer is None:
                 EVENTS.empty().write_parquet(tmp, **PARQUET_OPTIONS)
         finally:
@@ -153,18 +173,29 @@ def _refuse_duplicates(con) -> None:
 
 def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     """`write_events`, unless the events file is already that of the current episodes, stops and provider
-    changes (`core.stamps`); returns its figures (`write_events`) and whether the events were derived anew."""
+    changes (`core.stamps`); when the timeline rebuilt only some municipalities, only their events are
+    derived again. Returns its figures (`write_events`) and whether any events were derived anew."""
     root, cutoff = settings.data_root, settings.cutoff_date
     stamp = Stamp(root, EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
     digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
                                  cutoff)
     figures = stamp.kept(digest)
     if figures is not None:
-        return figures, False
+        return _event_figures(figures), False
+    rebuild, partial = downstream_rebuild(stamp, stamp.inputs_digest(settings, [], cutoff))
+    recorded = stamp.recorded_figures()
     stamp.forget()
-    figures = write_events(root, cutoff)
-    stamp.record(digest, figures)
+    if rebuild == set() and recorded is not None:
+        stamp.record(digest, recorded)
+        return _event_figures(recorded), False
+    figures = write_events(root, cutoff, rebuild=rebuild)
+    stamp.record(digest, {**figures, **partial})
     return figures, True
+
+
+def _event_figures(recorded: dict) -> dict:
+    """The figures `write_events` returned, without what the stamp keeps for a partial rebuild."""
+    return {k: v for k, v in recorded.items() if k not in (BASE, MUNICIPALITIES)}
 
 
 # rows decoded at a time when the events are streamed: a few tens of MB whatever the country's size

@@ -72,6 +72,7 @@ from transforms.timeline.partial import (
     changed_municipalities,
     kept_frame,
     municipality_digests,
+    timeline_stamp_of,
 )
 from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
 from transforms.timeline.splits import (
@@ -491,9 +492,7 @@ def staged_parquet(settings: Settings) -> list[Path]:
 
 def timeline_stamp(settings: Settings) -> tuple[Stamp, str]:
     """The timeline's stamp and the digest of its current inputs: the staged files, the as-of date."""
-    root = settings.data_root
-    stamp = Stamp(root, EPISODES.location(root).with_name(".timeline.stamp.json"),
-                  tuple(t.location(root) for t in (*COMBINED_TABLES, *STREAMED_TABLES)))
+    stamp = timeline_stamp_of(settings.data_root)
     return stamp, stamp.inputs_digest(settings, staged_parquet(settings), as_of_date(settings))
 
 

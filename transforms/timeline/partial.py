@@ -16,7 +16,7 @@ the rebuilt batches interleave in file order without a sort.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -26,13 +26,20 @@ import pyarrow.parquet as pq
 
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
-from transforms.core.stamps import file_lines
+from transforms.core.stamps import Stamp, file_lines
 from transforms.reference.municipalities import municipality_codes
+from transforms.tables import COMBINED_TABLES, EPISODES, STREAMED_TABLES
 from transforms.timeline.splits import family_members
 from transforms.timeline.staged import file_owner, partition_folder
 
 # the figures' keys a build records for the next one to rebuild only part
 BASE, MUNICIPALITIES, ROUNDS = "base", "municipalities", "linking_rounds_by_municipality"
+
+
+def timeline_stamp_of(root: Path) -> Stamp:
+    """The timeline's stamp (beside the episodes), over every timeline output."""
+    return Stamp(root, EPISODES.location(root).with_name(".timeline.stamp.json"),
+                 tuple(t.location(root) for t in (*COMBINED_TABLES, *STREAMED_TABLES)))
 
 
 def municipality_digests(settings: Settings, files: dict[str, list[Path]], tables: tuple[str, ...],
@@ -89,18 +96,41 @@ def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, 
     return {nr for nr, digest in digests.items() if recorded[MUNICIPALITIES][nr] != digest}
 
 
+def downstream_rebuild(stamp: Stamp, own_base: str) -> tuple[set[str] | None, dict]:
+    """For a stage derived a municipality at a time from the timeline's outputs (the reconciliation, the
+    events): the municipalities to derive again (None: all), and the figures to record for the next run.
+
+    A municipality's timeline rows are determined by its digest and the timeline's base, which the timeline's
+    stamp records (when its outputs are still those it wrote); the stage's own base (its code, settings and
+    parameters) joins the timeline's. A timeline with no such record means a whole rebuild.
+    """
+    timeline = timeline_stamp_of(stamp.root).recorded_figures() or {}
+    if BASE not in timeline or MUNICIPALITIES not in timeline:
+        return None, {}
+    base = hashlib.sha256(f"{own_base}\n{timeline[BASE]}".encode()).hexdigest()
+    digests = timeline[MUNICIPALITIES]
+    return changed_municipalities(stamp.recorded_figures(), base, digests), {BASE: base, MUNICIPALITIES: digests}
+
+
 def episode_municipality(table: pa.Table) -> pa.Array:
     """The municipality of each row, from its episode id (`<kommune>:<reporting id>`)."""
     ids = table.column("episode_id").combine_chunks()
     return pc.list_element(pc.split_pattern(ids, ":", max_splits=1), 0)
 
 
+def municipality_column(table: pa.Table) -> pa.Array:
+    return table.column("kommune").combine_chunks()
+
+
 class KeptRows:
     """The rows of the kept municipalities in an output being replaced, read one row group at a time and handed
-    out in file order up to the next rebuilt municipality."""
+    out in file order up to the next rebuilt municipality. `municipality` gives each row's (the episode
+    id's prefix by default: the stops and provider changes carry no municipality column)."""
 
-    def __init__(self, path: Path, kept: set[str]) -> None:
+    def __init__(self, path: Path, kept: set[str],
+                 municipality: Callable[[pa.Table], pa.Array] = episode_municipality) -> None:
         self._file = pq.ParquetFile(path)
+        self._municipality_of = municipality
         self._kept = pa.array(sorted(kept), pa.string())
         self._group = 0
         self._rows: pa.Table | None = None
@@ -113,7 +143,7 @@ class KeptRows:
                 return False
             table = self._file.read_row_group(self._group)
             self._group += 1
-            municipality = episode_municipality(table)
+            municipality = self._municipality_of(table)
             mask = pc.is_in(municipality, value_set=self._kept)
             self._rows, self._municipality = table.filter(mask), municipality.filter(mask)
         return True

@@ -28,12 +28,14 @@ import polars as pl
 
 from transforms.core import duck
 from transforms.core.atomic import write_parquet
+from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.reference.municipalities import municipality_codes, unit_succession
 from transforms.tables import COVERAGE, EPISODES, RECONCILIATION, RECONCILIATION_PERSONS, RECONCILIATION_SERVICES
 from transforms.timeline.build import plan_batches, staged_parquet
 from transforms.timeline.coverage import as_of_date, staged_extracts
+from transforms.timeline.partial import downstream_rebuild, kept_frame
 from transforms.timeline.records import CODE29, PERSONS_SQL
 from transforms.timeline.splits import assign_splits
 from transforms.timeline.sql import run_script
@@ -203,13 +205,15 @@ class Reconciliation:
     persons: pl.DataFrame  # RECONCILIATION_PERSONS
 
 
-def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS) -> Reconciliation:
+def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS,
+              rebuild: set[str] | None = None) -> Reconciliation:
     """Compare the written episodes with the extracts that were not their evidence; write the three tables.
 
     A batch of municipalities at a time (`plan_batches`, about `rows_per_batch` staged service rows each), on
     a connection with a bounded memory limit: every statement joins within a reporting municipality, so the
     batches are independent and their results, concatenated and sorted, are those of one pass over the
-    country; one pass held every staged file's rows at once (6.2 GiB at national scale).
+    country; one pass held every staged file's rows at once (6.2 GiB at national scale). `rebuild` compares
+    those municipalities only and keeps the others' rows from the tables being replaced (`partial`).
     """
     root: Path = settings.data_root
     as_of = as_of_date(settings)
@@ -220,7 +224,10 @@ def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS) ->
                "extracts": staged_extracts(settings),
                "split_iplos_rows": splits.iplos_rows, "split_epj_records": splits.epj_records}
     parts: list[Reconciliation] = []
-    for batch in plan_batches(settings, rows_per_batch, files):
+    if rebuild is not None:
+        kept = {m.nr for m in load_kommuner(settings.root.kommuner_toml)} - rebuild
+        parts.append(Reconciliation(*(kept_frame(t.location(root), kept) for t in OUTPUTS)))
+    for batch in plan_batches(settings, rows_per_batch, files, rebuild):
         with duck.connect(memory_limit=RECONCILE_MEMORY_LIMIT) as con:
             con.execute("SET parquet_metadata_cache = true")
             register_staged(con, settings, batch, files, INPUTS, shared)
@@ -249,8 +256,9 @@ OUTPUTS = (RECONCILIATION, RECONCILIATION_SERVICES, RECONCILIATION_PERSONS)
 
 def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     """`reconcile`, unless its outputs are those of the current inputs already (the staged files, the
-    episodes and coverage, the as-of date; `core.stamps`): then they are read back. Returns them and whether
-    they were built."""
+    episodes and coverage, the as-of date; `core.stamps`): then they are read back. When the timeline
+    rebuilt only some municipalities (`partial`), only they are compared again. Returns the tables and
+    whether anything was compared."""
     root = settings.data_root
     stamp = Stamp(root, RECONCILIATION.location(root).with_name(".reconciliation.stamp.json"),
                   tuple(t.location(root) for t in OUTPUTS))
@@ -258,9 +266,13 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
                                             COVERAGE.location(root)], as_of_date(settings))
     if stamp.kept(digest) is not None:
         return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
+    rebuild, figures = downstream_rebuild(stamp, stamp.inputs_digest(settings, [], as_of_date(settings)))
     stamp.forget()
-    result = reconcile(settings)
-    stamp.record(digest)
+    if rebuild == set():
+        stamp.record(digest, figures)
+        return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
+    result = reconcile(settings, rebuild=rebuild)
+    stamp.record(digest, figures)
     return result, True
 
 
