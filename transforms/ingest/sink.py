@@ -20,6 +20,7 @@ import polars as pl
 
 from transforms.core.atomic import write_parquet
 from transforms.core.layout import DataRoot
+from transforms.ingest.parts import matching
 from transforms.ingest.quarantine import Rejection, mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, write_vault_part
 from transforms.tables import FILE_COUNTS, FINDING_TABLES, IDENTITY_PARTS, QUARANTINE, STAGED_TABLES, Table
@@ -120,8 +121,7 @@ class FileSink:
 
     def staged_parts(self, table: Table, rel_path: str) -> list[Path]:
         """The staged parts of `table` that another source file of this partition published."""
-        pattern = self._staged_part(table, source_slug(rel_path), "*")
-        return sorted(pattern.parent.glob(pattern.name))
+        return sorted(matching(self._staged_part(table, source_slug(rel_path), "*")))
 
     def register_identities(self, frame: pl.DataFrame) -> None:
         """(person_key, fid, id_type) of staged persons; for a key seen twice, the later one is kept."""
@@ -146,17 +146,20 @@ class FileSink:
         frame.write_parquet(self._tmp / f"{table}-{part:04d}.parquet", compression="zstd")
 
     def _mask_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Replace identifier-like runs in local-id and free-text columns, checked in bulk first."""
-        for name in MASKED_FIELDS:
-            if name not in frame.columns:
-                continue
+        """Replace identifier-like runs in local-id and free-text columns, checked in bulk first (one pass
+        over every such column: a part of a small extract is a few hundred rows, and a pass per column
+        cost more than the test)."""
+        names = [name for name in MASKED_FIELDS if name in frame.columns]
+        if not names:
+            return frame
+        found = frame.select(pl.col(name).str.contains(r"\d{11}").any() for name in names).row(0)
+        for name in (name for name, any_found in zip(names, found, strict=True) if any_found):
             suspicious = frame[name].str.contains(r"\d{11}")
-            if suspicious.any():
-                frame = frame.with_columns(
-                    pl.when(suspicious)
-                    .then(frame[name].map_elements(lambda v: mask_identifiers(v, self.pseudonymizer.tag),
-                                                   return_dtype=pl.Utf8))
-                    .otherwise(frame[name]).alias(name))
+            frame = frame.with_columns(
+                pl.when(suspicious)
+                .then(frame[name].map_elements(lambda v: mask_identifiers(v, self.pseudonymizer.tag),
+                                               return_dtype=pl.Utf8))
+                .otherwise(frame[name]).alias(name))
         return frame
 
     def commit(self) -> None:
@@ -164,8 +167,7 @@ class FileSink:
             self._flush(table)
         slug = source_slug(self.rel_path)
         for table in self._own_tables():
-            pattern = self._staged_part(table, slug, "*")
-            for stale in pattern.parent.glob(pattern.name):
+            for stale in matching(self._staged_part(table, slug, "*")):
                 stale.unlink()
         for part in sorted(self._tmp.glob("*.parquet")):
             name, number = part.stem.rsplit("-", 1)

@@ -1,0 +1,46 @@
+"""A file's staged parts found by listing (as `glob` finds them), and identifiers masked column by column."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.unit.test_readers_iplos import make_sink
+from transforms.ingest.parts import matching
+from transforms.ingest.quarantine import mask_identifiers
+from transforms.synthetic.ids import birth_number
+from transforms.tables import IPLOS_PERSONS, STAGED_TABLES
+
+
+@pytest.mark.parametrize("name", ["t-raw__a.xml-*.parquet", "t-raw__a.xml-0000.parquet", "t-raw__b.xml-*.parquet",
+                                  "t-raw__[a].xml-*.parquet", "*.parquet", "t-raw__a.xml-*"])
+def test_matching_finds_what_glob_finds(tmp_path: Path, name: str):
+    for file in ("t-raw__a.xml-0000.parquet", "t-raw__a.xml-0001.parquet", "t-raw__a.xml.bak-0000.parquet",
+                 ".t-raw__a.xml-0002.parquet.77.tmp", "u-raw__a.xml-0000.parquet", "t-raw__a.xml-0000.parquet.x",
+                 "t-raw__[a].xml-0000.parquet"):
+        (tmp_path / file).touch()
+    assert sorted(matching(tmp_path / name)) == sorted(tmp_path.glob(name))
+
+
+def test_matching_in_a_missing_or_wildcard_folder(tmp_path: Path):
+    assert matching(tmp_path / "nowhere" / "t-*.parquet") == []
+    (tmp_path / "system=1-a").mkdir()
+    (tmp_path / "system=1-a" / "t-x-0000.parquet").touch()
+    wildcard = tmp_path / "system=*" / "t-x-*.parquet"  # a wildcard folder is left to glob, which finds none
+    assert matching(wildcard) == list(wildcard.parent.glob(wildcard.name))
+
+
+def test_identifiers_masked_only_in_the_columns_that_hold_them(tmp_path: Path):
+    fid = birth_number(4, 3, 50)
+    sink = make_sink(tmp_path)
+    rows = {c: [None, None] for c in STAGED_TABLES["iplos_persons"].schema}
+    rows.update(source_file=[sink.rel_path] * 2, line=[3, 4], user_no=[f"u{fid}", "7"], district=["030101", None],
+                location=["/a[1]", "/a[2]"])
+    sink.stage_frame("iplos_persons", "person", pl.DataFrame(rows, schema=STAGED_TABLES["iplos_persons"].schema))
+    sink.commit()
+    (part,) = IPLOS_PERSONS.files(tmp_path)
+    written = pl.read_parquet(part)
+    assert written["user_no"].to_list() == [mask_identifiers(f"u{fid}", sink.pseudonymizer.tag), "7"]
+    assert fid not in written["user_no"][0]
+    assert written["district"].to_list() == ["030101", None]
+    assert written["location"].to_list() == ["/a[1]", "/a[2]"]
