@@ -26,8 +26,12 @@ def test_matching_in_a_missing_or_wildcard_folder(tmp_path: Path):
     assert matching(tmp_path / "nowhere" / "t-*.parquet") == []
     (tmp_path / "system=1-a").mkdir()
     (tmp_path / "system=1-a" / "t-x-0000.parquet").touch()
-    wildcard = tmp_path / "system=*" / "t-x-*.parquet"  # a wildcard folder is left to glob, which finds none
-    assert matching(wildcard) == list(wildcard.parent.glob(wildcard.name))
+    (tmp_path / "system=2-b").mkdir()
+    (tmp_path / "system=2-b" / "t-x-0000.parquet").touch()
+    (tmp_path / "system=2-b" / "t-y-0000.parquet").touch()
+    # a wildcard folder: the parts in every folder it matches (an orphaned file's, wherever they are)
+    assert matching(tmp_path / "system=*" / "t-x-*.parquet") == [
+        tmp_path / "system=1-a" / "t-x-0000.parquet", tmp_path / "system=2-b" / "t-x-0000.parquet"]
 
 
 def test_identifiers_masked_only_in_the_columns_that_hold_them(tmp_path: Path):

@@ -15,12 +15,16 @@ from pathlib import Path
 
 
 def matching(pattern: Path) -> list[Path]:
-    """The files `pattern.parent.glob(pattern.name)` finds, in listing order. A name with one `*` (and no
-    other wildcard) under a folder without wildcards is matched by prefix and suffix; any other pattern
-    goes to `glob`."""
+    """The files `pattern.parent.glob(pattern.name)` finds, in listing order, in every folder the parent
+    matches when it holds wildcards itself (`system=*`: a file whose EPJ system is no longer configured
+    under that path has its parts in some system's folder). A name with one `*` (and no other wildcard)
+    is matched by prefix and suffix; any other name goes to `glob`."""
+    if glob.has_magic(str(pattern.parent)):
+        return [found for folder in sorted(glob.glob(str(pattern.parent)))
+                for found in matching(Path(folder) / pattern.name)]
     name = pattern.name
     prefix, star, suffix = name.partition("*")
-    if glob.has_magic(str(pattern.parent)) or glob.has_magic(prefix) or glob.has_magic(suffix) or not prefix:
+    if glob.has_magic(prefix) or glob.has_magic(suffix) or not prefix:
         return list(pattern.parent.glob(name))
     if not star:
         return [pattern] if pattern.exists() else []
