@@ -79,24 +79,22 @@ class Stamp:
 
     def kept(self, digest: str) -> dict | None:
         """The recorded figures when the outputs are still those of inputs with this digest, else None."""
-        try:
-            recorded = json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        if recorded.get("inputs") != digest or recorded.get("outputs") != file_lines(self.root, self.outputs):
-            return None
-        return recorded.get("figures", {})
+        recorded = self._recorded()
+        return recorded.get("figures", {}) if recorded is not None and recorded.get("inputs") == digest else None
 
     def recorded_figures(self) -> dict | None:
         """The recorded figures when the outputs are still those the stamp recorded, whatever their inputs were:
         what a stage that rebuilds only part of its outputs starts from (None: no stamp, or outputs touched)."""
+        recorded = self._recorded()
+        return recorded.get("figures", {}) if recorded is not None else None
+
+    def _recorded(self) -> dict | None:
+        """The stamp's record when the outputs are still in the state it recorded."""
         try:
             recorded = json.loads(self.path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if recorded.get("outputs") != file_lines(self.root, self.outputs):
-            return None
-        return recorded.get("figures", {})
+        return recorded if recorded.get("outputs") == file_lines(self.root, self.outputs) else None
 
     def record(self, digest: str, figures: dict | None = None) -> None:
         """After the outputs were written: what they were built from, and their state now."""

@@ -182,12 +182,12 @@ def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     figures = stamp.kept(digest)
     if figures is not None:
         return _event_figures(figures), False
-    rebuild, partial = downstream_rebuild(stamp, stamp.inputs_digest(settings, [], cutoff))
     recorded = stamp.recorded_figures()
+    rebuild, partial = downstream_rebuild(root, recorded, stamp.inputs_digest(settings, [], cutoff))
     stamp.forget()
-    if rebuild == set() and recorded is not None:
+    if rebuild == set():  # `recorded` is a whole record of the same timeline's events
         stamp.record(digest, recorded)
-        return _event_figures(recorded), False
+        return _event_figures(recorded or {}), False
     figures = write_events(root, cutoff, rebuild=rebuild)
     stamp.record(digest, {**figures, **partial})
     return figures, True

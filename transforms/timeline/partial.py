@@ -96,20 +96,21 @@ def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, 
     return {nr for nr, digest in digests.items() if recorded[MUNICIPALITIES][nr] != digest}
 
 
-def downstream_rebuild(stamp: Stamp, own_base: str) -> tuple[set[str] | None, dict]:
+def downstream_rebuild(root: Path, recorded: dict | None, own_base: str) -> tuple[set[str] | None, dict]:
     """For a stage derived a municipality at a time from the timeline's outputs (the reconciliation, the
-    events): the municipalities to derive again (None: all), and the figures to record for the next run.
+    events) whose last build recorded `recorded` (`Stamp.recorded_figures`): the municipalities to derive
+    again (None: all), and the figures to record for the next run.
 
     A municipality's timeline rows are determined by its digest and the timeline's base, which the timeline's
     stamp records (when its outputs are still those it wrote); the stage's own base (its code, settings and
     parameters) joins the timeline's. A timeline with no such record means a whole rebuild.
     """
-    timeline = timeline_stamp_of(stamp.root).recorded_figures() or {}
+    timeline = timeline_stamp_of(root).recorded_figures() or {}
     if BASE not in timeline or MUNICIPALITIES not in timeline:
         return None, {}
     base = hashlib.sha256(f"{own_base}\n{timeline[BASE]}".encode()).hexdigest()
     digests = timeline[MUNICIPALITIES]
-    return changed_municipalities(stamp.recorded_figures(), base, digests), {BASE: base, MUNICIPALITIES: digests}
+    return changed_municipalities(recorded, base, digests), {BASE: base, MUNICIPALITIES: digests}
 
 
 def episode_municipality(table: pa.Table) -> pa.Array:

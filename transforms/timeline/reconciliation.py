@@ -266,7 +266,8 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
                                             COVERAGE.location(root)], as_of_date(settings))
     if stamp.kept(digest) is not None:
         return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
-    rebuild, figures = downstream_rebuild(stamp, stamp.inputs_digest(settings, [], as_of_date(settings)))
+    rebuild, figures = downstream_rebuild(root, stamp.recorded_figures(),
+                                          stamp.inputs_digest(settings, [], as_of_date(settings)))
     stamp.forget()
     if rebuild == set():
         stamp.record(digest, figures)
