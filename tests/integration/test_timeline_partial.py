@@ -17,7 +17,15 @@ from transforms.ingest.staging import ingest_epj
 from transforms.privacy.keys import load_keys
 from transforms.submit import events
 from transforms.submit.events import write_events, write_events_or_keep
-from transforms.tables import COMBINED_TABLES, EVENTS, STREAMED_TABLES
+from transforms.tables import (
+    COMBINED_TABLES,
+    COVERAGE,
+    EPISODE_STOPS,
+    EPISODES,
+    EVENTS,
+    PROVIDER_CHANGES,
+    STREAMED_TABLES,
+)
 from transforms.timeline import reconciliation
 from transforms.timeline.build import build_or_keep_timeline, build_timeline
 from transforms.timeline.reconciliation import OUTPUTS, reconcile, reconcile_or_keep
@@ -123,4 +131,38 @@ def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_pat
     partial, built = _derive(root)
     assert built and partial.rebuilt == ("1508", "1580")
     assert derived_again == {"reconcile": [None, ("1508", "1580")], "events": [None, ("1508", "1580")]}
+    _assert_equals_a_full_build(root, tmp_path, partial)
+
+
+def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unchanged_episodes(
+        demo_root, tmp_path, monkeypatch, derived_again):
+    """The daily run's as-of date is yesterday, so every morning moves it: the coverage gains a day and the
+    timeline is rebuilt, but episodes that come out byte for byte the same keep their files, and the events
+    and the reconciliation (no extract of that year) are kept, not derived again."""
+    root = copy_ingested(demo_root, tmp_path / "morning")
+    monkeypatch.setenv("KTT_AS_OF_DATE", "2025-06-30")
+    _derive(root)
+    monkeypatch.setenv("KTT_AS_OF_DATE", "2025-07-01")  # a day of an extract's year: compared again
+    _derive(root)
+    assert derived_again["reconcile"] == [None, None]
+
+    monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-01")
+    _derive(root)
+    unchanged = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES, EVENTS, *OUTPUTS)
+    before = {t.name: t.location(root).stat().st_mtime_ns for t in unchanged}
+    coverage = pl.read_parquet(COVERAGE.location(root)).height
+    calls = {name: len(made) for name, made in derived_again.items()}
+
+    monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-02")
+    morning, built = _derive(root)
+    assert built and len(morning.rebuilt) == len(load_kommuner(load_settings(root).root.kommuner_toml))
+    assert pl.read_parquet(COVERAGE.location(root)).height > coverage
+    assert {t.name: t.location(root).stat().st_mtime_ns for t in unchanged} == before
+    assert {name: len(made) for name, made in derived_again.items()} == calls
+
+    # the kept stages took the new timeline's record: a changed source still derives one municipality again
+    _change_export_of(root, "3301")
+    partial, built = _derive(root)
+    assert built and partial.rebuilt == ("3301",)
+    assert derived_again["reconcile"][-1] == derived_again["events"][-1] == ("3301",)
     _assert_equals_a_full_build(root, tmp_path, partial)

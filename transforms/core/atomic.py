@@ -26,10 +26,14 @@ def temporary_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
+def replacing(path: Path, keep_identical: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces `path` when the block ends without an error.
 
     For writers that want a file name of their own (DuckDB, a Parquet writer appending row groups).
+    `keep_identical`: when the new bytes are those of `path` already, `path` is left as it was (its
+    modification time too), so that the stages whose stamps list it see an unchanged input and keep
+    their outputs: the next morning's timeline is rebuilt for a later as-of date, and its episodes
+    usually come out byte for byte the same.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
@@ -39,7 +43,24 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if keep_identical and same_bytes(tmp, path):
+        tmp.unlink()
+        return
     os.replace(tmp, path)
+
+
+def same_bytes(written: Path, existing: Path) -> bool:
+    """Whether `existing` is a file holding exactly the bytes of `written`."""
+    try:
+        if existing.stat().st_size != written.stat().st_size:
+            return False
+        with written.open("rb") as a, existing.open("rb") as b:
+            while chunk := a.read(1 << 20):
+                if chunk != b.read(len(chunk)):
+                    return False
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -51,9 +72,10 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_parquet(frame: pl.DataFrame, path: Path, **options: object) -> None:
-    """A Polars frame as one Parquet file (zstd, with statistics, unless `options` say otherwise)."""
-    with replacing(path) as tmp:
+def write_parquet(frame: pl.DataFrame, path: Path, keep_identical: bool = False, **options: object) -> None:
+    """A Polars frame as one Parquet file (zstd, with statistics, unless `options` say otherwise);
+    `keep_identical` as `replacing`."""
+    with replacing(path, keep_identical) as tmp:
         frame.write_parquet(tmp, **{**PARQUET_OPTIONS, **options})
 
 

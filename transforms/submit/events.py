@@ -23,7 +23,15 @@ from transforms.core.duck import register_views
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.tables import EPISODE_STOPS, EPISODES, EVENTS, PROVIDER_CHANGES
-from transforms.timeline.partial import BASE, MUNICIPALITIES, KeptRows, downstream_rebuild, municipality_column
+from transforms.timeline.partial import (
+    BASE,
+    MUNICIPALITIES,
+    KeptRows,
+    downstream_rebuild,
+    keep_downstream,
+    municipality_column,
+    without_as_of,
+)
 
 # DuckDB's memory for deriving the events (it spills beyond it; 1.5 GB ran out at national scale, 2026-12)
 EVENTS_MEMORY_LIMIT = "2GB"
@@ -175,15 +183,17 @@ def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     """`write_events`, unless the events file is already that of the current episodes, stops and provider
     changes (`core.stamps`); when the timeline rebuilt only some municipalities, only their events are
     derived again. Returns its figures (`write_events`) and whether any events were derived anew."""
-    root, cutoff = settings.data_root, settings.cutoff_date
+    root, cutoff, shaping = settings.data_root, settings.cutoff_date, without_as_of(settings)
     stamp = Stamp(root, EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
-    digest = stamp.inputs_digest(settings, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
+    digest = stamp.inputs_digest(shaping, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
                                  cutoff)
+    own_base = stamp.inputs_digest(shaping, [], cutoff)
     figures = stamp.kept(digest)
     if figures is not None:
+        keep_downstream(stamp, digest, figures, own_base)
         return _event_figures(figures), False
     recorded = stamp.recorded_figures()
-    rebuild, partial = downstream_rebuild(root, recorded, stamp.inputs_digest(settings, [], cutoff))
+    rebuild, partial = downstream_rebuild(root, recorded, own_base)
     stamp.forget()
     if rebuild == set():  # `recorded` is a whole record of the same timeline's events
         stamp.record(digest, recorded)

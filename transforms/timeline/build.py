@@ -366,7 +366,8 @@ class _ParquetAppender:
 
     def __init__(self, root: Path, tables: tuple[Table, ...]) -> None:
         self._stack = contextlib.ExitStack()
-        self._temporaries = {t: self._stack.enter_context(replacing(t.location(root))) for t in tables}
+        self._temporaries = {t: self._stack.enter_context(replacing(t.location(root), keep_identical=True))
+                             for t in tables}
         self.rows = {t.name: 0 for t in tables}
         self._writers: dict[Table, pq.ParquetWriter] = {}
         self._pending: dict[Table, list[pa.Table]] = {t: [] for t in tables}
@@ -473,7 +474,7 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None, worker
     combined = {table: _combined(table, [p.tables[table] for p in (*old_small, *small)])
                 if table is not SPLIT_ASSIGNMENTS else inputs.splits.listing for table in COMBINED_TABLES}
     for table, frame in combined.items():
-        write_parquet(frame, table.location(root))
+        write_parquet(frame, table.location(root), keep_identical=True)
         row_counts[table.name] = frame.height
     return TimelineSummary(root, combined, flags, row_counts, max(p.linking_rounds for p in small) if small else 0,
                            tuple(sorted(set().union(*batches))), rounds)

@@ -15,6 +15,7 @@ the rebuilt batches interleave in file order without a sort.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,6 +112,23 @@ def downstream_rebuild(root: Path, recorded: dict | None, own_base: str) -> tupl
     base = hashlib.sha256(f"{own_base}\n{timeline[BASE]}".encode()).hexdigest()
     digests = timeline[MUNICIPALITIES]
     return changed_municipalities(recorded, base, digests), {BASE: base, MUNICIPALITIES: digests}
+
+
+def without_as_of(settings: Settings) -> Settings:
+    """The settings a stage derived from the timeline's files is shaped by: all but the as-of date, which
+    reaches it through those files. The daily run moves the as-of date every morning; a stage whose input
+    files came out byte for byte the same (`core.atomic.replacing(keep_identical=True)`) then keeps its
+    outputs instead of deriving them again."""
+    return dataclasses.replace(settings, as_of_date=None)
+
+
+def keep_downstream(stamp: Stamp, digest: str, figures: dict, own_base: str) -> None:
+    """A downstream stage kept whole (its input files unchanged) while the timeline's record moved on (a
+    later as-of date, the same episodes): its record takes the timeline's current base and digests, so that
+    the next changed source still rebuilds only the municipalities it touches (`downstream_rebuild`)."""
+    _, current = downstream_rebuild(stamp.root, figures, own_base)
+    if current and any(figures.get(key) != value for key, value in current.items()):
+        stamp.record(digest, {**figures, **current})
 
 
 def episode_municipality(table: pa.Table) -> pa.Array:

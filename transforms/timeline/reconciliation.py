@@ -35,7 +35,7 @@ from transforms.reference.municipalities import municipality_codes, unit_success
 from transforms.tables import COVERAGE, EPISODES, RECONCILIATION, RECONCILIATION_PERSONS, RECONCILIATION_SERVICES
 from transforms.timeline.build import plan_batches, staged_parquet
 from transforms.timeline.coverage import as_of_date, staged_extracts
-from transforms.timeline.partial import downstream_rebuild, kept_frame
+from transforms.timeline.partial import downstream_rebuild, keep_downstream, kept_frame, without_as_of
 from transforms.timeline.records import CODE29, PERSONS_SQL
 from transforms.timeline.splits import assign_splits
 from transforms.timeline.sql import run_script
@@ -262,12 +262,16 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     root = settings.data_root
     stamp = Stamp(root, RECONCILIATION.location(root).with_name(".reconciliation.stamp.json"),
                   tuple(t.location(root) for t in OUTPUTS))
-    digest = stamp.inputs_digest(settings, [*staged_parquet(settings), EPISODES.location(root),
-                                            COVERAGE.location(root)], as_of_date(settings))
-    if stamp.kept(digest) is not None:
+    # the as-of date reaches the comparison through its year (the unit succession) and the coverage of the
+    # extracts' years only: a later as-of date in a year with no extract (the daily run's) keeps it
+    shaping, year = without_as_of(settings), as_of_date(settings).year
+    digest = stamp.inputs_digest(shaping, [*staged_parquet(settings), EPISODES.location(root)], year,
+                                 compared_coverage(root, staged_extracts(settings)))
+    own_base = stamp.inputs_digest(shaping, [], year)
+    if (kept := stamp.kept(digest)) is not None:
+        keep_downstream(stamp, digest, kept, own_base)
         return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
-    rebuild, figures = downstream_rebuild(root, stamp.recorded_figures(),
-                                          stamp.inputs_digest(settings, [], as_of_date(settings)))
+    rebuild, figures = downstream_rebuild(root, stamp.recorded_figures(), own_base)
     stamp.forget()
     if rebuild == set():
         stamp.record(digest, figures)
@@ -275,6 +279,21 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     result = reconcile(settings, rebuild=rebuild)
     stamp.record(digest, figures)
     return result, True
+
+
+def compared_coverage(root: Path, extracts: pl.DataFrame) -> str:
+    """A digest of the coverage rows the comparison reads (`SIDES_SQL`: the days of the units' extract years),
+    with their count; empty when there is no coverage yet."""
+    path = COVERAGE.location(root)
+    if not path.exists():
+        return ""
+    with duck.connect() as con:
+        con.register("extracts", extracts.to_arrow())
+        rows, total = con.execute(
+            f"SELECT count(*), coalesce(sum(hash(c.kommune, c.unit, c.day, c.source)), 0) "
+            f"FROM read_parquet({duck.sql_literal(path)}) c "
+            "SEMI JOIN extracts x ON x.unit = c.unit AND x.year = year(c.day)").fetchone()
+    return f"coverage of the extract years: {rows} rows, {total}"
 
 
 def _conformed(table, parts: list[pl.DataFrame]) -> pl.DataFrame:
