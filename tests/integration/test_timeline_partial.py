@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.phantoms import copy_ingested
+from tests.phantoms import copy_ingested, export_lines, remove_lines
 from transforms.core.config import load_kommuner
 from transforms.core.settings import load_settings
 from transforms.ingest.staging import ingest_epj
@@ -81,6 +81,33 @@ def _change_export_of(root: Path, kommune: str) -> None:
     assert [o.source_file for o in report.files] == [largest.relative_to(root).as_posix()]
 
 
+def _rows_by_municipality(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
+    """Per municipality, its rows of each timeline output the events are derived from."""
+    rows: dict[str, dict[str, pl.DataFrame]] = {}
+    for table in events.DERIVED_FROM:
+        frame = pl.read_parquet(table.location(root))
+        frame = frame.with_columns(_m=pl.col("episode_id").str.split(":").list.first())
+        for (nr,), part in frame.partition_by("_m", as_dict=True).items():
+            rows.setdefault(nr, {})[table.name] = part
+    return rows
+
+
+def _rows_changed(before: dict, after: dict) -> tuple[str, ...]:
+    """The municipalities whose rows of the events' inputs differ between two states of the timeline."""
+    return tuple(sorted(nr for nr in set(before) | set(after)
+                        if set(before.get(nr, {})) != set(after.get(nr, {}))
+                        or any(not frame.equals(after[nr][name]) for name, frame in before[nr].items())))
+
+
+def _remove_a_service_of(root: Path, kommune: str) -> None:
+    """Remove every line of one of the municipality's services from its EPJ export and stage it again."""
+    episodes = pl.read_parquet(EPISODES.location(root))
+    service = next(s for s in episodes.filter(pl.col("kommune") == kommune)["reporting_id"].sort()
+                   if export_lines(root, s))
+    assert remove_lines(root, service) >= 1
+    assert ingest_epj(load_settings(root), load_keys()).files
+
+
 def _assert_equals_a_full_build(root: Path, tmp_path: Path, summary) -> None:
     full = tmp_path / "full"
     shutil.copytree(root, full, ignore=shutil.ignore_patterns("timeline"))
@@ -107,10 +134,14 @@ def test_a_changed_export_rebuilds_its_municipality_only_and_equals_a_full_build
     assert not built and kept.rebuilt == ()
     assert derived_again == {"reconcile": [None], "events": [None]}
 
+    before = _rows_by_municipality(root)
     _change_export_of(root, "3301")
     partial, built = _derive(root)
     assert built and partial.rebuilt == ("3301",)
-    assert derived_again == {"reconcile": [None, ("3301",)], "events": [None, ("3301",)]}
+    # the reconciliation reads the staged rows too; the events only the timeline's, which may be the same
+    changed = _rows_changed(before, _rows_by_municipality(root))
+    assert set(changed) <= {"3301"}
+    assert derived_again == {"reconcile": [None, ("3301",)], "events": [None] + ([changed] if changed else [])}
     _assert_equals_a_full_build(root, tmp_path, partial)
 
     # the partial build's stamps are whole ones: the next run keeps them, and a change of what every
@@ -119,7 +150,7 @@ def test_a_changed_export_rebuilds_its_municipality_only_and_equals_a_full_build
     with settings.root.kommuner_toml.open("a") as toml:
         toml.write("\n# reviewed\n")
     assert _derive(root)[0].rebuilt == configured
-    assert derived_again == {"reconcile": [None, ("3301",), None], "events": [None, ("3301",), None]}
+    assert derived_again["reconcile"][-1] is None and derived_again["events"][-1] is None
 
 
 def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_path, as_of, derived_again):
@@ -127,10 +158,13 @@ def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_pat
     assert _derive(root)[1]
 
     # Ålesund (1508) shares the 2024 split of unit 1507 with Haram (1580): their records are decided together
+    before = _rows_by_municipality(root)
     _change_export_of(root, "1508")
     partial, built = _derive(root)
     assert built and partial.rebuilt == ("1508", "1580")
-    assert derived_again == {"reconcile": [None, ("1508", "1580")], "events": [None, ("1508", "1580")]}
+    changed = _rows_changed(before, _rows_by_municipality(root))
+    assert set(changed) <= {"1508", "1580"}
+    assert derived_again == {"reconcile": [None, ("1508", "1580")], "events": [None] + ([changed] if changed else [])}
     _assert_equals_a_full_build(root, tmp_path, partial)
 
 
@@ -144,7 +178,8 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
     _derive(root)
     monkeypatch.setenv("KTT_AS_OF_DATE", "2025-07-01")  # a day of an extract's year: compared again
     _derive(root)
-    assert derived_again["reconcile"] == [None, None]
+    configured = tuple(sorted(m.nr for m in load_kommuner(load_settings(root).root.kommuner_toml)))
+    assert derived_again["reconcile"] == [None, configured]
 
     monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-01")
     _derive(root)
@@ -155,14 +190,16 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
 
     monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-02")
     morning, built = _derive(root)
-    assert built and len(morning.rebuilt) == len(load_kommuner(load_settings(root).root.kommuner_toml))
+    assert built and morning.rebuilt == configured
     assert pl.read_parquet(COVERAGE.location(root)).height > coverage
     assert {t.name: t.location(root).stat().st_mtime_ns for t in unchanged} == before
     assert {name: len(made) for name, made in derived_again.items()} == calls
 
-    # the kept stages took the new timeline's record: a changed source still derives one municipality again
-    _change_export_of(root, "3301")
-    partial, built = _derive(root)
-    assert built and partial.rebuilt == ("3301",)
+    # the morning after, a source changed overnight too (the schedule's usual day): the timeline is rebuilt
+    # whole, and the stages after it derive again only the municipality whose rows changed
+    _remove_a_service_of(root, "3301")
+    monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-03")
+    whole, built = _derive(root)
+    assert built and whole.rebuilt == morning.rebuilt
     assert derived_again["reconcile"][-1] == derived_again["events"][-1] == ("3301",)
-    _assert_equals_a_full_build(root, tmp_path, partial)
+    _assert_equals_a_full_build(root, tmp_path, whole)

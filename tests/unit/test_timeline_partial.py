@@ -8,7 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.submit.events import _municipality_ranges
-from transforms.timeline.partial import BASE, MUNICIPALITIES, KeptRows, changed_municipalities
+from transforms.tables import EPISODE_STOPS, EPISODES
+from transforms.timeline.partial import (
+    BASE,
+    MUNICIPALITIES,
+    OUTPUTS,
+    KeptRows,
+    changed_municipalities,
+    downstream_rebuild,
+    timeline_stamp_of,
+)
 
 
 def test_only_a_whole_record_of_the_same_base_allows_a_partial_rebuild():
@@ -20,6 +29,43 @@ def test_only_a_whole_record_of_the_same_base_allows_a_partial_rebuild():
     assert changed_municipalities(None, "base", digests) is None
     assert changed_municipalities({BASE: "base"}, "base", digests) is None  # a build of an older version
     assert changed_municipalities(recorded, "base", {**digests, "1508": "d"}) is None  # a new municipality
+
+
+def _timeline_record(root, inputs: dict[str, str], episodes: dict[str, str], stops: dict[str, str]) -> None:
+    """A timeline stamp as a build records it (its outputs: files that do not exist)."""
+    timeline_stamp_of(root).record("inputs", {BASE: "timeline base", MUNICIPALITIES: inputs,
+                                              OUTPUTS: {EPISODES.name: episodes, EPISODE_STOPS.name: stops}})
+
+
+def test_a_downstream_stage_derives_again_the_municipalities_whose_rows_it_reads_changed(tmp_path):
+    inputs, episodes, stops = {"0301": "i1", "3301": "i2"}, {"0301": "e1", "3301": "e2"}, {"0301": "s1"}
+    _timeline_record(tmp_path, inputs, episodes, stops)
+    tables = (EPISODES, EPISODE_STOPS)
+    rebuild, recorded = downstream_rebuild(tmp_path, None, "stage base", tables)
+    assert rebuild is None and recorded[BASE] == "stage base"  # nothing recorded yet: everything
+
+    def again(**changed) -> tuple:
+        """What each kind of stage derives again after the timeline's record changed as `changed` says."""
+        found = []
+        for with_inputs, extra in ((False, None), (True, None), (False, changed.get("extra"))):
+            _timeline_record(tmp_path, inputs, episodes, stops)
+            _, before = downstream_rebuild(tmp_path, None, "stage base", tables, with_inputs)
+            _timeline_record(tmp_path, changed.get("inputs", inputs), changed.get("episodes", episodes),
+                             changed.get("stops", stops))
+            found.append(downstream_rebuild(tmp_path, before, "stage base", tables, with_inputs, extra)[0])
+        return tuple(found)
+
+    # (rows only, rows and staged inputs, rows and the stage's extra digest)
+    assert again() == (set(), set(), set())
+    assert again(episodes={**episodes, "3301": "e2 changed"}) == ({"3301"}, {"3301"}, {"3301"})
+    assert again(stops={"0301": "s1", "3301": "s2"}) == ({"3301"}, {"3301"}, {"3301"})  # its first stop
+    assert again(inputs={**inputs, "0301": "i1 touched"}) == (set(), {"0301"}, set())
+    assert again(extra={"0301": "coverage changed"}) == (set(), set(), {"0301"})
+
+    _, recorded = downstream_rebuild(tmp_path, None, "stage base", tables)
+    assert downstream_rebuild(tmp_path, recorded, "other code or settings", tables)[0] is None
+    timeline_stamp_of(tmp_path).record("inputs", {BASE: "older build", MUNICIPALITIES: inputs})
+    assert downstream_rebuild(tmp_path, recorded, "stage base", tables) == (None, {})  # no rows' digests
 
 
 def test_kept_rows_come_in_file_order_up_to_each_rebuilt_municipality(tmp_path):

@@ -179,21 +179,24 @@ def _refuse_duplicates(con) -> None:
         raise ValueError(f"{n} events share a key, e.g. {duplicated[0][0]!r}")
 
 
+# a municipality's events are derived from its rows of these alone
+DERIVED_FROM = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)
+
+
 def write_events_or_keep(settings: Settings) -> tuple[dict, bool]:
     """`write_events`, unless the events file is already that of the current episodes, stops and provider
     changes (`core.stamps`); when the timeline rebuilt only some municipalities, only their events are
     derived again. Returns its figures (`write_events`) and whether any events were derived anew."""
     root, cutoff, shaping = settings.data_root, settings.cutoff_date, without_as_of(settings)
     stamp = Stamp(root, EVENTS.location(root).with_name(".events.stamp.json"), (EVENTS.location(root),))
-    digest = stamp.inputs_digest(shaping, [t.location(root) for t in (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES)],
-                                 cutoff)
+    digest = stamp.inputs_digest(shaping, [t.location(root) for t in DERIVED_FROM], cutoff)
     own_base = stamp.inputs_digest(shaping, [], cutoff)
     figures = stamp.kept(digest)
     if figures is not None:
-        keep_downstream(stamp, digest, figures, own_base)
+        keep_downstream(stamp, digest, figures, own_base, DERIVED_FROM)
         return _event_figures(figures), False
     recorded = stamp.recorded_figures()
-    rebuild, partial = downstream_rebuild(root, recorded, own_base)
+    rebuild, partial = downstream_rebuild(root, recorded, own_base, DERIVED_FROM)
     stamp.forget()
     if rebuild == set():  # `recorded` is a whole record of the same timeline's events
         stamp.record(digest, recorded)

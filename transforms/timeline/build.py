@@ -67,11 +67,13 @@ from transforms.timeline.overrides import Override, StaleOverride, load_override
 from transforms.timeline.partial import (
     BASE,
     MUNICIPALITIES,
+    OUTPUTS,
     ROUNDS,
     KeptRows,
     changed_municipalities,
     kept_frame,
     municipality_digests,
+    output_digests,
     timeline_stamp_of,
 )
 from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
@@ -529,5 +531,6 @@ def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
     rounds = {**(recorded or {}).get(ROUNDS, {}), **result.rounds} if rebuild is not None else result.rounds
     stamp.record(digest, {"episode_flags": result.episode_flags, "rows": result.rows,
                           "linking_rounds": max(rounds.values(), default=0),
-                          BASE: base, MUNICIPALITIES: digests, ROUNDS: rounds})
+                          BASE: base, MUNICIPALITIES: digests, ROUNDS: rounds,
+                          OUTPUTS: output_digests(settings.data_root)})
     return dataclasses.replace(result, linking_rounds=max(rounds.values(), default=0), rounds=rounds), True

@@ -25,16 +25,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from transforms.core import duck
 from transforms.core.config import load_kommuner
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp, file_lines
 from transforms.reference.municipalities import municipality_codes
-from transforms.tables import COMBINED_TABLES, EPISODES, STREAMED_TABLES
+from transforms.tables import COMBINED_TABLES, EPISODE_STOPS, EPISODES, PROVIDER_CHANGES, STREAMED_TABLES
+from transforms.tables.model import Table
 from transforms.timeline.splits import family_members
 from transforms.timeline.staged import file_owner, partition_folder
 
 # the figures' keys a build records for the next one to rebuild only part
 BASE, MUNICIPALITIES, ROUNDS = "base", "municipalities", "linking_rounds_by_municipality"
+OUTPUTS = "outputs_by_municipality"
+# the timeline's outputs that the stages after it read, and how a row names its municipality
+_OF_EPISODE_ID = "split_part(episode_id, ':', 1)"
+DOWNSTREAM_READS = {EPISODES: "kommune", EPISODE_STOPS: _OF_EPISODE_ID, PROVIDER_CHANGES: _OF_EPISODE_ID}
 
 
 def timeline_stamp_of(root: Path) -> Stamp:
@@ -97,21 +103,47 @@ def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, 
     return {nr for nr, digest in digests.items() if recorded[MUNICIPALITIES][nr] != digest}
 
 
-def downstream_rebuild(root: Path, recorded: dict | None, own_base: str) -> tuple[set[str] | None, dict]:
-    """For a stage derived a municipality at a time from the timeline's outputs (the reconciliation, the
-    events) whose last build recorded `recorded` (`Stamp.recorded_figures`): the municipalities to derive
+def output_digests(root: Path) -> dict[str, dict[str, str]]:
+    """Per timeline output a downstream stage reads (`DOWNSTREAM_READS`), per municipality, the count and the
+    sum of the hashes of its rows: a digest of the rows themselves, whatever the row groups they were
+    written in and whatever reconstruction made them (a later as-of date, a changed source)."""
+    digests: dict[str, dict[str, str]] = {}
+    with duck.connect() as con:
+        for table, municipality in DOWNSTREAM_READS.items():
+            rows = con.execute(f"SELECT {municipality}, count(*), sum(hash(r)) FROM read_parquet(?) r GROUP BY ALL",
+                               [str(table.location(root))]).fetchall()
+            digests[table.name] = {nr: f"{n} {total}" for nr, n, total in rows}
+    return digests
+
+
+def downstream_rebuild(root: Path, recorded: dict | None, own_base: str, tables: tuple[Table, ...],
+                       with_inputs: bool = False, extra: dict[str, str] | None = None
+                       ) -> tuple[set[str] | None, dict]:
+    """For a stage derived a municipality at a time from the timeline's outputs `tables` (the reconciliation,
+    the events) whose last build recorded `recorded` (`Stamp.recorded_figures`): the municipalities to derive
     again (None: all), and the figures to record for the next run.
 
-    A municipality's timeline rows are determined by its digest and the timeline's base, which the timeline's
-    stamp records (when its outputs are still those it wrote); the stage's own base (its code, settings and
-    parameters) joins the timeline's. A timeline with no such record means a whole rebuild.
+    A municipality is derived again when its rows of `tables` changed (`output_digests`, which the timeline's
+    stamp records while its outputs are those it wrote), or, `with_inputs`, its staged inputs (the timeline's
+    digest per municipality), or its `extra` digest (what else the stage reads of it); everything when the
+    stage's own base (its code, settings and parameters) changed. Its rows, not the timeline's base: the next
+    morning's timeline (a later as-of date) is rebuilt whole, and most municipalities' rows come out the same.
+    A timeline with no such record means a whole rebuild.
     """
     timeline = timeline_stamp_of(root).recorded_figures() or {}
-    if BASE not in timeline or MUNICIPALITIES not in timeline:
+    outputs, inputs = timeline.get(OUTPUTS), timeline.get(MUNICIPALITIES)
+    if not outputs or not inputs or any(t.name not in outputs for t in tables):
         return None, {}
-    base = hashlib.sha256(f"{own_base}\n{timeline[BASE]}".encode()).hexdigest()
-    digests = timeline[MUNICIPALITIES]
-    return changed_municipalities(recorded, base, digests), {BASE: base, MUNICIPALITIES: digests}
+    digests = {}
+    for nr in inputs:
+        digest = hashlib.sha256()
+        parts = [inputs[nr]] if with_inputs else []
+        parts += [outputs[t.name].get(nr, "no rows") for t in tables]
+        parts += [(extra or {}).get(nr, "none")]
+        for part in parts:
+            digest.update(part.encode() + b"\n")
+        digests[nr] = digest.hexdigest()
+    return changed_municipalities(recorded, own_base, digests), {BASE: own_base, MUNICIPALITIES: digests}
 
 
 def without_as_of(settings: Settings) -> Settings:
@@ -122,11 +154,12 @@ def without_as_of(settings: Settings) -> Settings:
     return dataclasses.replace(settings, as_of_date=None)
 
 
-def keep_downstream(stamp: Stamp, digest: str, figures: dict, own_base: str) -> None:
-    """A downstream stage kept whole (its input files unchanged) while the timeline's record moved on (a
-    later as-of date, the same episodes): its record takes the timeline's current base and digests, so that
-    the next changed source still rebuilds only the municipalities it touches (`downstream_rebuild`)."""
-    _, current = downstream_rebuild(stamp.root, figures, own_base)
+def keep_downstream(stamp: Stamp, digest: str, figures: dict, own_base: str, tables: tuple[Table, ...],
+                    with_inputs: bool = False, extra: dict[str, str] | None = None) -> None:
+    """A downstream stage kept whole (its input files unchanged) while the timeline's record moved on: its
+    record takes the timeline's current digests, so that the next changed source still derives only the
+    municipalities it touches (`downstream_rebuild`)."""
+    _, current = downstream_rebuild(stamp.root, figures, own_base, tables, with_inputs, extra)
     if current and any(figures.get(key) != value for key, value in current.items()):
         stamp.record(digest, {**figures, **current})
 

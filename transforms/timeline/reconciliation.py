@@ -265,13 +265,15 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     # the as-of date reaches the comparison through its year (the unit succession) and the coverage of the
     # extracts' years only: a later as-of date in a year with no extract (the daily run's) keeps it
     shaping, year = without_as_of(settings), as_of_date(settings).year
+    coverage = compared_coverage(root, staged_extracts(settings))
     digest = stamp.inputs_digest(shaping, [*staged_parquet(settings), EPISODES.location(root)], year,
-                                 compared_coverage(root, staged_extracts(settings)))
+                                 *sorted(coverage.items()))
     own_base = stamp.inputs_digest(shaping, [], year)
     if (kept := stamp.kept(digest)) is not None:
-        keep_downstream(stamp, digest, kept, own_base)
+        keep_downstream(stamp, digest, kept, own_base, (EPISODES,), with_inputs=True, extra=coverage)
         return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
-    rebuild, figures = downstream_rebuild(root, stamp.recorded_figures(), own_base)
+    rebuild, figures = downstream_rebuild(root, stamp.recorded_figures(), own_base, (EPISODES,),
+                                          with_inputs=True, extra=coverage)
     stamp.forget()
     if rebuild == set():
         stamp.record(digest, figures)
@@ -281,19 +283,19 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     return result, True
 
 
-def compared_coverage(root: Path, extracts: pl.DataFrame) -> str:
-    """A digest of the coverage rows the comparison reads (`SIDES_SQL`: the days of the units' extract years),
-    with their count; empty when there is no coverage yet."""
+def compared_coverage(root: Path, extracts: pl.DataFrame) -> dict[str, str]:
+    """Per municipality, a digest of the coverage rows the comparison reads (`SIDES_SQL`: the days of its
+    units' extract years): their count and the sum of their hashes. None before the first timeline."""
     path = COVERAGE.location(root)
     if not path.exists():
-        return ""
+        return {}
     with duck.connect() as con:
         con.register("extracts", extracts.to_arrow())
-        rows, total = con.execute(
-            f"SELECT count(*), coalesce(sum(hash(c.kommune, c.unit, c.day, c.source)), 0) "
+        rows = con.execute(
+            f"SELECT c.kommune, count(*), sum(hash(c.kommune, c.unit, c.day, c.source)) "
             f"FROM read_parquet({duck.sql_literal(path)}) c "
-            "SEMI JOIN extracts x ON x.unit = c.unit AND x.year = year(c.day)").fetchone()
-    return f"coverage of the extract years: {rows} rows, {total}"
+            "SEMI JOIN extracts x ON x.unit = c.unit AND x.year = year(c.day) GROUP BY ALL").fetchall()
+    return {nr: f"{n} {total}" for nr, n, total in rows}
 
 
 def _conformed(table, parts: list[pl.DataFrame]) -> pl.DataFrame:
