@@ -15,7 +15,10 @@ municipality's EPJ export changed (`--changed-kommune`, default 3301: the last r
 JSON Lines file dropped, in a copy that replaces the link): only that file is read again and only that
 municipality's timeline rebuilt; last, a new day as the schedule runs it the next morning, with the as-of
 date one day later (`KTT_AS_OF_DATE` today instead of the default, yesterday) and no source changed: every
-municipality's coverage gains a day, so every timeline is rebuilt. Delivery runs only when the
+municipality's coverage gains a day, so every timeline is rebuilt, and the stages after it keep what derives
+from rows that came out the same; then the morning after that, as the schedule usually finds it, with the
+as-of date a day later again and one export changed overnight (`--overnight-kommune`, default 5001).
+Delivery runs only when the
 source root's `config/delivery.toml` names a transport (a national source root has none).
 Run it on an otherwise idle machine: other jobs change the figures.
 """
@@ -209,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--changed-kommune", default="3301",
                         help="the municipality whose export changes before the last new day")
+    parser.add_argument("--overnight-kommune", default="5001",
+                        help="the municipality whose export changes before the last morning's run")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     if args.child:
@@ -232,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     morning = next_day + dt.timedelta(days=1)
     report(f"the next morning: ktt backfill --from {morning} --to {morning} (as-of date one day later)",
            measured_run(root, morning, morning, {**env, "KTT_AS_OF_DATE": dt.date.today().isoformat()}))
+    overnight = change_one_export(root, args.overnight_kommune)
+    after = morning + dt.timedelta(days=1)
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    report(f"the morning after: ktt backfill --from {after} --to {after} (as-of date a day later again, "
+           f"{overnight.relative_to(root)} changed overnight)",
+           measured_run(root, after, after, {**env, "KTT_AS_OF_DATE": tomorrow.isoformat()}))
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
