@@ -4,6 +4,7 @@ staged files writes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transforms.submit.events import write_events, write_events_or_keep
 from transforms.tables import (
     COMBINED_TABLES,
     COVERAGE,
+    DAILY_ALLOCATION,
     EPISODE_STOPS,
     EPISODES,
     EVENTS,
@@ -28,6 +30,7 @@ from transforms.tables import (
 )
 from transforms.timeline import reconciliation
 from transforms.timeline.build import build_or_keep_timeline, build_timeline
+from transforms.timeline.daily import write_daily_allocation
 from transforms.timeline.reconciliation import OUTPUTS, reconcile, reconcile_or_keep
 
 DERIVED_TABLES = (*COMBINED_TABLES, *STREAMED_TABLES, *OUTPUTS, EVENTS)
@@ -97,6 +100,10 @@ def _rows_changed(before: dict, after: dict) -> tuple[str, ...]:
     return tuple(sorted(nr for nr in set(before) | set(after)
                         if set(before.get(nr, {})) != set(after.get(nr, {}))
                         or any(not frame.equals(after[nr][name]) for name, frame in before[nr].items())))
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
 
 def _remove_a_service_of(root: Path, kommune: str) -> None:
@@ -183,8 +190,10 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
 
     monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-01")
     _derive(root)
+    write_daily_allocation(root, dt.date(2017, 1, 1), dt.date(2017, 1, 10))
     unchanged = (EPISODES, EPISODE_STOPS, PROVIDER_CHANGES, EVENTS, *OUTPUTS)
     before = {t.name: t.location(root).stat().st_mtime_ns for t in unchanged}
+    aggregated = _mtimes(DAILY_ALLOCATION.partition_folder(root, day="2017-01-05"))
     coverage = pl.read_parquet(COVERAGE.location(root)).height
     calls = {name: len(made) for name, made in derived_again.items()}
 
@@ -194,6 +203,8 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
     assert pl.read_parquet(COVERAGE.location(root)).height > coverage
     assert {t.name: t.location(root).stat().st_mtime_ns for t in unchanged} == before
     assert {name: len(made) for name, made in derived_again.items()} == calls
+    write_daily_allocation(root, dt.date(2017, 1, 11), dt.date(2017, 1, 11))  # the days written are kept
+    assert _mtimes(DAILY_ALLOCATION.partition_folder(root, day="2017-01-05")) == aggregated
 
     # the morning after, a source changed overnight too (the schedule's usual day): the timeline is rebuilt
     # whole, and the stages after it derive again only the municipality whose rows changed
@@ -202,4 +213,6 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
     whole, built = _derive(root)
     assert built and whole.rebuilt == morning.rebuilt
     assert derived_again["reconcile"][-1] == derived_again["events"][-1] == ("3301",)
+    write_daily_allocation(root, dt.date(2017, 1, 12), dt.date(2017, 1, 12))  # rows changed: all days again
+    assert _mtimes(DAILY_ALLOCATION.partition_folder(root, day="2017-01-05")) != aggregated
     _assert_equals_a_full_build(root, tmp_path, whole)

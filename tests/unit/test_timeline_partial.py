@@ -16,6 +16,7 @@ from transforms.timeline.partial import (
     KeptRows,
     changed_municipalities,
     downstream_rebuild,
+    rows_digest,
     timeline_stamp_of,
 )
 
@@ -66,6 +67,21 @@ def test_a_downstream_stage_derives_again_the_municipalities_whose_rows_it_reads
     assert downstream_rebuild(tmp_path, recorded, "other code or settings", tables)[0] is None
     timeline_stamp_of(tmp_path).record("inputs", {BASE: "older build", MUNICIPALITIES: inputs})
     assert downstream_rebuild(tmp_path, recorded, "stage base", tables) == (None, {})  # no rows' digests
+
+
+def test_the_rows_digest_of_a_stage_reading_every_municipality_follows_the_rows_not_the_files(tmp_path):
+    episodes, stops = {"0301": "e1", "3301": "e2"}, {"0301": "s1"}
+    _timeline_record(tmp_path, {"0301": "i1", "3301": "i2"}, episodes, stops)
+    digest = rows_digest(tmp_path, (EPISODES, EPISODE_STOPS))
+    assert digest is not None
+    # the same rows written again (another partial build's row groups, a later as-of date), inputs touched
+    EPISODES.location(tmp_path).write_bytes(b"other row groups")
+    _timeline_record(tmp_path, {"0301": "i1 touched", "3301": "i2"}, episodes, stops)
+    assert rows_digest(tmp_path, (EPISODES, EPISODE_STOPS)) == digest
+    _timeline_record(tmp_path, {"0301": "i1", "3301": "i2"}, episodes, {**stops, "3301": "s2"})
+    assert rows_digest(tmp_path, (EPISODES, EPISODE_STOPS)) not in (digest, None)
+    EPISODES.location(tmp_path).write_bytes(b"touched after the build")  # the record no longer holds
+    assert rows_digest(tmp_path, (EPISODES, EPISODE_STOPS)) is None
 
 
 def test_kept_rows_come_in_file_order_up_to_each_rebuilt_municipality(tmp_path):

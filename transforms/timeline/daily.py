@@ -17,6 +17,7 @@ from transforms.core import duck
 from transforms.core.duck import register_views, sql_literal
 from transforms.core.stamps import Stamp
 from transforms.tables import DAILY_ALLOCATION, EPISODE_STOPS, EPISODES
+from transforms.timeline.partial import rows_digest
 
 EVENTS_BODY_SQL = """
 -- stops clipped to their episode, so a stop never counts outside the allocation
@@ -133,7 +134,10 @@ def write_daily_allocation(root: Path, first_day: dt.date, last_day: dt.date) ->
     otherwise leave the history's aggregates of the old timeline beside the new day's (`core.stamps`).
     """
     stamp = Stamp(root, DAILY_ALLOCATION.folder(root).with_name(".daily.stamp.json"), ())
-    digest = stamp.inputs_digest(None, [EPISODES.location(root), EPISODE_STOPS.location(root)])
+    # the rows read, when the timeline's stamp records them; else the files
+    rows = rows_digest(root, (EPISODES, EPISODE_STOPS))
+    digest = stamp.inputs_digest(None, [] if rows else [EPISODES.location(root), EPISODE_STOPS.location(root)],
+                                 rows or "files")
     written = aggregated_days(root)
     if written and stamp.kept(digest) is None:
         first_day, last_day = min(first_day, written[0]), max(last_day, written[-1])

@@ -116,6 +116,21 @@ def output_digests(root: Path) -> dict[str, dict[str, str]]:
     return digests
 
 
+def rows_digest(root: Path, tables: tuple[Table, ...]) -> str | None:
+    """A digest of every municipality's rows of the timeline outputs `tables` (`output_digests`), or None when
+    the timeline's stamp holds none for its current files. For a stage that reads all of them at once (the
+    daily aggregates): the files may be rewritten with the same rows (a partial rebuild's row groups, a
+    later as-of date) and that stage need not run again."""
+    outputs = (timeline_stamp_of(root).recorded_figures() or {}).get(OUTPUTS)
+    if not outputs or any(t.name not in outputs for t in tables):
+        return None
+    digest = hashlib.sha256()
+    for table in tables:
+        for nr, rows in sorted(outputs[table.name].items()):
+            digest.update(f"{table.name} {nr} {rows}\n".encode())
+    return digest.hexdigest()
+
+
 def downstream_rebuild(root: Path, recorded: dict | None, own_base: str, tables: tuple[Table, ...],
                        with_inputs: bool = False, extra: dict[str, str] | None = None
                        ) -> tuple[set[str] | None, dict]:
