@@ -61,7 +61,7 @@ def compare(path: Path, raw: bool, size: int) -> str:
             if a.schema != c.schema:
                 return f"DIFFERENT schema batch {b} {name}: {a.schema} {c.schema}"
             if not a.equals(c):
-                diff = a.with_row_index("_n").join(c.with_row_index("_n"), on=a.columns + ["_n"], how="anti")
+                diff = a.with_row_index("_n").join(c.with_row_index("_n"), on=[*a.columns, "_n"], how="anti")
                 return f"DIFFERENT values batch {b} {name} ({a.height} vs {c.height} rows): {diff.head(3)}"
         if texts:
             for kind, expected in texts.items():

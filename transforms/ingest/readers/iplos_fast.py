@@ -24,9 +24,9 @@ reason in `FALLBACKS`):
   a tree or Python callbacks): the lxml reader then raises today's error at today's moment;
 - `xml2arrow`: any error of `xml2arrow` (e.g. the same field element twice in one record);
 - `structure`: the number of start tags of a record kind in the bytes differs from the rows `xml2arrow`
-  found where the layout puts them (a record elsewhere in the tree, which lxml would read), more than
-  one person container, a field's child element twice in a record, a text field with child elements,
-  or an assessment without scores beside one with scores (its scores could not be told apart);
+  found where the layout puts them (a record elsewhere in the tree, which lxml would read), a field's
+  child element twice in a record, a text field with child elements, or scores that cannot be given
+  to their assessment (an assessment without scores, persons in more than one container);
 - `lines`: a record past line 65535 whose line libxml2 takes from a neighbouring node that the rules
   here do not follow (see `_line_numbers`);
 - `no_person`: a file without persons (the header is read from the whole tree).
@@ -142,8 +142,8 @@ def _make_plan(layout: XmlLayout) -> _Plan:
         first.append(_table("stops", service, [],
                             [(n, _path(f"{service}/{layout.stop}", p)) for n, p in layout.stop_fields.items()]))
     score = f"{assessment}/{layout.score}"
-    first.append(_table("scores", assessment, ["person", "score"],
-                        [("variable", _path(score, layout.score_variable)), ("value", _path(score, layout.score_value))]))
+    first.append(_table("scores", assessment, ["person", "score"], [("variable", _path(score, layout.score_variable)),
+                                                                    ("value", _path(score, layout.score_value))]))
     kinds = [("service", layout.service), ("assessment", layout.assessment)]
     fields = {"service": layout.service_fields, "assessment": {"date": layout.assessment_date}}
     if layout.diagnosis:
@@ -393,12 +393,10 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
     try:
         first = plan.persons_and_below.parse(utf8)
         second = plan.children.parse(utf8)
-    except Exception as exc:  # noqa: BLE001 - any error: the lxml reader decides
+    except Exception as exc:  # any error: the lxml reader decides
         raise _Unsure("xml2arrow") from exc
     newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 0x0A)
     # persons: every person start tag is a row where the layout puts persons
-    if any(len(_start_tags(data, tag)[0]) != 1 for tag in layout.person_parent):
-        raise _Unsure("structure")
     persons = first["persons"]
     person_at, person_end = _start_tags(data, layout.person)
     if len(person_at) != persons.num_rows:
@@ -426,9 +424,11 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
         out["diagnosis"] = pl.DataFrame({"p": [], "i": [], "line": []}, schema={"p": pl.Int64, "i": pl.Int64,
                                                                                "line": pl.Int64})
     # stops: their service from the start tags
+    owners = {"person": person_at, **{kind: starts[kind][0] for kind, _ in plan.kinds}}
     if layout.stop:
         stops = first["stops"]
         at, end = _start_tags(data, layout.stop)
+        owners["stop"] = at
         if len(at) != stops.num_rows:
             raise _Unsure("structure")
         owner = _within(starts["service"][0], at)
@@ -451,9 +451,6 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
     out["score"] = pl.DataFrame({"a": run, "k": score_k + 1,
                                  **_text_frame(scores, [("variable", "variable"), ("value", "value")])})
     # a field's child element at most once per record, and no element inside a text field
-    owners = {"person": person_at, **{kind: starts[kind][0] for kind, _ in plan.kinds}}
-    if layout.stop:
-        owners["stop"] = _start_tags(data, layout.stop)[0]
     for kind, tags in plan.field_children.items():
         for tag in tags:
             if kind not in owners:
