@@ -170,16 +170,50 @@ def _make_plan(layout: XmlLayout) -> _Plan:
 # --- the bytes -------------------------------------------------------------------------------------------
 _DECLARATION = re.compile(rb"<\?xml[^>]*?\?>")
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_ROOT_TAG = re.compile(rb"<[^?!][^>]*>")
 
 
-def _start_tags(data: bytes, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets of the `<` and one past the `>` of every start tag (or empty-element tag) named `tag`."""
-    spans = [m.span() for m in re.finditer(b"<" + tag.encode() + rb"(?=[\s/>])[^>]*>", data)]
-    if not spans:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    both = np.array(spans, dtype=np.int64)
-    return both[:, 0], both[:, 1]
+class _Scan:
+    """Offsets in a file's bytes: every `<`, every `>` and every newline. After `_check_bytes` each `<` is
+    closed by the next `>` before the next `<` (checked here), so the k-th `>` ends the k-th tag."""
+
+    def __init__(self, data: bytes):
+        view = np.frombuffer(data, np.uint8)
+        self.view = view
+        self.lt = np.flatnonzero(view == 0x3C)
+        self.gt = np.flatnonzero(view == 0x3E)
+        if len(self.lt) != len(self.gt) or (self.gt < self.lt).any() or (self.gt[:-1] > self.lt[1:]).any():
+            raise _Unsure("bytes")  # a `>` in a text or an attribute value
+        self.newlines = np.flatnonzero(view == 0x0A)
+        self.second = view[self.lt + 1] if len(self.lt) else view[:0]  # the byte after each `<`
+
+    def start_tags(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets of the `<` and one past the `>` of every start tag (or empty-element tag) named `tag`."""
+        found = self.tag_numbers(tag)
+        return self.lt[found], self.gt[found] + 1
+
+    def with_child_element(self, tag: str) -> bool:
+        """Whether an element named `tag` holds an element (or anything but text) before its end tag."""
+        found = self.tag_numbers(tag)
+        found = found[self.view[self.gt[found] - 1] != 0x2F]  # not `<tag/>`
+        following = found + 1
+        return bool((following >= len(self.lt)).any() or (self.second[np.minimum(following, len(self.lt) - 1)]
+                                                           != 0x2F).any())
+
+    def tag_numbers(self, tag: str) -> np.ndarray:
+        """The numbers (among all `<`) of the start tags named `tag`."""
+        name, view, last = tag.encode(), self.view, len(self.view) - 1
+        found = np.flatnonzero(self.second == name[0])
+        for i in range(1, len(name) + 1):
+            at = self.lt[found] + 1 + i
+            byte = view[np.minimum(at, last)]
+            if i < len(name):
+                found = found[(at <= last) & (byte == name[i])]
+            else:
+                found = found[(at <= last) & np.isin(byte, _AFTER_NAME)]
+        return found
+
+
+_AFTER_NAME = np.array([0x20, 0x09, 0x0A, 0x0D, 0x2F, 0x3E], dtype=np.uint8)
 
 
 class _Close:
@@ -200,7 +234,7 @@ def _well_formed(data: bytes) -> bool:
     return True
 
 
-def _utf8(data: bytes) -> bytes:
+def _utf8(data: bytes, person: str) -> bytes:
     """The bytes for `xml2arrow`: UTF-8 as they are; ISO-8859-1 transcoded, its declaration saying so."""
     if not data.startswith(b"<?xml"):
         if not data.startswith(b"<"):
@@ -218,22 +252,33 @@ def _utf8(data: bytes) -> bytes:
     if data.isascii():
         return data
     start, end = found.span(1)
-    return data[:start] + b"UTF-8" + data[end:declaration.end()] + data[declaration.end():].decode("latin-1").encode()
+    head = data[:start] + b"UTF-8" + data[end:declaration.end()]
+    # most often only the header has letters beyond ASCII: the rest is taken as it is
+    ascii_from = data.find(b"<" + person.encode(), declaration.end())
+    if ascii_from < 0 or np.frombuffer(data, np.uint8, offset=ascii_from).max() >= 0x80:
+        ascii_from = len(data)
+    return b"".join([head, data[declaration.end():ascii_from].decode("latin-1").encode(),
+                     memoryview(data)[ascii_from:]])
 
 
-def _check_bytes(data: bytes, layout: XmlLayout) -> None:
-    if b"&" in data or b"\r" in data or b"<!" in data or data.count(b"<?") != data.startswith(b"<?xml"):
+def _check_bytes(data: bytes, scan: _Scan) -> None:
+    """No reference, carriage return, comment, CDATA, DOCTYPE or instruction past the declaration, no
+    namespace prefix or declaration but the root's."""
+    if b"&" in data or b"\r" in data or (scan.second == 0x21).any():  # `<!`
         raise _Unsure("bytes")
-    if data.count(b"<") != data.count(b">"):  # a `>` in a text or an attribute value
+    instructions = np.flatnonzero(scan.second == 0x3F)  # `<?`
+    if len(instructions) > 1 or (len(instructions) == 1 and (instructions[0] != 0 or scan.lt[0] != 0)):
         raise _Unsure("bytes")
-    root = _ROOT_TAG.search(data)
-    if root is None or data.count(b":") != root.group().count(b":") or \
-            data.count(b"xmlns") != root.group().count(b"xmlns") or b"xmlns:" in data:
+    first = 1 if len(instructions) else 0
+    if len(scan.lt) <= first:
+        raise _Unsure("bytes")
+    root = data[scan.lt[first]:scan.gt[first] + 1]
+    if data.count(b":") != root.count(b":") or data.count(b"xmlns") != root.count(b"xmlns"):
         raise _Unsure("bytes")
 
 
 # --- lines -----------------------------------------------------------------------------------------------
-def _line_numbers(data: bytes, newlines: np.ndarray, ends: np.ndarray, event: bool) -> np.ndarray:
+def _line_numbers(data: bytes, scan: _Scan, ends: np.ndarray, event: bool) -> np.ndarray:
     """libxml2's line of each element whose start tag ends just before `ends`, as lxml's `sourceline`.
 
     An element's line is that of the `>` of its start tag, up to line 65534. From line 65535 on libxml2
@@ -243,19 +288,22 @@ def _line_numbers(data: bytes, newlines: np.ndarray, ends: np.ndarray, event: bo
     no child and no next sibling (the previous sibling would decide), a long text (handed over in pieces),
     more than five steps, and, for the elements lxml hands over while parsing (`event`: the persons), an
     element without children (its next sibling may not have been parsed yet)."""
+    newlines, view = scan.newlines, scan.view
     lines = np.searchsorted(newlines, ends - 1) + 1
     capped = np.flatnonzero(lines >= _CAPPED)
     if not len(capped):
         return lines
     # most often a text follows the start tag (the first child, or the next sibling of an empty element)
-    view = np.frombuffer(data, np.uint8)
     end = ends[capped]
     simple = view[end] != 0x3C
     if event:
         simple &= view[end - 2] != 0x2F
     after = end[simple]
-    following = np.array([data.find(b"<", at) for at in after.tolist()], dtype=np.int64)
-    if len(following) and ((following < 0) | (following - after >= _SHORT_TEXT)).any():
+    next_tag = np.searchsorted(scan.lt, after)
+    if len(after) and (next_tag >= len(scan.lt)).any():
+        raise _Unsure("lines")
+    following = scan.lt[next_tag]
+    if len(following) and (following - after >= _SHORT_TEXT).any():
         raise _Unsure("lines")
     lines[capped[simple]] = np.searchsorted(newlines, following) + 1
     for n in capped[~simple].tolist():
@@ -386,8 +434,9 @@ def fast_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
 def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
     """Every record of the file in file-wide frames (record numbers and owners file-wide, 0-based)."""
     layout = plan.layout
-    _check_bytes(data, layout)
-    utf8 = _utf8(data)
+    scan = _Scan(data)
+    _check_bytes(data, scan)
+    utf8 = _utf8(data, layout.person)
     if not _well_formed(data):
         raise _Unsure("not_well_formed")
     try:
@@ -395,18 +444,17 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
         second = plan.children.parse(utf8)
     except Exception as exc:  # any error: the lxml reader decides
         raise _Unsure("xml2arrow") from exc
-    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 0x0A)
     # persons: every person start tag is a row where the layout puts persons
     persons = first["persons"]
-    person_at, person_end = _start_tags(data, layout.person)
+    person_at, person_end = scan.start_tags(layout.person)
     if len(person_at) != persons.num_rows:
         raise _Unsure("structure")
     out: dict[str, pl.DataFrame] = {}
-    out["persons"] = pl.DataFrame({"line": _line_numbers(data, newlines, person_end, event=True),
+    out["persons"] = pl.DataFrame({"line": _line_numbers(data, scan, person_end, event=True),
                                    **_text_frame(persons, [(n, n) for n in layout.person_fields])})
     # a person's records: one table, rows in document order; which kind each row is, from the start tags
     children = second["children"]
-    starts = {kind: _start_tags(data, tag) for kind, tag in plan.kinds}
+    starts = {kind: scan.start_tags(tag) for kind, tag in plan.kinds}
     if sum(len(s[0]) for s in starts.values()) != children.num_rows:
         raise _Unsure("structure")
     order = np.argsort(np.concatenate([s[0] for s in starts.values()]), kind="stable")
@@ -418,7 +466,7 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
         if len(owner) and owner[0] < 0:
             raise _Unsure("structure")
         out[kind] = pl.DataFrame({"p": owner, "i": _position(owner),
-                                  "line": _line_numbers(data, newlines, end, event=False),
+                                  "line": _line_numbers(data, scan, end, event=False),
                                   **_text_frame(rows, plan.columns[kind])})
     if not layout.diagnosis:
         out["diagnosis"] = pl.DataFrame({"p": [], "i": [], "line": []}, schema={"p": pl.Int64, "i": pl.Int64,
@@ -427,7 +475,7 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
     owners = {"person": person_at, **{kind: starts[kind][0] for kind, _ in plan.kinds}}
     if layout.stop:
         stops = first["stops"]
-        at, end = _start_tags(data, layout.stop)
+        at, end = scan.start_tags(layout.stop)
         owners["stop"] = at
         if len(at) != stops.num_rows:
             raise _Unsure("structure")
@@ -435,7 +483,7 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
         if len(owner) and owner[0] < 0:
             raise _Unsure("structure")
         out["stop"] = pl.DataFrame({"s": owner, "j": _position(owner),
-                                    "line": _line_numbers(data, newlines, end, event=False),
+                                    "line": _line_numbers(data, scan, end, event=False),
                                     **_text_frame(stops, [(n, n) for n in layout.stop_fields])})
     else:
         out["stop"] = pl.DataFrame(schema={"s": pl.Int64, "j": pl.Int64, "line": pl.Int64})
@@ -455,13 +503,11 @@ def _collect(plan: _Plan, data: bytes) -> dict[str, pl.DataFrame]:
         for tag in tags:
             if kind not in owners:
                 raise _Unsure("structure")  # a score's field in a child element: not followed here
-            owner = _within(owners[kind], _start_tags(data, tag)[0])
+            owner = _within(owners[kind], scan.start_tags(tag)[0])
             if len(owner) > 1 and (np.diff(owner) == 0).any():
                 raise _Unsure("structure")
-    if plan.text_tags:
-        names = b"|".join(re.escape(t.encode()) for t in sorted(plan.text_tags))
-        if re.search(b"<(?:" + names + rb")(?=[\s/>])[^>]*(?<!/)>[^<]*<(?!/)", data):
-            raise _Unsure("structure")
+    if any(scan.with_child_element(tag) for tag in plan.text_tags):
+        raise _Unsure("structure")
     return out
 
 
