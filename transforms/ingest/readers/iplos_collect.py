@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import accumulate, islice
 from pathlib import Path
 
 import polars as pl
@@ -93,7 +94,7 @@ class Collected:
     assessments: pl.DataFrame
     scores: pl.DataFrame
     diagnoses: pl.DataFrame
-    person_elements: list[Element] = field(default_factory=list)
+    person_elements: Sequence[Element] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # record kind -> its element's qualified tag
 
     def element(self, kind: str, n: int) -> Element:
@@ -213,7 +214,7 @@ def combine(batches: list[Collected]) -> Collected:
     number in its file, stays as it is)."""
     frames: dict[str, list[pl.DataFrame]] = {n: [] for n in ("persons", "services", "stops", "assessments",
                                                                "scores", "diagnoses")}
-    persons: list[Element] = []
+    parts: list[Sequence[Element]] = []
     shift = {"person": 0, "service": 0, "assessment": 0, "diagnosis": 0}
     for position, batch in enumerate(batches):
         file = pl.lit(position, dtype=pl.Int64).alias("f")
@@ -225,12 +226,36 @@ def combine(batches: list[Collected]) -> Collected:
         frames["assessments"].append(batch.assessments.with_columns(file, a, p))
         frames["scores"].append(batch.scores.with_columns(file, a))
         frames["diagnoses"].append(batch.diagnoses.with_columns(file, d, p))
-        persons.extend(batch.person_elements)
+        parts.append(batch.person_elements)
         for kind, frame in (("person", batch.persons), ("service", batch.services),
                             ("assessment", batch.assessments), ("diagnosis", batch.diagnoses)):
             shift[kind] += frame.height
-    return Collected(*(pl.concat(parts) if len(parts) > 1 else parts[0] for parts in frames.values()),
+    persons: Sequence[Element] = ([e for part in parts for e in part] if all(isinstance(p, list) for p in parts)
+                                  else ChainedElements(parts))
+    return Collected(*(pl.concat(chunks) if len(chunks) > 1 else chunks[0] for chunks in frames.values()),
                      person_elements=persons, tags=batches[0].tags)
+
+
+class ChainedElements(Sequence):
+    """The person elements of several batches as one sequence, without asking for any of them until one is
+    wanted (a batch collected by `iplos_fast` finds its elements only when a record's raw text is needed)."""
+
+    def __init__(self, parts: list[Sequence[Element]]):
+        self.parts = parts
+        self.starts = list(accumulate((len(p) for p in parts), initial=0))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, n):
+        if isinstance(n, slice):
+            return [self[i] for i in range(*n.indices(len(self)))]
+        if n < 0:
+            n += len(self)
+        part = bisect_right(self.starts, n) - 1
+        if not 0 <= n < len(self):
+            raise IndexError(n)
+        return self.parts[part][n - self.starts[part]]
 
 
 def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool) -> None:
@@ -264,11 +289,31 @@ def root_layout(path: Path) -> XmlLayout:
     raise FileRejected("file.unreadable", "the file is empty")
 
 
+def header_tags(layout: XmlLayout) -> set[str]:
+    return {layout.q(where or layout.root) for where, _ in (layout.year, layout.unit, layout.extract_date)}
+
+
+def header_at_first_person(layout: XmlLayout, header: Header, elem: Element) -> None:
+    """The header as the tree holds it when the first person has ended: what has ended before it (child
+    texts and attributes), and the attributes of its ancestors."""
+    ancestors = list(elem.iterancestors())
+    for ended in elem.getroottree().getroot().iter(*header_tags(layout)):
+        if ended not in ancestors:
+            _read_header(layout, header, ended, at_end=True)
+    for ancestor in ancestors:
+        _read_header(layout, header, ancestor, at_end=False)
+
+
+def header_without_persons(layout: XmlLayout, header: Header, root: Element) -> None:
+    """The header of a file without a person: whatever the (whole, small) tree holds."""
+    for ended in root.iter(*header_tags(layout)):
+        _read_header(layout, header, ended, at_end=True)
+
+
 def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callable[[], None],
                  persons_per_batch: int = PERSONS_PER_BATCH) -> Iterator[Collected]:
     """Batches of persons; `on_first` runs once the header is known (at the first person, or at the end)."""
     collector = IplosCollector(layout)
-    header_tags = {layout.q(where or layout.root) for where, _ in (layout.year, layout.unit, layout.extract_date)}
     first = True
     collecting = gc.isenabled()
     gc.disable()  # millions of small lists and strings, no cycles: the cyclic collector only costs time
@@ -276,12 +321,7 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
         context = etree.iterparse(str(path), events=("end",), tag=layout.q(layout.person), remove_comments=True)
         for _event, elem in context:
             if first:
-                ancestors = list(elem.iterancestors())
-                for ended in elem.getroottree().getroot().iter(*header_tags):
-                    if ended not in ancestors:
-                        _read_header(layout, header, ended, at_end=True)
-                for ancestor in ancestors:
-                    _read_header(layout, header, ancestor, at_end=False)
+                header_at_first_person(layout, header, elem)
                 on_first()
                 first = False
             collector.add(elem)
@@ -295,8 +335,7 @@ def iter_batches(path: Path, layout: XmlLayout, header: Header, on_first: Callab
         if collecting:
             gc.enable()
     if first:  # no person: the header is whatever the (whole, small) tree holds
-        for ended in context.root.iter(*header_tags):
-            _read_header(layout, header, ended, at_end=True)
+        header_without_persons(layout, header, context.root)
         on_first()
     if len(collector):
         yield collector.batch()

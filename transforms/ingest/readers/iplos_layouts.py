@@ -35,6 +35,9 @@ class XmlLayout:
     score_variable_is_number: bool
     diagnosis: str | None
     diagnosis_fields: dict[str, str]
+    # the elements between the root and the persons (as the files are laid out; the lxml reader takes a
+    # person element wherever it is, the fast reader of `iplos_fast` checks that each is here)
+    person_parent: tuple[str, ...] = ()
 
     def q(self, tag: str) -> str:
         """Qualified tag name as lxml reports it."""
@@ -72,6 +75,7 @@ IPLOS_37 = XmlLayout(
     score_variable_is_number=False,
     diagnosis="Diagnose",
     diagnosis_fields={"system": "@system", "code": "@kode", "diagnosis_date": "@dato"},
+    person_parent=("Kommune",),
 )
 
 IPLOS_36 = XmlLayout(

@@ -1,6 +1,7 @@
 """Yearly IPLOS extracts (layouts 3.6 and 3.7) -> staged rows, column-wise and streaming.
 
-`iplos_collect` gathers a batch of persons with their records into columns (lxml `iterparse`),
+`iplos_fast` (xml2arrow) or, where it cannot vouch for the result, `iplos_collect` (lxml `iterparse`)
+gathers a batch of persons with their records into columns,
 `iplos_rules` judges the batch column by column, and this module hands the outcome to the sink and
 counts what was read. The layouts are declarative (`iplos_layouts`), so the real 3.7 schema can be
 plugged in as data.
@@ -13,7 +14,7 @@ rows of each still go to that file's own sink, with the same outcome as had it b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from transforms.ingest.readers.iplos_collect import (
     iter_batches,
     root_layout,
 )
+from transforms.ingest.readers.iplos_fast import fast_batches
 from transforms.ingest.readers.iplos_layouts import XmlLayout
 from transforms.ingest.readers.iplos_rules import BatchJudge, ExtractFile, Judged
 from transforms.ingest.sink import FileSink
@@ -87,13 +89,22 @@ def _hand_over(sinks: list[FileSink], batch: Collected, judged: Judged) -> None:
         sinks[f].register_identities(part)
 
 
+def batches(path: Path, layout: XmlLayout, header: Header, on_first: Callable[[], None],
+            persons_per_batch: int = PERSONS_PER_BATCH) -> Iterator[Collected]:
+    """The file's batches: collected by `xml2arrow` where `iplos_fast` can vouch for the result, else by lxml."""
+    fast = fast_batches(path, layout, header, on_first, persons_per_batch)
+    if fast is not None:
+        return iter(fast)
+    return iter_batches(path, layout, header, on_first, persons_per_batch)
+
+
 def read_iplos_file(path: Path, sink: FileSink, ctx: ReadContext) -> None:
     """Stage one yearly extract, batch by batch. Whole-file problems raise `FileRejected`."""
     layout = root_layout(path)
     header = Header()
     judge = BatchJudge(layout, ctx.allow_synthetic_ids, sink.pseudonymizer)
     files = [ExtractFile(sink.rel_path, header)]
-    for batch in iter_batches(path, layout, header, lambda: _check_header(header, ctx)):
+    for batch in batches(path, layout, header, lambda: _check_header(header, ctx)):
         batch = combine([batch])
         _hand_over([sink], batch, judge.judge(batch, files))
 
@@ -126,15 +137,15 @@ def read_small_iplos_files(files: list[tuple[Path, FileSink, ReadContext]]) -> l
         try:
             layout = root_layout(path)
             header = Header()
-            batches = iter_batches(path, layout, header, lambda h=header, c=ctx: _check_header(h, c),
-                                   persons_per_batch=PERSONS_PER_BATCH + 1)
-            batch = next(batches, None)
+            read = batches(path, layout, header, lambda h=header, c=ctx: _check_header(h, c),
+                           persons_per_batch=PERSONS_PER_BATCH + 1)
+            batch = next(read, None)
             if batch is not None and not _fits(batch, sink):
-                for _ in batches:
+                for _ in read:
                     pass
                 read_iplos_file(path, sink, ctx)
                 continue
-            held.append(_Held(sink, layout, header, batch, batches))
+            held.append(_Held(sink, layout, header, batch, read))
         except (FileRejected, OSError) as exc:
             outcomes[i] = exc
     for version in sorted({h.layout.version for h in held}):
