@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,17 +104,22 @@ def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, 
     return {nr for nr, digest in digests.items() if recorded[MUNICIPALITIES][nr] != digest}
 
 
+def rows_by_municipality(con: duckdb.DuckDBPyConnection, rows: str, municipality: str) -> dict[str, str]:
+    """Per municipality, the count and the sum of the hashes of its rows of the relation `rows` (aliased `r`;
+    `municipality` names a row's municipality): a digest of the rows themselves, whatever the row groups they
+    were written in and whatever build made them."""
+    found = con.execute(f"SELECT {municipality}, count(*), sum(hash(r)) FROM {rows} r GROUP BY ALL").fetchall()
+    return {nr: f"{n} {total}" for nr, n, total in found}
+
+
 def output_digests(root: Path) -> dict[str, dict[str, str]]:
-    """Per timeline output a downstream stage reads (`DOWNSTREAM_READS`), per municipality, the count and the
-    sum of the hashes of its rows: a digest of the rows themselves, whatever the row groups they were
-    written in and whatever reconstruction made them (a later as-of date, a changed source)."""
-    digests: dict[str, dict[str, str]] = {}
+    """Per timeline output a downstream stage reads (`DOWNSTREAM_READS`), per municipality, its rows' digest
+    (`rows_by_municipality`), so that a later as-of date or a changed source derives again only those whose
+    rows changed."""
     with duck.connect() as con:
-        for table, municipality in DOWNSTREAM_READS.items():
-            rows = con.execute(f"SELECT {municipality}, count(*), sum(hash(r)) FROM read_parquet(?) r GROUP BY ALL",
-                               [str(table.location(root))]).fetchall()
-            digests[table.name] = {nr: f"{n} {total}" for nr, n, total in rows}
-    return digests
+        return {table.name: rows_by_municipality(con, f"read_parquet({duck.sql_literal(table.location(root))})",
+                                                 municipality)
+                for table, municipality in DOWNSTREAM_READS.items()}
 
 
 def rows_digest(root: Path, tables: tuple[Table, ...]) -> str | None:

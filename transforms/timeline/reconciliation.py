@@ -35,7 +35,13 @@ from transforms.reference.municipalities import municipality_codes, unit_success
 from transforms.tables import COVERAGE, EPISODES, RECONCILIATION, RECONCILIATION_PERSONS, RECONCILIATION_SERVICES
 from transforms.timeline.build import plan_batches, staged_parquet
 from transforms.timeline.coverage import as_of_date, staged_extracts
-from transforms.timeline.partial import downstream_rebuild, keep_downstream, kept_frame, without_as_of
+from transforms.timeline.partial import (
+    downstream_rebuild,
+    keep_downstream,
+    kept_frame,
+    rows_by_municipality,
+    without_as_of,
+)
 from transforms.timeline.records import CODE29, PERSONS_SQL
 from transforms.timeline.splits import assign_splits
 from transforms.timeline.sql import run_script
@@ -206,7 +212,7 @@ class Reconciliation:
 
 
 def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS,
-              rebuild: set[str] | None = None) -> Reconciliation:
+              rebuild: set[str] | None = None, extracts: pl.DataFrame | None = None) -> Reconciliation:
     """Compare the written episodes with the extracts that were not their evidence; write the three tables.
 
     A batch of municipalities at a time (`plan_batches`, about `rows_per_batch` staged service rows each), on
@@ -214,6 +220,7 @@ def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS,
     batches are independent and their results, concatenated and sorted, are those of one pass over the
     country; one pass held every staged file's rows at once (6.2 GiB at national scale). `rebuild` compares
     those municipalities only and keeps the others' rows from the tables being replaced (`partial`).
+    `extracts` is `staged_extracts(settings)` when the caller already read it.
     """
     root: Path = settings.data_root
     as_of = as_of_date(settings)
@@ -221,7 +228,7 @@ def reconcile(settings: Settings, rows_per_batch: int = RECONCILE_BATCH_ROWS,
     splits = assign_splits(settings, files, shared)
     lookups = {"municipality_codes": municipality_codes(),
                "unit_succession": unit_succession(settings.cutoff_date.year, as_of.year),
-               "extracts": staged_extracts(settings),
+               "extracts": staged_extracts(settings) if extracts is None else extracts,
                "split_iplos_rows": splits.iplos_rows, "split_epj_records": splits.epj_records}
     parts: list[Reconciliation] = []
     if rebuild is not None:
@@ -265,7 +272,8 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     # the as-of date reaches the comparison through its year (the unit succession) and the coverage of the
     # extracts' years only: a later as-of date in a year with no extract (the daily run's) keeps it
     shaping, year = without_as_of(settings), as_of_date(settings).year
-    coverage = compared_coverage(root, staged_extracts(settings))
+    extracts = staged_extracts(settings)  # every file count read: once, for the digest and the comparison
+    coverage = compared_coverage(root, extracts)
     digest = stamp.inputs_digest(shaping, [*staged_parquet(settings), EPISODES.location(root)], year,
                                  *sorted(coverage.items()))
     own_base = stamp.inputs_digest(shaping, [], year)
@@ -278,24 +286,22 @@ def reconcile_or_keep(settings: Settings) -> tuple[Reconciliation, bool]:
     if rebuild == set():
         stamp.record(digest, figures)
         return Reconciliation(*(pl.read_parquet(t.location(root)) for t in OUTPUTS)), False
-    result = reconcile(settings, rebuild=rebuild)
+    result = reconcile(settings, rebuild=rebuild, extracts=extracts)
     stamp.record(digest, figures)
     return result, True
 
 
 def compared_coverage(root: Path, extracts: pl.DataFrame) -> dict[str, str]:
-    """Per municipality, a digest of the coverage rows the comparison reads (`SIDES_SQL`: the days of its
-    units' extract years): their count and the sum of their hashes. None before the first timeline."""
+    """Per municipality, the digest (`rows_by_municipality`) of the coverage rows the comparison reads
+    (`SIDES_SQL`: the days of its units' extract years); empty before the first timeline."""
     path = COVERAGE.location(root)
     if not path.exists():
         return {}
     with duck.connect() as con:
         con.register("extracts", extracts.to_arrow())
-        rows = con.execute(
-            f"SELECT c.kommune, count(*), sum(hash(c.kommune, c.unit, c.day, c.source)) "
-            f"FROM read_parquet({duck.sql_literal(path)}) c "
-            "SEMI JOIN extracts x ON x.unit = c.unit AND x.year = year(c.day) GROUP BY ALL").fetchall()
-    return {nr: f"{n} {total}" for nr, n, total in rows}
+        return rows_by_municipality(
+            con, f"(SELECT c.kommune, c.unit, c.day, c.source FROM read_parquet({duck.sql_literal(path)}) c "
+                 "SEMI JOIN extracts x ON x.unit = c.unit AND x.year = year(c.day))", "kommune")
 
 
 def _conformed(table, parts: list[pl.DataFrame]) -> pl.DataFrame:
