@@ -29,8 +29,8 @@ from transforms.submit.ledger import (
 from transforms.submit.replay import repeated_starts, replay_differences, replay_differences_streamed
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
-from transforms.submit.writer import SubmissionWriter
-from transforms.tables import EVENTS
+from transforms.submit.writer import RUNNING_MARKER, PersonsWithoutIdentity, SubmissionWriter
+from transforms.tables import EVENTS, IDENTITY_VAULT
 from transforms.timeline.build import build_timeline
 
 D = dt.date
@@ -262,6 +262,22 @@ def test_two_backfills_from_empty_ledgers_are_byte_identical(written, tmp_path):
     assert ledger_rows(root) == ledger_rows(written)
 
 
+def test_persons_sent_whose_identity_is_gone_fail_naming_the_municipality_and_the_cause(written, tmp_path):
+    """The sources staged again without the identifiers (another key file, or synthetic test data without
+    KTT_ALLOW_SYNTHETIC_IDS=1): the persons the ledger sent are named by their pseudonym, not by a bare key."""
+    root = tmp_path / "data"
+    shutil.copytree(written, root)
+    vault = load_settings(root).root.files(IDENTITY_VAULT)
+    assert vault
+    for path in vault:
+        path.unlink()
+    with pytest.raises(PersonsWithoutIdentity, match=r"^municipality 1515: .* \d+ not in the identity vault "
+                       r".*id\.synthetic_not_allowed.*KTT_ALLOW_SYNTHETIC_IDS=1") as failure:
+        backfill(root, D(2021, 3, 1), D(2021, 3, 31))
+    assert failure.value.kommune == "1515" and failure.value.not_in_vault and not failure.value.not_in_ledger
+    assert all(key.startswith("p") and not key.isdigit() for key in failure.value.not_in_vault)  # pseudonyms
+
+
 def test_second_writer_is_refused_with_a_clear_message(written):
     with writer_lock(written), pytest.raises(LedgerBusy, match="being written by another process"):
         backfill(written, D(2025, 12, 31), D(2025, 12, 31), lock_timeout=0.5)
@@ -380,7 +396,12 @@ def test_a_killed_backfill_rerun_equals_an_uninterrupted_one(written, tmp_path, 
         time.sleep(0.05)
     assert not [c for c in children if Path(f"/proc/{c}").exists()]
     assert workers == 0 or children
+    submissions = root / "submissions"
+    assert (submissions / RUNNING_MARKER).exists()  # the killed run's: the rerun looks for its temporaries
+    planted = next(submissions.rglob("*.xml")).with_name(".left-by-the-killed-writer.xml.999.tmp")
+    planted.write_bytes(b"<half")
     backfill(root)
+    assert not list(submissions.rglob(".*.tmp")) and not (submissions / RUNNING_MARKER).exists()
     assert ledger_rows(root) == ledger_rows(written)
     assert tree_digest(root) == tree_digest(written)
     with open_ledger(root, read_only=True) as con:

@@ -115,8 +115,8 @@ def _remove_a_service_of(root: Path, kommune: str) -> None:
     assert ingest_epj(load_settings(root), load_keys()).files
 
 
-def _assert_equals_a_full_build(root: Path, tmp_path: Path, summary) -> None:
-    full = tmp_path / "full"
+def _assert_equals_a_full_build(root: Path, tmp_path: Path, summary, name: str = "full") -> None:
+    full = tmp_path / name
     shutil.copytree(root, full, ignore=shutil.ignore_patterns("timeline"))
     settings = load_settings(full)
     whole = build_timeline(settings)
@@ -175,11 +175,12 @@ def test_a_split_successor_s_change_rebuilds_its_family_only(small_root, tmp_pat
     _assert_equals_a_full_build(root, tmp_path, partial)
 
 
-def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unchanged_episodes(
+def test_the_next_morning_keeps_the_episodes_and_what_derives_from_them(
         demo_root, tmp_path, monkeypatch, derived_again):
-    """The daily run's as-of date is yesterday, so every morning moves it: the coverage gains a day and the
-    timeline is rebuilt, but episodes that come out byte for byte the same keep their files, and the events
-    and the reconciliation (no extract of that year) are kept, not derived again."""
+    """The daily run's as-of date is yesterday, so every morning moves it: the coverage gains a day, but no
+    municipality's reconstruction can change (each unit's source runs on, no staged date falls on the new
+    day: `timeline.as_of`), so none is rebuilt, and the events and the reconciliation (no extract of that
+    year) are kept, not derived again."""
     root = copy_ingested(demo_root, tmp_path / "morning")
     monkeypatch.setenv("KTT_AS_OF_DATE", "2025-06-30")
     _derive(root)
@@ -199,20 +200,47 @@ def test_the_next_morning_rebuilds_the_timeline_and_keeps_what_derives_from_unch
 
     monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-02")
     morning, built = _derive(root)
-    assert built and morning.rebuilt == configured
-    assert pl.read_parquet(COVERAGE.location(root)).height > coverage
+    assert not built and morning.rebuilt == ()
+    assert pl.read_parquet(COVERAGE.location(root)).height == coverage + 3  # a unit each: the new day
+    _assert_equals_a_full_build(root, tmp_path, morning, "full-morning")
     assert {t.name: t.location(root).stat().st_mtime_ns for t in unchanged} == before
     assert {name: len(made) for name, made in derived_again.items()} == calls
     write_daily_allocation(root, dt.date(2017, 1, 11), dt.date(2017, 1, 11))  # the days written are kept
     assert _mtimes(DAILY_ALLOCATION.partition_folder(root, day="2017-01-05")) == aggregated
 
-    # the morning after, a source changed overnight too (the schedule's usual day): the timeline is rebuilt
-    # whole, and the stages after it derive again only the municipality whose rows changed
+    # the morning after, a source changed overnight too (the schedule's usual day): only its municipality is
+    # rebuilt, and the stages after it derive again only the municipality whose rows changed
     _remove_a_service_of(root, "3301")
     monkeypatch.setenv("KTT_AS_OF_DATE", "2026-03-03")
     whole, built = _derive(root)
-    assert built and whole.rebuilt == morning.rebuilt
+    assert built and whole.rebuilt == ("3301",)
     assert derived_again["reconcile"][-1] == derived_again["events"][-1] == ("3301",)
     write_daily_allocation(root, dt.date(2017, 1, 12), dt.date(2017, 1, 12))  # rows changed: all days again
     assert _mtimes(DAILY_ALLOCATION.partition_folder(root, day="2017-01-05")) != aggregated
     _assert_equals_a_full_build(root, tmp_path, whole)
+
+
+def test_a_moved_as_of_date_rebuilds_the_municipalities_it_can_change_and_equals_a_full_build(
+        demo_root, tmp_path, monkeypatch):
+    root = copy_ingested(demo_root, tmp_path / "as-of")
+    configured = {"1515", "3301", "5001"}
+    # (as-of date, whether some municipality is kept): within a year, each move is compared with a full build
+    walk = [
+        # Drammen's unit 3005 has a gap from 2020-01-01 to 2020-06-30 (no EPJ history, no extract): a trailing
+        # gap's length decides what an episode with a later end bridges
+        ("2020-03-01", None), ("2020-03-02", True),
+        # Drammen's first EPJ ends on 2021-03-14 and the next begins on the 15th: a new run of coverage (and
+        # every municipality has staged dates on the 15th)
+        ("2021-03-14", None), ("2021-03-15", False),
+        # and back again: an earlier as-of date cuts the runs the same way
+        ("2021-03-10", False),
+    ]
+    for day, kept in walk:
+        monkeypatch.setenv("KTT_AS_OF_DATE", day)
+        moved, built = _derive(root)
+        assert built and "3301" in moved.rebuilt, day
+        if kept is None:  # a new year: every unit's successors and extracts may differ
+            assert set(moved.rebuilt) == configured
+            continue
+        assert (set(moved.rebuilt) < configured) == kept, day
+        _assert_equals_a_full_build(root, tmp_path, moved, f"full-{day}")

@@ -106,6 +106,39 @@ class _Pending:
     plan: pl.DataFrame | None = None
 
 
+# present while a writer runs (under the writer's lock): a run that finds it was preceded by one that was killed
+# or failed, and only then is the tree searched for its temporary files (two seconds at national scale)
+RUNNING_MARKER = ".writer-running"
+
+
+class PersonsWithoutIdentity(LookupError):
+    """Notifications to write name persons whose identity the writer cannot find.
+
+    Why it happens: a person the ledger has sent keeps being named (a cancellation of their services needs
+    them) after their identity left the identity vault, when the sources were staged again with another key
+    file, or without `KTT_ALLOW_SYNTHETIC_IDS=1` on synthetic test data (the identifiers are quarantined and
+    never reach the vault); or the ledger lacks the person's row. Named by pseudonym and count, never by
+    identifier."""
+
+    def __init__(self, kommune: str, not_in_vault: list[str], not_in_ledger: list[str]):
+        self.kommune, self.not_in_vault, self.not_in_ledger = kommune, not_in_vault, not_in_ledger
+        parts = []
+        if not_in_vault:
+            parts.append(f"{len(not_in_vault)} not in the identity vault (staging/identity_vault), e.g. "
+                         f"{', '.join(not_in_vault[:3])}: their identifiers were not staged with this key file. "
+                         "Check the staging quarantine for their records (rules id.*, e.g. id.synthetic_not_allowed: "
+                         "set KTT_ALLOW_SYNTHETIC_IDS=1 for synthetic test data) and KTT_KEY_FILE, then run "
+                         "`ktt ingest` again")
+        if not_in_ledger:
+            parts.append(f"{len(not_in_ledger)} without a person row in the ledger (ledger/ledger.duckdb, "
+                         f"table persons), e.g. {', '.join(not_in_ledger[:3])}: see `ktt ledger status`")
+        super().__init__(f"municipality {kommune}: the notifications to write name persons the writer cannot "
+                         "identify; " + "; ".join(parts))
+
+    def __str__(self) -> str:  # LookupError (like KeyError) would quote the message
+        return str(self.args[0])
+
+
 class SubmissionWriter:
     """Writes one data root's daily messages; holds the ledger lock while it lives.
 
@@ -143,7 +176,11 @@ class SubmissionWriter:
             # one municipality at a time is too little work to share between threads: with the pool's
             # processes busy on the other cores, a second DuckDB thread only added CPU time to the commits
             con.execute("SET threads = 1")
-            remove_stale_temporaries(self.settings.root.submissions)  # of a killed writer; the rerun rewrites them
+            running = self.settings.root.submissions / RUNNING_MARKER
+            if running.exists():  # the last writer did not finish: its temporaries go, the rerun rewrites them
+                remove_stale_temporaries(self.settings.root.submissions)
+            running.parent.mkdir(parents=True, exist_ok=True)
+            running.touch()
             last = last_written_days(con)
             first_missing = {k: (last[k] + dt.timedelta(days=1)) if k in last else self.settings.cutoff_date
                              for k in targets}
@@ -197,6 +234,7 @@ class SubmissionWriter:
             con.execute("RESET threads")  # no pool any more: the checkpoint when this closes may use every core
             write_manifest(con, self.root)
             planned.record(sorted(new_days), state)
+            running.unlink()
         return report
 
     # --- jobs -------------------------------------------------------------------------
@@ -253,7 +291,7 @@ class SubmissionWriter:
         plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
         plan = number_plan(con, kommune, plan)
         persons = assign_persons(con, kommune, plan)
-        job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(plan, persons),
+        job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(kommune, plan, persons),
                          self.serializer_name)
         return plan, job
 
@@ -285,8 +323,8 @@ class SubmissionWriter:
             report.notifications[status] += n
 
     # --- messages -------------------------------------------------------------------
-    def _message_frame(self, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
-        """The notifications with what their `Bruker` says (a person missing from either fails with KeyError).
+    def _message_frame(self, kommune: str, notes: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+        """The notifications with what their `Bruker` says (a person missing from either: `PersonsWithoutIdentity`).
 
         The national identity table is searched for each person once, not joined: a join would hash all of it
         for every municipality.
@@ -296,9 +334,10 @@ class SubmissionWriter:
         keys, ids = people["person_key"], self.identities
         at = ids["person_key"].search_sorted(keys).clip(upper_bound=max(ids.height - 1, 0))
         found = ids[at] if ids.height else ids.clear(keys.len())
-        missing = keys.ne_missing(found["person_key"]) | people["pasient_guid"].is_null()
-        if missing.any():
-            raise KeyError(keys.filter(missing)[0])
+        not_in_vault, not_in_ledger = keys.ne_missing(found["person_key"]), people["pasient_guid"].is_null()
+        if (not_in_vault | not_in_ledger).any():
+            raise PersonsWithoutIdentity(kommune, keys.filter(not_in_vault).to_list(),
+                                         keys.filter(not_in_ledger).to_list())
         people = people.with_columns(fid=found["fid"], id_type=found["id_type"])
         frame = notes.join(people, on="person_key", how="left", maintain_order="left")
         return MESSAGE_FRAME.conform(frame.select(MESSAGE_FRAME.column_names))
@@ -306,7 +345,8 @@ class SubmissionWriter:
     def serialize(self, municipality: Municipality, notes: pl.DataFrame, persons: pl.DataFrame) -> bytes:
         """One message of the given notifications (the resend's path); identifiers masked in a failure."""
         try:
-            return self.serializer.serialize(message_of(municipality, self._message_frame(notes, persons)))
+            frame = self._message_frame(municipality.nr, notes, persons)
+            return self.serializer.serialize(message_of(municipality, frame))
         except MessageInvalid as exc:
             tag = Pseudonymizer(self.pseudonym_key).tag
             raise MessageInvalid(exc.rule, mask_identifiers(exc.detail, tag), exc.notification_guid,
@@ -323,7 +363,7 @@ class SubmissionWriter:
                             [kommune, first, last]).pl()
         persons = con.execute("SELECT person_key, bruker_nr, pasient_guid FROM persons WHERE kommune = ?",
                               [kommune]).pl()
-        return MessageJob(self.root, self.municipalities[kommune], self._message_frame(notes, persons),
+        return MessageJob(self.root, self.municipalities[kommune], self._message_frame(kommune, notes, persons),
                           self.serializer_name, expected={d: (rel, digest) for d, rel, digest in days})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import itertools
 import logging
 import os
@@ -44,6 +45,7 @@ from transforms.tables import (
 )
 from transforms.tables.timeline import RECONSTRUCTION_INPUTS
 from transforms.timeline import override_sql
+from transforms.timeline.as_of import as_of_digests, latest_dates, trailing_coverage
 from transforms.timeline.checks import EPISODE_FLAG_COLUMNS, episode_flag_counts
 from transforms.timeline.coverage import (
     as_of_date,
@@ -65,16 +67,21 @@ from transforms.timeline.linking import link_records
 from transforms.timeline.override_sql import BatchOverrides
 from transforms.timeline.overrides import Override, StaleOverride, load_overrides
 from transforms.timeline.partial import (
+    AS_OF,
+    AS_OF_DATE,
     BASE,
     MUNICIPALITIES,
     OUTPUTS,
     ROUNDS,
     KeptRows,
     changed_municipalities,
+    family_of,
+    files_by_owner,
     kept_frame,
     municipality_digests,
     output_digests,
     timeline_stamp_of,
+    without_as_of,
 )
 from transforms.timeline.records import PERSONS_SQL, RECORD_ROWS_SQL, RECORDS_FROM_ROWS_SQL
 from transforms.timeline.splits import (
@@ -170,11 +177,7 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
     """
     as_of = as_of_date(settings)
     memory = f"{TIMELINE_MEMORY_LIMIT_MB // workers}MB"
-    members = kommuner if kommuner is not None else {m.nr for m in load_kommuner(settings.root.kommuner_toml)}
-    splits = inputs.splits.for_batch(members)
-    # a batch holds split units' files only when it holds a successor of a split (`shared_file_owners`)
-    with_splits = not inputs.splits.empty and any(
-        not members.isdisjoint(family) for family in inputs.splits.families())
+    with_splits, received = _split_units_received(settings, kommuner, inputs)
     with duck.connect(memory_limit=memory, threads=1 if workers > 1 else None) as con:
         # every statement over the staged views binds their files again; their footers are read once
         con.execute("SET parquet_metadata_cache = true")
@@ -182,13 +185,12 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
         con.register(MUNICIPALITY_CODES.name, municipality_codes().to_arrow())
         con.register("unit_succession", unit_succession(settings.cutoff_date.year, as_of.year).to_arrow())
         con.register("epj_systems", epj_system_frame(settings, kommuner).to_arrow())
-        received = splits.received if with_splits else None
         coverage, segments = build_coverage(settings, con, kommuner, inputs.extracts, received)
         con.register("extract_evidence", extract_evidence(coverage).to_arrow())
         overrides = BatchOverrides(con, inputs.overrides_of(kommuner), segments.filter(pl.col("source") == "gap"))
         run_script(con, PERSONS_SQL)
         if with_splits:
-            register_batch_lookups(con, inputs.splits, members)
+            register_batch_lookups(con, inputs.splits, _members(settings, kommuner))
         run_script(con, SPLIT_RECORD_ROWS_SQL if with_splits else RECORD_ROWS_SQL)
         overrides.run(override_sql.ROWS_SQL)
         run_script(con, SPLIT_RECORDS_FROM_ROWS_SQL if with_splits else RECORDS_FROM_ROWS_SQL)
@@ -204,13 +206,41 @@ def _reconstructed(settings: Settings, kommuner: set[str] | None, inputs: Staged
             if after:
                 overrides.run(after)
         overrides.check_stale()
-        small = {
-            COVERAGE: coverage, COVERAGE_SEGMENTS: segments,
-            GAPS: segments.filter(pl.col("source") == "gap").drop("source"),
-            MISSING_EXTRACTS: missing_extracts(settings, coverage, kommuner, inputs.extracts, received),
-            CONFLICTS: con.execute("SELECT * FROM conflicts_out").pl(),
-        }
+        small = {**_coverage_outputs(settings, kommuner, inputs, (coverage, segments), received),
+                 CONFLICTS: con.execute("SELECT * FROM conflicts_out").pl()}
         yield con, BatchResult(small, rounds)
+
+
+def _members(settings: Settings, kommuner: set[str] | None) -> set[str]:
+    return kommuner if kommuner is not None else {m.nr for m in load_kommuner(settings.root.kommuner_toml)}
+
+
+def _split_units_received(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs
+                          ) -> tuple[bool, pl.DataFrame | None]:
+    """Whether `kommuner` (all when None) hold a successor of a split unit, and the split units they received
+    records of (`SplitAssignments.received`: their coverage counts those units' days)."""
+    members = _members(settings, kommuner)
+    # a batch holds split units' files only when it holds a successor of a split (`shared_file_owners`)
+    with_splits = not inputs.splits.empty and any(not members.isdisjoint(family) for family in inputs.splits.families())
+    return with_splits, inputs.splits.for_batch(members).received if with_splits else None
+
+
+def timeline_coverage(settings: Settings, inputs: StagedInputs, kommuner: set[str] | None = None
+                      ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The coverage and its segments of `kommuner` (all when None) as a build's batches make them."""
+    received = _split_units_received(settings, kommuner, inputs)[1]
+    return build_coverage(settings, None, kommuner, inputs.extracts, received)
+
+
+def _coverage_outputs(settings: Settings, kommuner: set[str] | None, inputs: StagedInputs,
+                      coverage: tuple[pl.DataFrame, pl.DataFrame], received: pl.DataFrame | None
+                      ) -> dict[Table, pl.DataFrame]:
+    """The small outputs made from the coverage alone (of `kommuner`, all when None): a kept municipality's
+    are made again, since a later as-of date extends them whether or not its episodes change."""
+    days, segments = coverage
+    return {COVERAGE: days, COVERAGE_SEGMENTS: segments,
+            GAPS: segments.filter(pl.col("source") == "gap").drop("source"),
+            MISSING_EXTRACTS: missing_extracts(settings, days, kommuner, inputs.extracts, received)}
 
 
 @dataclass(frozen=True)
@@ -417,7 +447,8 @@ def timeline_workers() -> int:
 
 
 def build_timeline(settings: Settings, rows_per_batch: int | None = None, workers: int | None = None,
-                   inputs: StagedInputs | None = None, rebuild: set[str] | None = None) -> TimelineSummary:
+                   inputs: StagedInputs | None = None, rebuild: set[str] | None = None,
+                   coverage: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> TimelineSummary:
     """Reconstruct every configured municipality's timeline and write its outputs (`COVERAGE` ...
     `PROVIDER_CHANGES`), with memory bounded by the batches in flight.
 
@@ -435,7 +466,9 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None, worker
     the rows in the table's order whatever the batching; the small outputs are combined at the end.
 
     `rebuild` reconstructs those municipalities only (`partial`): the others' rows are copied from the
-    outputs being replaced, which must be a build of the same inputs for them.
+    outputs being replaced, which must be a build of the same inputs for them (`timeline.as_of`: an as-of
+    date that changes none of their rows), and their coverage is made again (`coverage`, when the caller has
+    the whole `timeline_coverage`).
     """
     workers = workers or timeline_workers()
     rows_per_batch = rows_per_batch or BATCH_SERVICE_ROWS // workers
@@ -447,8 +480,7 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None, worker
     log.info("timeline: %d municipalities in %d batches, %d at a time%s", sum(len(b) for b in batches),
              len(batches), workers, f" ({len(kept)} kept as they were)" if kept else "")
     small: list[BatchResult] = []
-    old_small = [BatchResult({t: kept_frame(t.location(root), kept) for t in COMBINED_TABLES
-                              if t is not SPLIT_ASSIGNMENTS}, 0)] if kept else []
+    old_small = [BatchResult(_kept_small(settings, kept, inputs, coverage), 0)] if kept else []
     flags: dict[str, int] = {}
     rounds: dict[str, int] = {}
     with _ParquetAppender(root, STREAMED_TABLES) as appender:
@@ -473,13 +505,43 @@ def build_timeline(settings: Settings, rows_per_batch: int | None = None, worker
             for piece in rows.before(None):
                 write(declared, piece)
         row_counts = appender.rows
-    combined = {table: _combined(table, [p.tables[table] for p in (*old_small, *small)])
-                if table is not SPLIT_ASSIGNMENTS else inputs.splits.listing for table in COMBINED_TABLES}
-    for table, frame in combined.items():
-        write_parquet(frame, table.location(root), keep_identical=True)
-        row_counts[table.name] = frame.height
+    combined = write_combined(root, [p.tables for p in (*old_small, *small)], inputs)
+    row_counts.update({table.name: frame.height for table, frame in combined.items()})
     return TimelineSummary(root, combined, flags, row_counts, max(p.linking_rounds for p in small) if small else 0,
                            tuple(sorted(set().union(*batches))), rounds)
+
+
+def write_combined(root: Path, parts: list[dict[Table, pl.DataFrame]], inputs: StagedInputs
+                   ) -> dict[Table, pl.DataFrame]:
+    """The small outputs, from the batches' parts, written (a file whose bytes come out the same is kept)."""
+    combined = {table: _combined(table, [p[table] for p in parts]) if table is not SPLIT_ASSIGNMENTS
+                else inputs.splits.listing for table in COMBINED_TABLES}
+    for table, frame in combined.items():
+        write_parquet(frame, table.location(root), keep_identical=True)
+    return combined
+
+
+def _kept_small(settings: Settings, kept: set[str], inputs: StagedInputs,
+                coverage: tuple[pl.DataFrame, pl.DataFrame] | None) -> dict[Table, pl.DataFrame]:
+    """The kept municipalities' small outputs: their conflicts as written, their coverage made again."""
+    if coverage is None:
+        coverage = timeline_coverage(settings, inputs, kept)
+    else:
+        mine = pl.col("kommune").is_in(sorted(kept))
+        coverage = (coverage[0].filter(mine), coverage[1].filter(mine))
+    received = _split_units_received(settings, kept, inputs)[1]
+    return {**_coverage_outputs(settings, kept, inputs, coverage, received),
+            CONFLICTS: kept_frame(CONFLICTS.location(settings.data_root), kept)}
+
+
+def _as_of_digests(settings: Settings, inputs: StagedInputs, configured: list[str], as_of: dt.date,
+                   segments: pl.DataFrame) -> dict[str, str]:
+    """`timeline.as_of.as_of_digests` of every configured municipality on the as-of date."""
+    files = {name: inputs.files[name] for name in TIMELINE_INPUTS}
+    with_overrides = {o.kommune for o in inputs.overrides}
+    return as_of_digests(as_of, family_of(settings, inputs.splits.units, configured),
+                         files_by_owner(inputs.files, TIMELINE_INPUTS, inputs.shared), latest_dates(files, as_of),
+                         trailing_coverage(segments, as_of), with_overrides)
 
 
 def _combined(table: Table, parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -516,21 +578,34 @@ def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
     if figures is not None:
         return _summary_of_files(settings, figures), False
     inputs = staged_inputs(settings)
-    base = stamp.inputs_digest(settings, [], as_of_date(settings), "per municipality")
+    as_of = as_of_date(settings)
+    # the as-of date reaches each municipality through `as_of_digests` (and the coverage of all, written again
+    # when it moved); its year (units, successors, extracts expected) reaches all of them
+    base = stamp.inputs_digest(without_as_of(settings), [], f"as-of year {as_of.year}", "per municipality")
     configured = sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml))
     digests = municipality_digests(settings, inputs.files, TIMELINE_INPUTS, inputs.shared, inputs.extracts,
                                    inputs.splits.units, configured)
+    coverage = timeline_coverage(settings, inputs)
+    dated = _as_of_digests(settings, inputs, configured, as_of, coverage[1])
     recorded = stamp.recorded_figures()
-    rebuild = changed_municipalities(recorded, base, digests)
+    rebuild = changed_municipalities(recorded, base, digests, AS_OF, dated)
     stamp.forget()
     if rebuild == set():  # what changed is read by no municipality's reconstruction (a quarantine, a count)
         assert recorded is not None
+        if recorded.get(AS_OF_DATE) != as_of.isoformat():
+            # no municipality's episodes, stops or provider changes can change: the coverage gains the day
+            log.info("timeline: as-of date %s changes no municipality's reconstruction (timeline.as_of); "
+                     "the coverage is written again", as_of)
+            small = write_combined(settings.data_root, [_kept_small(settings, set(configured), inputs, coverage)],
+                                   inputs)
+            rows = {**recorded["rows"], **{table.name: frame.height for table, frame in small.items()}}
+            recorded = {**recorded, "rows": rows, AS_OF_DATE: as_of.isoformat()}
         stamp.record(digest, recorded)
         return _summary_of_files(settings, recorded), False
-    result = build_timeline(settings, inputs=inputs, rebuild=rebuild)
+    result = build_timeline(settings, inputs=inputs, rebuild=rebuild, coverage=coverage)
     rounds = {**(recorded or {}).get(ROUNDS, {}), **result.rounds} if rebuild is not None else result.rounds
     stamp.record(digest, {"episode_flags": result.episode_flags, "rows": result.rows,
                           "linking_rounds": max(rounds.values(), default=0),
-                          BASE: base, MUNICIPALITIES: digests, ROUNDS: rounds,
-                          OUTPUTS: output_digests(settings.data_root)})
+                          BASE: base, MUNICIPALITIES: digests, AS_OF: dated, AS_OF_DATE: as_of.isoformat(),
+                          ROUNDS: rounds, OUTPUTS: output_digests(settings.data_root)})
     return dataclasses.replace(result, linking_rounds=max(rounds.values(), default=0), rounds=rounds), True

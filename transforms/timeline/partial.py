@@ -39,6 +39,7 @@ from transforms.timeline.staged import file_owner, partition_folder
 # the figures' keys a build records for the next one to rebuild only part
 BASE, MUNICIPALITIES, ROUNDS = "base", "municipalities", "linking_rounds_by_municipality"
 OUTPUTS = "outputs_by_municipality"
+AS_OF, AS_OF_DATE = "as_of_by_municipality", "as_of_date"  # `timeline.as_of.as_of_digests`, and the date
 # the timeline's outputs that the stages after it read, and how a row names its municipality
 _OF_EPISODE_ID = "split_part(episode_id, ':', 1)"
 DOWNSTREAM_READS = {EPISODES: "kommune", EPISODE_STOPS: _OF_EPISODE_ID, PROVIDER_CHANGES: _OF_EPISODE_ID}
@@ -50,27 +51,39 @@ def timeline_stamp_of(root: Path) -> Stamp:
                  tuple(t.location(root) for t in (*COMBINED_TABLES, *STREAMED_TABLES)))
 
 
+def family_of(settings: Settings, split_units: pl.DataFrame, municipalities: list[str]) -> dict[str, list[str]]:
+    """Per municipality, the municipalities whose staged files its reconstruction reads: itself and, for a member
+    of a split family, the whole family (the split decisions read their files)."""
+    configured = load_kommuner(settings.root.kommuner_toml)
+    families = [family_members(pl.DataFrame({"candidates": [candidates]}), configured)
+                for candidates in split_units["candidates"].unique().to_list()] if split_units.height else []
+    return {nr: sorted(set().union({nr}, *(family for family in families if nr in family))) for nr in municipalities}
+
+
+def files_by_owner(files: dict[str, list[Path]], tables: tuple[str, ...],
+                   shared: dict[str, frozenset[str]]) -> dict[str, list[Path]]:
+    """The staged files of `tables` that a batch of each municipality registers: its own (`file_owner`) and
+    those it shares (`shared_file_owners`). Listed once: a national tree holds tens of thousands."""
+    own: dict[str, list[Path]] = {}
+    for path in sorted({path for name in tables for path in files[name]}):
+        owners = set(shared.get(partition_folder(path), frozenset()))
+        if (owner := file_owner(path)) is not None:
+            owners.add(owner)
+        for nr in owners:
+            own.setdefault(nr, []).append(path)
+    return own
+
+
 def municipality_digests(settings: Settings, files: dict[str, list[Path]], tables: tuple[str, ...],
                          shared: dict[str, frozenset[str]], extracts: pl.DataFrame, split_units: pl.DataFrame,
                          municipalities: list[str]) -> dict[str, str]:
     """Per municipality, a digest of what its reconstruction reads besides the shared `base`: the staged files
     of `tables` that a batch of it would register (path, size and modification time), the yearly extracts read
     of its units, and, for a member of a split family, the same of the whole family (its decisions read them).
-
-    Files are listed once and grouped by municipality: a national tree holds tens of thousands.
     """
-    configured = load_kommuner(settings.root.kommuner_toml)
-    families = [family_members(pl.DataFrame({"candidates": [candidates]}), configured)
-                for candidates in split_units["candidates"].unique().to_list()] if split_units.height else []
-    paths = sorted({path for name in tables for path in files[name]})
+    own = files_by_owner(files, tables, shared)
+    paths = sorted({path for group in own.values() for path in group})
     lines = dict(zip(paths, file_lines(settings.data_root, paths), strict=True))
-    own: dict[str, list[str]] = {}
-    for path, line in lines.items():
-        owners = set(shared.get(partition_folder(path), frozenset()))
-        if (owner := file_owner(path)) is not None:
-            owners.add(owner)
-        for nr in owners:
-            own.setdefault(nr, []).append(line)
     units: dict[str, set[str]] = {}
     for code, reporting in municipality_codes().select("code", "reporting_kommune").iter_rows():
         if reporting is not None:
@@ -83,12 +96,11 @@ def municipality_digests(settings: Settings, files: dict[str, list[Path]], table
     years = {unit: ",".join(map(str, sorted(group))) for unit, group in
              extracts.group_by("unit").agg(pl.col("year")).iter_rows()}
     digests = {}
-    for nr in municipalities:
-        members = sorted(set().union({nr}, *(family for family in families if nr in family)))
+    for nr, members in family_of(settings, split_units, municipalities).items():
         digest = hashlib.sha256()
         for member in members:
             digest.update(f"municipality {member}\n".encode())
-            for line in sorted(own.get(member, [])):
+            for line in sorted(lines[path] for path in own.get(member, [])):
                 digest.update(line.encode() + b"\n")
             for unit in sorted(units.get(member, set())):
                 digest.update(f"extracts {unit} {years.get(unit, '')}\n".encode())
@@ -96,12 +108,16 @@ def municipality_digests(settings: Settings, files: dict[str, list[Path]], table
     return digests
 
 
-def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, str]) -> set[str] | None:
+def changed_municipalities(recorded: dict | None, base: str, digests: dict[str, str], key: str | None = None,
+                           more: dict[str, str] | None = None) -> set[str] | None:
     """The municipalities to rebuild given the last build's figures, or None when everything must be rebuilt:
-    no usable record (none, outputs touched, an older build that kept no digests), or a changed `base`."""
-    if not recorded or recorded.get(BASE) != base or set(recorded.get(MUNICIPALITIES, {})) != set(digests):
+    no usable record (none, outputs touched, an older build that kept no digests), or a changed `base`.
+    `more` is a second digest per municipality that the figures record under `key` (the timeline's
+    `AS_OF`): a municipality whose either digest changed is rebuilt."""
+    compared = [(MUNICIPALITIES, digests)] + ([(key, more)] if key is not None and more is not None else [])
+    if not recorded or recorded.get(BASE) != base or any(set(recorded.get(k) or {}) != set(d) for k, d in compared):
         return None
-    return {nr for nr, digest in digests.items() if recorded[MUNICIPALITIES][nr] != digest}
+    return {nr for k, d in compared for nr, digest in d.items() if recorded[k][nr] != digest}
 
 
 def rows_by_municipality(con: duckdb.DuckDBPyConnection, rows: str, municipality: str) -> dict[str, str]:
