@@ -58,25 +58,26 @@ def _write(path: Path, frame: pl.DataFrame) -> Path:
     return path
 
 
-def test_latest_dates_see_every_date_and_time_column_up_to_the_day(tmp_path):
+def test_latest_dates_see_the_first_days_of_stops_and_services_up_to_the_day(tmp_path):
     stops = _write(tmp_path / "epj_stops.parquet", pl.DataFrame({
         "registered_at": [dt.datetime(2026, 1, 3, 23, 30, tzinfo=dt.UTC), None],
         "from_date": [D(2026, 1, 1), D(2026, 1, 5)],
-        "to_date": [None, D(2026, 2, 1)],
+        "to_date": [None, D(2026, 1, 3)],
     }, schema_overrides={"registered_at": pl.Datetime("us", "UTC")}))
     services = _write(tmp_path / "iplos_services.parquet", pl.DataFrame({
         "extract_date": [D(2025, 12, 31)], "decision_date": [None], "start_date": [D(2019, 5, 1)],
-        "end_date": [None]}, schema_overrides={"decision_date": pl.Date, "end_date": pl.Date}))
-    files = {"epj_stops": [stops], "iplos_services": [services]}
+        "end_date": [D(2026, 1, 2)]}, schema_overrides={"decision_date": pl.Date}))
+    persons = _write(tmp_path / "epj_persons.parquet", pl.DataFrame({"death_date": [D(2026, 1, 3)]}))
+    files = {"epj_stops": [stops], "iplos_services": [services], "epj_persons": [persons]}
 
     def latest(day: dt.date) -> dict[Path, dt.date | None]:
         return latest_dates(files, day)
 
-    assert latest(D(2026, 1, 2)) == {stops: D(2026, 1, 1), services: D(2025, 12, 31)}
-    assert latest(D(2026, 1, 3))[stops] == D(2026, 1, 3)  # a time, as its UTC day
-    assert latest(D(2026, 1, 4)) == latest(D(2026, 1, 3))  # nothing dated the 4th: the same
-    assert latest(D(2026, 1, 5))[stops] == D(2026, 1, 5)
-    assert latest(D(2018, 1, 1)) == {stops: None, services: None}
+    assert latest(D(2026, 1, 2)) == {stops: D(2026, 1, 1), services: D(2019, 5, 1), persons: None}
+    # an end, a registration time, a death on the 3rd: a service ends on its end date whatever the as-of date
+    assert latest(D(2026, 1, 4)) == latest(D(2026, 1, 2))
+    assert latest(D(2026, 1, 5))[stops] == D(2026, 1, 5)  # a stop begins: it may gain the day's coverage
+    assert latest(D(2018, 1, 1)) == {stops: None, services: None, persons: None}
 
 
 def test_a_municipality_s_digest_follows_its_family_s_files_its_coverage_and_its_overrides(tmp_path):

@@ -15,11 +15,16 @@ come out the same. A municipality's reconstruction reads the as-of date in three
   earlier compares the same against both;
 - the data year (the units and their successors of each year; the extracts expected): in the base.
 
+Two of its statements join a staged date with the coverage of that day: an IPLOS stop counts where that
+year's extract covers its first day, and an IPLOS provider change where it covers the first day of the year;
+a stop dated after the as-of date has no coverage yet, and gains it when the as-of date reaches it.
+
 A municipality is therefore reconstructed again when, for one of its units, the source on the new date or the
-first day of the run holding it differ from the old date's, or either is a gap; and, to keep the argument
-clear of any record the timeline reads relative to its days (a stop or a change dated on the day, a record
-registered after the as-of date), when one of its staged dates lies between the two dates. Municipalities
-with analysts' overrides are always reconstructed: their gap decisions compare the covered days directly.
+first day of the run holding it differ from the old date's, or either is a gap; or when a date its
+reconstruction joins with the coverage (`COVERAGE_DATES`), or the start of a service, lies between the two
+dates. Municipalities with analysts' overrides are always reconstructed: their gap decisions compare the
+covered days directly. End dates, registration times and the like do not count: a service planned to end on
+the new day (common in EPJ exports) ends on it whatever the as-of date.
 
 `as_of_digests` turns that into a digest per municipality that is equal for two dates exactly when none of
 it happens between them; `build_or_keep_timeline` rebuilds the municipalities whose digest changed.
@@ -36,17 +41,27 @@ import polars as pl
 from transforms.core import duck
 from transforms.tables import STAGED_TABLES
 
+# per staged table, the dates the reconstruction joins with the coverage of that day (the IPLOS stops' first
+# days; the IPLOS provider changes fall on the first day of a data year, and a new year rebuilds everything),
+# and, as a margin, the days services and stops begin
+COVERAGE_DATES = {
+    "iplos_stops": ("from_date",), "epj_stops": ("from_date",),
+    "iplos_services": ("start_date",), "epj_service_versions": ("start_date",),
+}
 
-def _date_columns(table: str) -> list[tuple[str, bool]]:
-    """The declared date (False) and timestamp (True) columns of a staged table."""
-    return [(c.name, c.dtype != pl.Date) for c in STAGED_TABLES[table].columns
-            if c.dtype == pl.Date or isinstance(c.dtype, pl.Datetime) or c.dtype == pl.Datetime]
+
+def _date_columns(table: str) -> list[str]:
+    """The table's `COVERAGE_DATES`, each a declared date column."""
+    columns = {c.name: c.dtype for c in STAGED_TABLES[table].columns}
+    names = list(COVERAGE_DATES.get(table, ()))
+    assert all(columns.get(name) == pl.Date for name in names), f"{table}: {names} must be date columns"
+    return names
 
 
 def latest_dates(files: dict[str, list[Path]], day: dt.date) -> dict[Path, dt.date | None]:
-    """Per staged file of `files` (by table), the latest of its dates and times (as UTC days) on or before
-    `day` (None: none). Two days a and b see the same latest date exactly when no date of the file lies
-    in (a, b]: what `as_of_digests` needs, in one scan of the date columns."""
+    """Per staged file of `files` (by table), the latest of its `COVERAGE_DATES` on or before `day` (None:
+    none, or the table has no such date). Two days a and b see the same latest date exactly when no such date
+    of the file lies in (a, b]: what `as_of_digests` needs, in one scan of those columns."""
     latest: dict[Path, dt.date | None] = {}
     with duck.connect() as con:
         for table, paths in files.items():
@@ -54,8 +69,7 @@ def latest_dates(files: dict[str, list[Path]], day: dt.date) -> dict[Path, dt.da
             if not paths or not columns:
                 latest.update(dict.fromkeys(paths))
                 continue
-            days = [f"CAST(timezone('UTC', \"{name}\") AS DATE)" if timed else f'"{name}"' for name, timed in columns]
-            each = ", ".join(f"max({d}) FILTER (WHERE {d} <= $day)" for d in days)
+            each = ", ".join(f'max("{name}") FILTER (WHERE "{name}" <= $day)' for name in columns)
             rows = con.execute(
                 f"SELECT filename, greatest({each}) FROM read_parquet({duck.sql_list(paths)}, filename = true, "
                 "union_by_name = true) GROUP BY filename", {"day": day}).fetchall()
