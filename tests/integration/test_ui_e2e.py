@@ -181,6 +181,9 @@ def test_ui_serves_on_loopback_with_a_project_local_instance(ui):
     assert info["version"]
 
 
+# about 50 s, most of it waiting for the backfill daemon's 30 s ticks: in `make test-slow` with the race below, so
+# that the default run stays within its ten minutes; the default run serves the UI, and stops it with Ctrl-C
+@pytest.mark.slow
 def test_browser_backfill_of_one_month_equals_ktt_backfill(ui, reference_root):
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
@@ -243,7 +246,7 @@ def _ledger_runs(home: Path) -> list:
 
 # about 270 s, nearly all of it waiting: Dagster's backfill daemon looks at a backfill every 30 s (a constant,
 # `DEFAULT_DAEMON_INTERVAL_SECONDS`, not a setting) and the graph has six waves, three backfills of them here.
-# The browser test above covers a backfill through the daemon in the default run; `make test-slow` runs this.
+# `make test-slow` runs this and the browser's backfill above.
 @pytest.mark.slow
 def test_via_daemon_with_an_overlapping_backfill_waits_and_equals_ktt_backfill(ui, reference_root):
     """The CLI submits Jan..Feb with every upstream asset; a second backfill of February races it.
