@@ -1,17 +1,15 @@
 """The conservation table counts the Parquet as written, also when it was counted before in the process."""
 
 import os
-from typing import ClassVar
 
 import polars as pl
 
 from tests.unit.test_readers_iplos import bruker, doc37, read, tjeneste
-from transforms.core import duck
 from transforms.core.settings import load_settings
 from transforms.ingest import conservation
-from transforms.ingest.conservation import conservation_table, count_outputs, quarantine_frame
+from transforms.ingest.conservation import conservation_table, quarantine_frame
 from transforms.synthetic.ids import birth_number
-from transforms.tables import IPLOS_SERVICES
+from transforms.tables import IPLOS_SERVICES, QUARANTINE
 
 
 def _services(table: pl.DataFrame) -> tuple[int, int, bool]:
@@ -35,42 +33,19 @@ def test_a_rewritten_or_removed_part_is_counted_again(tmp_path):
     assert _services(conservation_table(settings)) == (6, 0, False)
 
 
-class _Queries:
-    """A DuckDB connection that remembers the Parquet scans it was asked for."""
 
-    scans: ClassVar[list[str]] = []
-
-    def __init__(self, con):
-        self.con = con
-
-    def sql(self, query: str):
-        if "read_parquet" in query:
-            _Queries.scans.append(query)
-        return self.con.sql(query)
-
-    def __getattr__(self, name: str):
-        return getattr(self.con, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.con.close()
-
-
-def test_outputs_counted_while_staging_are_not_read_again(tmp_path, monkeypatch):
-    persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}"), str(day)) for day in range(1, 4))
-    persons += bruker("123", tjeneste("T-9"), "9")  # quarantined with its service
+def test_quarantine_rows_are_read_again_only_from_a_changed_file(tmp_path, monkeypatch):
+    persons = bruker(birth_number(1, 3, 50), tjeneste("T-1"), "1") + bruker("123", tjeneste("T-9"), "9")
     read(tmp_path, doc37(persons))
     settings = load_settings(tmp_path)
-    connect = duck.connect
-    monkeypatch.setattr(conservation.duck, "connect", lambda *a, **k: _Queries(connect(*a, **k)))
-    _Queries.scans.clear()
-    count_outputs(settings, [("raw/iplos/2019/0602.xml", {"year": "2019", "unit": "0602"})])
-    assert _Queries.scans  # counted here, from the Parquet written
-    _Queries.scans.clear()
-    table = conservation_table(settings)
-    assert _Queries.scans == []  # ... and not read again by the check
-    assert _services(table) == (4, 3, True)
-    monkeypatch.setattr(conservation.pl, "read_parquet", None)  # the quarantine rows were kept too
-    assert quarantine_frame(settings)["rule_id"].to_list() == ["id.format", "id.parent_quarantined"]
+    rules = ["id.format", "id.parent_quarantined"]
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules
+    read_parquet = pl.read_parquet
+    monkeypatch.setattr(conservation.pl, "read_parquet", None)
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules  # kept: nothing read
+    (path,) = QUARANTINE.files(tmp_path)
+    stat = path.stat()
+    read_parquet(path).head(1).write_parquet(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    monkeypatch.setattr(conservation.pl, "read_parquet", read_parquet)
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules[:1]

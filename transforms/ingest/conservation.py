@@ -16,7 +16,6 @@ import polars as pl
 from transforms.core import duck
 from transforms.core.duck import sql_list
 from transforms.core.settings import Settings
-from transforms.ingest.parts import matching
 from transforms.tables import (
     EPJ_PERSONS,
     EPJ_SERVICE_VERSIONS,
@@ -30,7 +29,6 @@ from transforms.tables import (
     QUARANTINE,
     Table,
 )
-from transforms.tables.model import source_slug
 
 # record kind -> (staged table, what counts as one record)
 KIND_TABLES: dict[str, list[tuple[Table, str]]] = {
@@ -48,10 +46,14 @@ _COUNTED: dict[tuple[str, str], tuple[tuple, list[tuple]]] = {}
 _PART_NUMBER = r"-[0-9]+\.parquet$"  # a staged part's number: its file without it names the source file's group
 
 
-def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str) -> list[tuple]:
+def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str,
+             per_file: bool = True) -> list[tuple]:
     """Rows of `select` (grouped by source file) over `files`, each source file's Parquet files read again only
     when one of them changed since the last count in this process: an ingestion's asset checks and summary
-    count the same thousands of files several times, and a file's count changes only when it is rewritten."""
+    count the same thousands of files several times, and a file's count changes only when it is rewritten.
+    `per_file`: the measures are counts and sums, which come per Parquet file (a source file's parts give a
+    row each; `conservation_table` adds them up), so that the group's name is made once per file, not once
+    per row read (a third of the scan); a distinct count is taken over the group's files together."""
     groups: dict[str, list[Path]] = {}
     for path in files:
         groups.setdefault(re.sub(_PART_NUMBER, "", str(path)), []).append(path)
@@ -63,9 +65,13 @@ def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], selec
     if stale:
         found: dict[str, list[tuple]] = {g: [] for g in stale}
         paths = [p for g in stale for p in groups[g]]
-        for row in con.sql(f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, {select} "
-                           f"FROM read_parquet({sql_list(paths)}, filename = true, union_by_name = true) "
-                           "GROUP BY ALL").fetchall():
+        scan = f"read_parquet({sql_list(paths)}, filename = true, union_by_name = true)"
+        if per_file:
+            query = (f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, * EXCLUDE (filename) "
+                     f"FROM (SELECT filename, {select} FROM {scan} GROUP BY ALL)")
+        else:
+            query = f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, {select} FROM {scan} GROUP BY ALL"
+        for row in con.sql(query).fetchall():
             found[row[0]].append(row[1:])
         for group in stale:
             _COUNTED[(what, group)] = (stamps[group], found[group])
@@ -78,35 +84,6 @@ def _staged_select(kind: str, measure: str) -> str:
 
 _QUARANTINED_SELECT = "source_file, record_kind, count(*) AS n"
 _COUNTS_SELECT = "source_file, record_kind, sum(records_in)::BIGINT AS records_in, sum(unchanged)::BIGINT AS unchanged"
-
-
-def count_outputs(settings: Settings, written: list[tuple[str, dict[str, str]]]) -> None:
-    """Count now the outputs of source files just staged (relative path, the staged tables' partition).
-
-    The asset check and the summary after an ingestion count every staged file; a national one has
-    some 27,000, about 15 s of one core once the workers are done. Staging calls this for each run
-    of finished files while its workers read the next ones, so that the counting fills the main
-    process's idle time instead of following the pool. The counts are those `conservation_table`
-    takes, from the Parquet as written, kept with the files' names, sizes and times: a file written,
-    replaced or removed afterwards is counted again there."""
-    if not written:
-        return
-    slugs = [(source_slug(rel), partition) for rel, partition in written]
-    with duck.connect(threads=1) as con:  # the workers keep every core busy
-        for kind, tables in KIND_TABLES.items():
-            for table, measure in tables:
-                keys = set(table.partition_keys)
-                paths = [path for slug, partition in slugs if keys == {*partition, "source", "part"}
-                         for path in matching(settings.root.table(table, **partition, source=slug, part="*"))]
-                if paths:
-                    _counted(con, f"{table.name}:{measure}", paths, _staged_select(kind, measure))
-        for table, what, select in ((QUARANTINE, QUARANTINE.name, _QUARANTINED_SELECT),
-                                    (FILE_COUNTS, FILE_COUNTS.name, _COUNTS_SELECT)):
-            paths = [p for slug, _ in slugs if (p := settings.root.table(table, source=slug)).exists()]
-            if paths:
-                _counted(con, what, paths, select)
-                if table is QUARANTINE:
-                    quarantine_rows(paths)
 
 
 def conservation_table(settings: Settings) -> pl.DataFrame:
@@ -122,7 +99,7 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
         for kind, tables in KIND_TABLES.items():
             for table, measure in tables:
                 staged += _counted(con, f"{table.name}:{measure}", settings.root.files(table),
-                                   _staged_select(kind, measure))
+                                   _staged_select(kind, measure), per_file="DISTINCT" not in measure)
         quarantined = _counted(con, QUARANTINE.name, settings.root.files(QUARANTINE), _QUARANTINED_SELECT)
         counted = _counted(con, FILE_COUNTS.name, counts_files, _COUNTS_SELECT)
         con.register("staged_rows", _frame(staged, [*key, "n"]))

@@ -23,7 +23,6 @@ from pathlib import Path
 from transforms.core.config import EpjSystem, Municipality, load_kommuner
 from transforms.core.settings import Settings
 from transforms.ingest import fingerprints as sources
-from transforms.ingest.conservation import count_outputs
 from transforms.ingest.export import read_export_file
 from transforms.ingest.mapping import Mapping, load_mapping
 from transforms.ingest.parts import matching
@@ -50,7 +49,6 @@ Reader = Callable[[Path, FileSink, ReadContext], None]
 
 _IPLOS_NAME = re.compile(r"^(\d{4})\.xml$")
 SMALL_GROUP_BYTES = 4 << 20  # small yearly extracts read in one task
-COUNT_EVERY = 100  # finished files whose outputs the main process counts together while the workers read
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,6 @@ class FileOutcome:
     quarantined: int
     file_rule: str | None  # set when the file was quarantined whole
     state: sources.FileState | None = None  # what was read (None: the file was gone)
-    partition: dict[str, str] = field(default_factory=dict)  # of its staged parts (year and unit, or system)
 
 
 @dataclass
@@ -135,7 +132,6 @@ def _finish(sink: FileSink, state: sources.FileState, rejection: FileRejected | 
         records_in=sum(sink.records_in.values()), staged=sum(sink.staged.values()),
         quarantined=sum(sink.quarantined.values()),
         file_rule=rejection.rejection.rule_id if rejection is not None else None, state=state,
-        partition=dict(sink.partition),
     )
 
 
@@ -159,27 +155,16 @@ def _star(task: tuple) -> list[FileOutcome]:
     return result if isinstance(result, list) else [result]
 
 
-def _run_tasks(function: Callable[..., FileOutcome | list[FileOutcome]], tasks: list[tuple],
-               settings: Settings | None = None) -> list[FileOutcome]:
-    """Tasks on `KTT_WORKERS` processes (default: every core); their outcomes in task order.
-
-    While the workers read, the main process counts the outputs of the files they finished
-    (`conservation.count_outputs`, with `settings`): the asset check that follows then finds them counted."""
+def _run_tasks(function: Callable[..., FileOutcome | list[FileOutcome]], tasks: list[tuple]) -> list[FileOutcome]:
+    """Tasks on `KTT_WORKERS` processes (default: every core); their outcomes in task order."""
     workers = min(len(tasks), int(os.environ.get("KTT_WORKERS") or os.cpu_count() or 1))
     if workers <= 1:
         return [o for task in tasks for o in _star((function, task))]
-    done: list[FileOutcome] = []
-    counted = 0
     # spawn, not fork: DuckDB and Polars keep thread pools that a forked child must not inherit
     with _worker_threads(), ProcessPoolExecutor(max_workers=workers,
                                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = pool.map(_star, [(function, task) for task in tasks], chunksize=1)
-        for outcomes in results:
-            done += outcomes
-            if settings is not None and len(done) - counted >= COUNT_EVERY:
-                count_outputs(settings, [(o.source_file, o.partition) for o in done[counted:]])
-                counted = len(done)
-    return done
+        return [o for outcomes in pool.map(_star, [(function, task) for task in tasks], chunksize=1)
+                for o in outcomes]
 
 
 @contextlib.contextmanager
@@ -256,7 +241,7 @@ def ingest_iplos_years(settings: Settings, keys: Keys, years: list[int]) -> Inge
             rel = settings.root.relative(path)
             forget_file(settings, rel, {"year": str(year), "unit": _unit(path)})
             tasks.append((settings, keys, year, path, readers[rel]))
-    report.files = _run_tasks(_dispatch, _iplos_tasks(tasks), settings)
+    report.files = _run_tasks(_dispatch, _iplos_tasks(tasks))
     _record(settings, report, groups)
     return report
 
@@ -424,7 +409,7 @@ def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
                 shutil.rmtree(folder, ignore_errors=True)
     for rel in orphans:
         forget_file(settings, rel, {"system": "*"})
-    report.files = _run_tasks(_dispatch, tasks, settings)
+    report.files = _run_tasks(_dispatch, tasks)
     _record(settings, report, groups)
     return report
 
