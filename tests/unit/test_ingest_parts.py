@@ -51,7 +51,7 @@ def test_identifiers_masked_only_in_the_columns_that_hold_them(tmp_path: Path):
 
 
 @pytest.mark.parametrize("column", ["user_no", "district", "location"])
-def test_an_identifier_in_any_masked_column_is_found_by_the_joined_test(tmp_path: Path, column: str):
+def test_an_identifier_in_any_masked_column_is_masked_there_only(tmp_path: Path, column: str):
     fid = birth_number(5, 3, 50)
     sink = make_sink(tmp_path)
     rows = {c: [None, None] for c in STAGED_TABLES["iplos_persons"].schema}
