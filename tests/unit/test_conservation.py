@@ -4,11 +4,14 @@ import os
 
 import polars as pl
 
-from tests.unit.test_readers_iplos import bruker, doc37, read, tjeneste
+from tests.unit.test_readers_iplos import bruker, doc37, make_sink, read, tjeneste
 from transforms.core.settings import load_settings
-from transforms.ingest.conservation import conservation_table
+from transforms.ingest import conservation
+from transforms.ingest.conservation import conservation_table, quarantine_frame
+from transforms.ingest.readers.base import ReadContext
+from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.synthetic.ids import birth_number
-from transforms.tables import IPLOS_SERVICES
+from transforms.tables import IPLOS_SERVICES, QUARANTINE
 
 
 def _services(table: pl.DataFrame) -> tuple[int, int, bool]:
@@ -30,3 +33,34 @@ def test_a_rewritten_or_removed_part_is_counted_again(tmp_path):
     assert _services(conservation_table(settings)) == (6, 5, False)
     part.unlink()
     assert _services(conservation_table(settings)) == (6, 0, False)
+
+
+
+def test_quarantine_rows_are_read_again_only_from_a_changed_file(tmp_path, monkeypatch):
+    persons = bruker(birth_number(1, 3, 50), tjeneste("T-1"), "1") + bruker("123", tjeneste("T-9"), "9")
+    read(tmp_path, doc37(persons))
+    settings = load_settings(tmp_path)
+    rules = ["id.format", "id.parent_quarantined"]
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules
+    read_parquet = pl.read_parquet
+    monkeypatch.setattr(conservation.pl, "read_parquet", None)
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules  # kept: nothing read
+    (path,) = QUARANTINE.files(tmp_path)
+    stat = path.stat()
+    read_parquet(path).head(1).write_parquet(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    monkeypatch.setattr(conservation.pl, "read_parquet", read_parquet)
+    assert quarantine_frame(settings)["rule_id"].to_list() == rules[:1]
+
+
+def test_a_file_staged_in_several_parts_is_counted_over_all_of_them(tmp_path):
+    persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}") + tjeneste(f"U-{day}"), str(day))
+                      for day in range(1, 4))
+    path = tmp_path / "in.xml"
+    path.write_bytes(doc37(persons).encode("iso-8859-1"))
+    sink = make_sink(tmp_path)
+    sink.batch_rows = 2  # six services: three parts
+    read_iplos_file(path, sink, ReadContext(True, year=2019, unit="0602"))
+    sink.commit()
+    assert len(IPLOS_SERVICES.files(tmp_path)) == 3
+    assert _services(conservation_table(load_settings(tmp_path))) == (6, 6, True)

@@ -48,3 +48,20 @@ def test_identifiers_masked_only_in_the_columns_that_hold_them(tmp_path: Path):
     assert fid not in written["user_no"][0]
     assert written["district"].to_list() == ["030101", None]
     assert written["location"].to_list() == ["/a[1]", "/a[2]"]
+
+
+@pytest.mark.parametrize("column", ["user_no", "district", "location"])
+def test_an_identifier_in_any_masked_column_is_masked_there_only(tmp_path: Path, column: str):
+    fid = birth_number(5, 3, 50)
+    sink = make_sink(tmp_path)
+    rows = {c: [None, None] for c in STAGED_TABLES["iplos_persons"].schema}
+    # runs of digits that only become eleven long if two columns were joined without a break
+    rows.update(source_file=[sink.rel_path] * 2, line=[3, 4], user_no=["12345", "7"], district=["678901", None],
+                location=["/a[1]", "/a[2]"])
+    rows[column] = [f"x{fid}", rows[column][1]]
+    sink.stage_frame("iplos_persons", "person", pl.DataFrame(rows, schema=STAGED_TABLES["iplos_persons"].schema))
+    sink.commit()
+    (part,) = IPLOS_PERSONS.files(tmp_path)
+    written = pl.read_parquet(part)
+    assert written[column][0] == mask_identifiers(f"x{fid}", sink.pseudonymizer.tag)
+    assert all(written[c][0] == rows[c][0] for c in ("user_no", "district", "location") if c != column)

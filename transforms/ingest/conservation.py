@@ -46,10 +46,14 @@ _COUNTED: dict[tuple[str, str], tuple[tuple, list[tuple]]] = {}
 _PART_NUMBER = r"-[0-9]+\.parquet$"  # a staged part's number: its file without it names the source file's group
 
 
-def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str) -> list[tuple]:
+def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str,
+             per_file: bool = True) -> list[tuple]:
     """Rows of `select` (grouped by source file) over `files`, each source file's Parquet files read again only
     when one of them changed since the last count in this process: an ingestion's asset checks and summary
-    count the same thousands of files several times, and a file's count changes only when it is rewritten."""
+    count the same thousands of files several times, and a file's count changes only when it is rewritten.
+    `per_file`: the measures are counts and sums, which come per Parquet file (a source file's parts give a
+    row each; `conservation_table` adds them up), so that the group's name is made once per file, not once
+    per row read (a third of the scan); a distinct count is taken over the group's files together."""
     groups: dict[str, list[Path]] = {}
     for path in files:
         groups.setdefault(re.sub(_PART_NUMBER, "", str(path)), []).append(path)
@@ -61,13 +65,25 @@ def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], selec
     if stale:
         found: dict[str, list[tuple]] = {g: [] for g in stale}
         paths = [p for g in stale for p in groups[g]]
-        for row in con.sql(f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, {select} "
-                           f"FROM read_parquet({sql_list(paths)}, filename = true, union_by_name = true) "
-                           "GROUP BY ALL").fetchall():
+        scan = f"read_parquet({sql_list(paths)}, filename = true, union_by_name = true)"
+        if per_file:
+            query = (f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, * EXCLUDE (filename) "
+                     f"FROM (SELECT filename, {select} FROM {scan} GROUP BY ALL)")
+        else:
+            query = f"SELECT regexp_replace(filename, '{_PART_NUMBER}', '') AS grp, {select} FROM {scan} GROUP BY ALL"
+        for row in con.sql(query).fetchall():
             found[row[0]].append(row[1:])
         for group in stale:
             _COUNTED[(what, group)] = (stamps[group], found[group])
     return [row for g in groups for row in _COUNTED[(what, g)][1]]
+
+
+def _staged_select(kind: str, measure: str) -> str:
+    return f"source_file, '{kind}' AS record_kind, {measure} AS n"
+
+
+_QUARANTINED_SELECT = "source_file, record_kind, count(*) AS n"
+_COUNTS_SELECT = "source_file, record_kind, sum(records_in)::BIGINT AS records_in, sum(unchanged)::BIGINT AS unchanged"
 
 
 def conservation_table(settings: Settings) -> pl.DataFrame:
@@ -83,11 +99,9 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
         for kind, tables in KIND_TABLES.items():
             for table, measure in tables:
                 staged += _counted(con, f"{table.name}:{measure}", settings.root.files(table),
-                                   f"source_file, '{kind}' AS record_kind, {measure} AS n")
-        quarantined = _counted(con, QUARANTINE.name, settings.root.files(QUARANTINE),
-                               "source_file, record_kind, count(*) AS n")
-        counted = _counted(con, FILE_COUNTS.name, counts_files, "source_file, record_kind, "
-                           "sum(records_in)::BIGINT AS records_in, sum(unchanged)::BIGINT AS unchanged")
+                                   _staged_select(kind, measure), per_file="DISTINCT" not in measure)
+        quarantined = _counted(con, QUARANTINE.name, settings.root.files(QUARANTINE), _QUARANTINED_SELECT)
+        counted = _counted(con, FILE_COUNTS.name, counts_files, _COUNTS_SELECT)
         con.register("staged_rows", _frame(staged, [*key, "n"]))
         con.register("quarantined_rows", _frame(quarantined, [*key, "n"]))
         con.register("counted_rows", _frame(counted, [*key, "records_in", "unchanged"]))
@@ -127,4 +141,26 @@ def quarantine_frame(settings: Settings) -> pl.DataFrame:
     files = settings.root.files(QUARANTINE)
     if not files:
         return QUARANTINE.empty()
-    return pl.read_parquet(files)  # one scan of every file: a national root has thousands
+    return quarantine_rows(files)
+
+
+# a quarantine file's path -> (its size and time, its rows)
+_QUARANTINE_ROWS: dict[str, tuple[tuple[int, int], pl.DataFrame]] = {}
+
+
+def quarantine_rows(files: list[Path]) -> pl.DataFrame:
+    """The rows of the quarantine `files`, in their order; a file is read again only when its size or time
+    changed since it was read in this process. An ingestion's asset metadata, charts and summary read the
+    same thousands of files (one per source file, most of them empty) five times."""
+    stamps = {}
+    for path in files:
+        st = path.stat()
+        stamps[str(path)] = (st.st_size, st.st_mtime_ns)
+    stale = [path for path in files if _QUARANTINE_ROWS.get(str(path), (None,))[0] != stamps[str(path)]]
+    if stale:
+        read = pl.read_parquet(stale, include_file_paths="_file")
+        by_file = read.partition_by("_file", as_dict=True, include_key=False) if read.height else {}
+        empty = read.drop("_file").head(0)
+        for path in stale:
+            _QUARANTINE_ROWS[str(path)] = (stamps[str(path)], by_file.get((str(path),), empty))
+    return pl.concat([_QUARANTINE_ROWS[str(path)][1] for path in files])

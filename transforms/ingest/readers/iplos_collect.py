@@ -276,8 +276,62 @@ def _read_header(layout: XmlLayout, header: Header, elem: Element, at_end: bool)
                 raise FileRejected("file.unknown_layout", f"header {which}: {exc}") from None
 
 
+_FIRST_READ = 32768  # what `iterparse` reads (and parses) before it hands over its first event
+
+
+class _Found(Exception):
+    """Raised by `_RootTag` at the first start tag: nothing after it is needed."""
+
+
+class _RootTag:
+    """A parser target that stops at the first start tag, keeping it."""
+
+    def __init__(self) -> None:
+        self.tag: str | None = None
+
+    def start(self, tag: str, attrib: dict) -> None:
+        self.tag = tag
+        raise _Found
+
+    def close(self) -> None:
+        return None
+
+
+class _Check:
+    """A parser target without callbacks: libxml2 checks the bytes and builds no tree."""
+
+    def close(self) -> None:
+        return None
+
+
+def _first_tag(path: Path) -> str | None:
+    """The root's tag, when the first bytes `iterparse` would parse hold it and no error (else None).
+
+    `iterparse` builds a tree and an element for every event of its first 32 kB (about a millisecond
+    per file, some 3,400 files in a national ingestion); a parser without a tree checks the same bytes
+    in a fraction of that, and another stops at the first start tag. Where either finds anything
+    wrong, `root_layout` asks `iterparse`, for its own error."""
+    with path.open("rb") as handle:
+        head = handle.read(_FIRST_READ)
+    target = _RootTag()
+    try:
+        etree.XMLParser(target=_Check()).feed(head)
+        etree.XMLParser(target=target).feed(head)
+    except _Found:
+        return target.tag
+    except etree.XMLSyntaxError:
+        return None
+    return None
+
+
 def root_layout(path: Path) -> XmlLayout:
     """The layout named by the file's root element (the first start event is enough)."""
+    tag = _first_tag(path)
+    if tag is not None:
+        layout = layout_for_root(tag)
+        if layout is None:
+            raise FileRejected("file.unknown_layout", f"root element {tag!r} is not a known layout")
+        return layout
     try:
         for _event, elem in etree.iterparse(str(path), events=("start",)):
             layout = layout_for_root(elem.tag)

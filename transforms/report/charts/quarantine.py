@@ -11,7 +11,7 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from transforms.core import duck
+from transforms.ingest.conservation import quarantine_rows
 from transforms.report.charts.render import DPI_METADATA, chart_style, message_figure, new_figure, png_bytes, thousands
 
 TITLE = "Quarantined records by rule"
@@ -19,9 +19,9 @@ FORMAT_COLOURS = {"iplos": "#4c78a8", "epj-a-csv": "#f58518", "epj-b-jsonl": "#e
 OTHER_COLOUR = "#9d9d9d"
 COUNT_SCHEMA = {"rule_id": pl.Utf8, "part": pl.Utf8, "records": pl.Int64}
 # how a bar is split: the data year of a yearly extract (from its path), or the input format
-PART_SQL = {
-    "year": r"coalesce(nullif(regexp_extract(source_file, '^raw/iplos/(\d{4})/', 1), ''), 'other')",
-    "format": "coalesce(format, 'unknown')",
+PART = {
+    "year": lambda: pl.col("source_file").str.extract(r"^raw/iplos/([0-9]{4})/", 1).fill_null("other"),
+    "format": lambda: pl.col("format").fill_null("unknown"),
 }
 PART_TITLE = {"year": "data year", "format": "input format"}
 
@@ -31,11 +31,10 @@ def quarantine_counts(files: list[Path], source_prefix: str = "", by: str = "for
     `part` is the year or format."""
     if not files:
         return pl.DataFrame(schema=COUNT_SCHEMA)
-    with duck.connect() as con:
-        frame = con.execute(
-            f"SELECT rule_id, {PART_SQL[by]} AS part, count(*) AS records "
-            "FROM read_parquet($files) WHERE starts_with(source_file, $prefix) "
-            "GROUP BY ALL ORDER BY ALL", {"files": [str(f) for f in files], "prefix": source_prefix}).pl()
+    # the rows as the ingestion's asset metadata read them a moment before (`quarantine_rows` keeps them)
+    frame = (quarantine_rows(files).filter(pl.col("source_file").str.starts_with(source_prefix))
+             .group_by(pl.col("rule_id"), PART[by]().alias("part")).agg(pl.len().alias("records"))
+             .sort("rule_id", "part", "records", nulls_last=True))
     return frame.cast(COUNT_SCHEMA) if frame.height else pl.DataFrame(schema=COUNT_SCHEMA)
 
 
