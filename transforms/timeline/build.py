@@ -585,10 +585,12 @@ def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
     configured = sorted(m.nr for m in load_kommuner(settings.root.kommuner_toml))
     digests = municipality_digests(settings, inputs.files, TIMELINE_INPUTS, inputs.shared, inputs.extracts,
                                    inputs.splits.units, configured)
-    coverage = timeline_coverage(settings, inputs)
-    dated = _as_of_digests(settings, inputs, configured, as_of, coverage[1])
     recorded = stamp.recorded_figures()
-    rebuild = changed_municipalities(recorded, base, digests, AS_OF, dated)
+    # a whole rebuild makes the coverage in its batches: its as-of digests are taken from what it wrote
+    whole = changed_municipalities(recorded, base, digests) is None
+    coverage = None if whole else timeline_coverage(settings, inputs)
+    dated = None if coverage is None else _as_of_digests(settings, inputs, configured, as_of, coverage[1])
+    rebuild = None if dated is None else changed_municipalities(recorded, base, digests, AS_OF, dated)
     stamp.forget()
     if rebuild == set():  # what changed is read by no municipality's reconstruction (a quarantine, a count)
         assert recorded is not None
@@ -603,6 +605,8 @@ def build_or_keep_timeline(settings: Settings) -> tuple[TimelineSummary, bool]:
         stamp.record(digest, recorded)
         return _summary_of_files(settings, recorded), False
     result = build_timeline(settings, inputs=inputs, rebuild=rebuild, coverage=coverage)
+    if dated is None:
+        dated = _as_of_digests(settings, inputs, configured, as_of, result.tables[COVERAGE_SEGMENTS])
     rounds = {**(recorded or {}).get(ROUNDS, {}), **result.rounds} if rebuild is not None else result.rounds
     stamp.record(digest, {"episode_flags": result.episode_flags, "rows": result.rows,
                           "linking_rounds": max(rounds.values(), default=0),
