@@ -16,6 +16,7 @@ from tests.conftest import OFFICIAL, REPO
 from transforms.core.settings import load_settings
 from transforms.privacy.identity import merge_vault, read_vault
 from transforms.privacy.keys import load_keys
+from transforms.submit import writer as writer_module
 from transforms.submit.checks import CHECKS, check_replay, check_schema, check_sequence_and_chain, submission_checks
 from transforms.submit.events import build_events, write_events
 from transforms.submit.ledger import (
@@ -26,6 +27,7 @@ from transforms.submit.ledger import (
     open_ledger,
     writer_lock,
 )
+from transforms.submit.planning import plan_notifications
 from transforms.submit.replay import repeated_starts, replay_differences, replay_differences_streamed
 from transforms.submit.resend import Selection, resend
 from transforms.submit.serializers.xpr56 import load_schema, schema_issues
@@ -253,11 +255,21 @@ def test_a_day_after_a_missing_day_is_refused(written, tmp_path):
         backfill(root, D(2017, 3, 1), D(2017, 3, 31))
 
 
-def test_two_backfills_from_empty_ledgers_are_byte_identical(written, tmp_path):
+def test_two_backfills_from_empty_ledgers_are_byte_identical(written, tmp_path, monkeypatch):
     root = tmp_path / "data"
     shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
     backfill(root, D(2017, 1, 1), D(2019, 12, 31))
+    # the second part plans against the same events as the first: every municipality is settled, planned
+    # from its new days' events without the ledger's state of its sent keys, and the result is the same
+    planned_against = []
+
+    def recording(active, current, first, last):
+        planned_against.append((active.height, current["day"].min()))
+        return plan_notifications(active, current, first, last)
+
+    monkeypatch.setattr(writer_module, "plan_notifications", recording)
     backfill(root, D(2020, 1, 1), AS_OF)  # in two parts, which must not matter
+    assert planned_against and all(n == 0 and day >= D(2020, 1, 1) for n, day in planned_against)
     assert tree_digest(root) == tree_digest(written)
     assert ledger_rows(root) == ledger_rows(written)
 

@@ -47,7 +47,7 @@ from transforms.submit.messages import (
     write_messages,
 )
 from transforms.submit.planning import ACTIVE_SQL, assign_persons, number_plan, plan_notifications
-from transforms.submit.quiet import PlannedAgainst, events_state, quiet_municipalities
+from transforms.submit.quiet import PlannedAgainst, events_state, quiet_municipalities, settled_municipalities
 from transforms.submit.serializers import MessageInvalid, get_serializer
 from transforms.tables import EVENTS, IDENTITY_VAULT, MANIFEST, MESSAGE_FRAME, WRITTEN_DAYS
 
@@ -198,6 +198,7 @@ class SubmissionWriter:
                         if max(first_day, first_missing[k]) <= last_day}
             planned, state = PlannedAgainst(self.root), events_state(events_path)
             quiet = quiet_municipalities(events_path, planned, new_days)
+            settled = settled_municipalities(events_path, planned, new_days)
             planned.forget()  # until this run ends: a run killed half-way leaves no record
             events = MunicipalityEvents(events_path, only=set(new_days) - quiet)
             pending: deque[_Pending] = deque()
@@ -215,7 +216,7 @@ class SubmissionWriter:
                         item.written = [_Inline().submit(list)]
                     elif new_first <= last_day:
                         frame = events.take(kommune)  # read one municipality at a time, let it go once planned
-                        item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame)
+                        item.plan, job = self._plan_new(con, kommune, new_first, last_day, frame, kommune in settled)
                         item.first, item.last, item.written = new_first, last_day, self._submit_parts(job)
                     pending.append(item)
                     # keep the pool busy with the next municipality while this one is committed
@@ -286,9 +287,16 @@ class SubmissionWriter:
 
     # --- new days -------------------------------------------------------------------
     def _plan_new(self, con: duckdb.DuckDBPyConnection, kommune: str, first: dt.date, last: dt.date,
-                  events: pl.DataFrame) -> tuple[pl.DataFrame, MessageJob]:
-        active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
-        plan = plan_notifications(active, events.filter(pl.col("kommune") == kommune), first, last)
+                  events: pl.DataFrame, settled: bool = False) -> tuple[pl.DataFrame, MessageJob]:
+        """`settled`: planned against these very events before (`quiet.py`), so every event dated before
+        `first` is in the ledger as it is now: the new days' events alone make the plan, all of them N."""
+        mine = events.filter(pl.col("kommune") == kommune)
+        if settled:
+            active = con.execute(ACTIVE_SQL, {"kommune": None, "first_day": first}).pl()  # no rows, its columns
+            mine = mine.filter(pl.col("day") >= first)
+        else:
+            active = con.execute(ACTIVE_SQL, {"kommune": kommune, "first_day": first}).pl()
+        plan = plan_notifications(active, mine, first, last)
         plan = number_plan(con, kommune, plan)
         persons = assign_persons(con, kommune, plan)
         job = MessageJob(self.root, self.municipalities[kommune], self._message_frame(kommune, plan, persons),
