@@ -36,6 +36,29 @@ def test_a_rewritten_or_removed_part_is_counted_again(tmp_path):
 
 
 
+def test_a_later_process_takes_the_recorded_counts_and_counts_a_rewritten_part_again(tmp_path, monkeypatch):
+    persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}") + tjeneste(f"U-{day}"), str(day))
+                      for day in range(1, 4))
+    read(tmp_path, doc37(persons))
+    settings = load_settings(tmp_path)
+    assert _services(conservation_table(settings)) == (6, 6, True)
+    assert (tmp_path / "staging" / conservation.COUNTS_FILE).is_file()
+    monkeypatch.setattr(conservation, "_COUNTED", {})  # a new process: only the record in the data root
+    sql_list = conservation.sql_list
+    monkeypatch.setattr(conservation, "sql_list", None)  # no Parquet file is read
+    assert _services(conservation_table(settings)) == (6, 6, True)
+    (part,) = IPLOS_SERVICES.files(tmp_path)
+    stat = part.stat()
+    pl.read_parquet(part).head(4).write_parquet(part)  # a reader that lost two records
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    monkeypatch.setattr(conservation, "_COUNTED", {})
+    monkeypatch.setattr(conservation, "sql_list", sql_list)
+    assert _services(conservation_table(settings)) == (6, 4, False)
+    monkeypatch.setattr(conservation, "_COUNTED", {})
+    (tmp_path / "staging" / conservation.COUNTS_FILE).write_bytes(b"not arrow")  # a damaged record: counted again
+    assert _services(conservation_table(settings)) == (6, 4, False)
+
+
 def test_quarantine_rows_are_read_again_only_from_a_changed_file(tmp_path, monkeypatch):
     persons = bruker(birth_number(1, 3, 50), tjeneste("T-1"), "1") + bruker("123", tjeneste("T-9"), "9")
     read(tmp_path, doc37(persons))

@@ -7,6 +7,7 @@ twice is caught.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import duckdb
 import polars as pl
 
 from transforms.core import duck
+from transforms.core.atomic import replacing
 from transforms.core.duck import sql_list
+from transforms.core.layout import DataRoot
 from transforms.core.settings import Settings
 from transforms.tables import (
     EPJ_PERSONS,
@@ -44,13 +47,52 @@ KIND_TABLES: dict[str, list[tuple[Table, str]]] = {
 # (what is counted, a source file's group of Parquet files) -> (their names, sizes and times, counted rows)
 _COUNTED: dict[tuple[str, str], tuple[tuple, list[tuple]]] = {}
 _PART_NUMBER = r"-[0-9]+\.parquet$"  # a staged part's number: its file without it names the source file's group
+# the counts of the last check, kept beside the staged tables (not `.parquet`: no stage takes it for one of them)
+COUNTS_FILE = "conservation_counts.arrow"
 
 
-def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], select: str,
+class _Counts:
+    """The counts `_counted` takes, and which of them it used and added; kept in the data root between runs.
+
+    Why: a run with nothing new to stage still checks conservation, which read the 27,000 Parquet files of a
+    national root again (10 s of the schedule's 90). A source file's counts change only when one of its
+    Parquet files is rewritten, which its name, size and modification time show (the check's own test of a
+    file, as `make` trusts), so a later process takes the recorded counts of files still as recorded and
+    reads the rest. A missing or unreadable record only means counting again."""
+
+    def __init__(self, root: DataRoot):
+        self.path, self.prefix = root.staging / COUNTS_FILE, f"{root.path}/"
+        self.used: set[tuple[str, str]] = set()
+        self.added = False
+        try:
+            frame = pl.read_ipc(self.path, memory_map=False)
+        except (OSError, pl.exceptions.PolarsError):
+            return
+        for what, group, stamp, rows in frame.iter_rows():
+            key = (what, self.prefix + group)
+            if key not in _COUNTED:  # this process's own count is the newer
+                _COUNTED[key] = (tuple(map(tuple, json.loads(stamp))), [tuple(r) for r in json.loads(rows)])
+
+    def save(self) -> None:
+        """Write the counts used in this check (a removed source file's are forgotten) when any was new."""
+        if not self.added and self.path.exists():
+            return
+        n = len(self.prefix)
+        rows = [(what, group[n:], json.dumps(_COUNTED[(what, group)][0]), json.dumps(_COUNTED[(what, group)][1]))
+                for what, group in sorted(self.used) if group.startswith(self.prefix)]
+        frame = pl.DataFrame(rows, schema={"what": pl.String, "group": pl.String, "stamp": pl.String,
+                                           "rows": pl.String}, orient="row")
+        if self.path.parent.is_dir():
+            with replacing(self.path) as temporary:
+                frame.write_ipc(temporary, compression="zstd")
+
+
+def _counted(con: duckdb.DuckDBPyConnection, counts: _Counts, what: str, files: list[Path], select: str,
              per_file: bool = True) -> list[tuple]:
     """Rows of `select` (grouped by source file) over `files`, each source file's Parquet files read again only
-    when one of them changed since the last count in this process: an ingestion's asset checks and summary
-    count the same thousands of files several times, and a file's count changes only when it is rewritten.
+    when one of them changed since it was last counted (in this process or, through `counts`, an earlier
+    one): an ingestion's asset checks and summary count the same thousands of files several times, and a
+    file's count changes only when it is rewritten.
     `per_file`: the measures are counts and sums, which come per Parquet file (a source file's parts give a
     row each; `conservation_table` adds them up), so that the group's name is made once per file, not once
     per row read (a third of the scan); a distinct count is taken over the group's files together."""
@@ -75,6 +117,8 @@ def _counted(con: duckdb.DuckDBPyConnection, what: str, files: list[Path], selec
             found[row[0]].append(row[1:])
         for group in stale:
             _COUNTED[(what, group)] = (stamps[group], found[group])
+        counts.added = True
+    counts.used.update((what, g) for g in groups)
     return [row for g in groups for row in _COUNTED[(what, g)][1]]
 
 
@@ -94,14 +138,16 @@ def conservation_table(settings: Settings) -> pl.DataFrame:
                                     "staged": pl.Int64, "quarantined": pl.Int64, "unchanged": pl.Int64,
                                     "balanced": pl.Boolean})
     key = ["source_file", "record_kind"]
+    counts = _Counts(settings.root)
     with duck.connect() as con:
         staged: list[tuple] = []
         for kind, tables in KIND_TABLES.items():
             for table, measure in tables:
-                staged += _counted(con, f"{table.name}:{measure}", settings.root.files(table),
+                staged += _counted(con, counts, f"{table.name}:{measure}", settings.root.files(table),
                                    _staged_select(kind, measure), per_file="DISTINCT" not in measure)
-        quarantined = _counted(con, QUARANTINE.name, settings.root.files(QUARANTINE), _QUARANTINED_SELECT)
-        counted = _counted(con, FILE_COUNTS.name, counts_files, _COUNTS_SELECT)
+        quarantined = _counted(con, counts, QUARANTINE.name, settings.root.files(QUARANTINE), _QUARANTINED_SELECT)
+        counted = _counted(con, counts, FILE_COUNTS.name, counts_files, _COUNTS_SELECT)
+        counts.save()
         con.register("staged_rows", _frame(staged, [*key, "n"]))
         con.register("quarantined_rows", _frame(quarantined, [*key, "n"]))
         con.register("counted_rows", _frame(counted, [*key, "records_in", "unchanged"]))
