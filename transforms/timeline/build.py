@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from transforms.core import duck
 from transforms.core.atomic import replacing, write_parquet
 from transforms.core.config import load_kommuner
+from transforms.core.layout import files_under
 from transforms.core.settings import Settings
 from transforms.core.stamps import Stamp
 from transforms.reference.municipalities import municipality_codes, unit_succession
@@ -551,8 +552,7 @@ def _combined(table: Table, parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 def staged_parquet(settings: Settings) -> list[Path]:
     """Every staged Parquet file (the tables, file counts and quarantine), what a derived stage's stamp covers."""
-    staging = settings.root.staging
-    return [p for p in staging.rglob("*.parquet") if settings.root.staging_scratch not in p.parents]
+    return files_under(settings.root.staging, ".parquet", skip=settings.root.staging_scratch)
 
 
 def timeline_stamp(settings: Settings) -> tuple[Stamp, str]:

@@ -9,6 +9,7 @@ import duckdb
 import polars as pl
 
 from transforms.core.config import load_kommuner
+from transforms.core.layout import files_under
 from transforms.core.settings import Settings
 from transforms.reference.municipalities import municipality_codes
 from transforms.reference.successions import split_of
@@ -87,7 +88,7 @@ def staged_file_index(settings: Settings) -> dict[str, list[Path]]:
     """
     found: dict[str, list[Path]] = {name: [] for name in STAGED_TABLES}
     for folder in {table.folder(settings.data_root) for table in STAGED_TABLES.values()}:
-        for path in folder.rglob("*.parquet"):
+        for path in files_under(folder, ".parquet"):
             for name, table in STAGED_TABLES.items():
                 if path.name.startswith(f"{name}-") and table.folder(settings.data_root) == folder:
                     found[name].append(path)
