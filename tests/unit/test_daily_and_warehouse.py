@@ -71,9 +71,25 @@ def test_warehouse_has_every_view_and_opens_read_only(built):
         assert users == 1
     # rebuilding while a reader holds the catalog open does not disturb the reader
     reader = duckdb.connect(str(path), read_only=True)
-    build_warehouse(built)
+    build_warehouse(dataclasses.replace(built, as_of_date=D(2026, 11, 26)))
     assert reader.execute("SELECT count(*) FROM episodes").fetchone()[0] == 3
     reader.close()
+
+
+def test_warehouse_is_kept_while_its_views_would_be_the_same(built, tmp_path):
+    settings = dataclasses.replace(built, as_of_date=D(2026, 11, 27))
+    path, views = build_warehouse(settings)
+    written = path.stat().st_mtime_ns
+    assert build_warehouse(settings) == (path, views) and path.stat().st_mtime_ns == written  # a new day: kept
+    later = dataclasses.replace(settings, as_of_date=D(2026, 11, 28))  # the allocation view's last day moves
+    build_warehouse(later)
+    assert path.stat().st_mtime_ns != written
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert "2026-11-28" in con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'allocation'"
+                                           ).fetchone()[0]
+    written = path.stat().st_mtime_ns
+    path.write_bytes(b"")  # a catalog touched by hand is built again
+    assert build_warehouse(later)[1] == views and path.stat().st_size > 0
 
 
 def test_readme_analyst_queries_run(built):
