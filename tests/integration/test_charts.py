@@ -282,3 +282,22 @@ def test_charts_from_the_same_outputs_are_byte_identical(materialised, tmp_path)
     recorded = _image_of(_observed(results["daily"], "daily_allocation", "2017-03-31")["active_users_chart"].value)
     assert charts.active_users_chart(root, out_dir=tmp_path).png == recorded
     assert (tmp_path / "active_users.png").read_bytes() == (root / "reports" / "active_users.png").read_bytes()
+
+
+def test_a_chart_of_the_same_data_is_taken_from_its_file_not_drawn_again(tmp_path, monkeypatch):
+    folder = tmp_path / "staging" / "quarantine"
+    folder.mkdir(parents=True)
+    frame = pl.DataFrame({"source_file": ["raw/iplos/2017/0301.xml"] * 2, "format": ["iplos"] * 2,
+                          "rule_id": ["id.check_digits", "field.missing"]})
+    frame.write_parquet(folder / "part.parquet")
+    first = charts.quarantine_chart(tmp_path, "iplos")
+    drawn = quarantine.quarantine_figure
+    monkeypatch.setattr(quarantine, "quarantine_figure", None)  # drawing again would fail
+    again = charts.quarantine_chart(tmp_path, "iplos")
+    assert again == first and again.path.read_bytes() == first.path.read_bytes()
+    monkeypatch.setattr(quarantine, "quarantine_figure", drawn)
+    frame.head(1).write_parquet(folder / "part.parquet")  # other data: drawn again
+    fewer = charts.quarantine_chart(tmp_path, "iplos")
+    assert fewer.png != first.png
+    fewer.path.write_bytes(b"edited")  # a file changed by hand is drawn again
+    assert charts.quarantine_chart(tmp_path, "iplos") == fewer and fewer.path.read_bytes() != b"edited"

@@ -9,11 +9,16 @@ asset catalog and the path of a full-size PNG written under `<data root>/reports
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transforms.core.atomic import write_text
 from transforms.core.layout import DataRoot
+from transforms.core.stamps import code_digest
 from transforms.tables import COVERAGE_SEGMENTS, DAILY_ALLOCATION, QUARANTINE, RECONCILIATION
 
 if TYPE_CHECKING:
@@ -45,15 +50,47 @@ def reports_dir(data_root: Path) -> Path:
     return DataRoot(Path(data_root)).reports
 
 
-def _both(figure_of, name: str, out_dir: Path) -> tuple[bytes, Path]:
-    """Render one figure at the metadata and the file resolution; write the file."""
+def _both(figure_of, name: str, out_dir: Path, *drawn: object) -> tuple[bytes, Path]:
+    """Render one figure at the metadata and the file resolution; write the file.
+
+    `drawn`: everything the figure is drawn from (frames and values). When they and the code are those of the
+    file already written, its pictures are taken again instead of drawn: matplotlib takes one to two seconds a
+    chart, and a daily run draws charts of tables it kept (the reconciliation, the quarantine).
+    """
     from transforms.report.charts.render import DPI_FILE, DPI_METADATA, chart_style, png_bytes, write_png
 
+    path = out_dir / f"{name}.png"
+    memo = out_dir / f".{name}.png.json"  # the drawn data's digest, the metadata picture, the file's digest
+    digest = _drawn_digest(name, drawn)
+    try:
+        recorded = json.loads(memo.read_text())
+        if recorded["drawn"] == digest and recorded["file"] == hashlib.sha256(path.read_bytes()).hexdigest():
+            return base64.b64decode(recorded["small"]), path
+    except (OSError, ValueError, KeyError):
+        pass
     with chart_style():
         figure = figure_of()
         small = png_bytes(figure, DPI_METADATA)
         large = png_bytes(figure, DPI_FILE)
-    return small, write_png(large, out_dir / f"{name}.png")
+    write_png(large, path)
+    write_text(memo, json.dumps({"drawn": digest, "file": hashlib.sha256(large).hexdigest(),
+                                 "small": base64.b64encode(small).decode("ascii")}))
+    return small, path
+
+
+def _drawn_digest(name: str, drawn: tuple[object, ...]) -> str:
+    """The digest of the chart's code and of what it is drawn from (a frame by its rows' Arrow IPC bytes)."""
+    import polars as pl
+
+    digest = hashlib.sha256(f"{code_digest()}\0{name}".encode())
+    for part in drawn:
+        if isinstance(part, pl.DataFrame):  # in a fixed order: counts come from group-bys in any order
+            buffer = io.BytesIO()
+            part.sort(part.columns, nulls_last=True).write_ipc(buffer, compression="uncompressed")
+            digest.update(b"\0frame\0" + buffer.getvalue())
+        else:
+            digest.update(f"\0{part!r}".encode())
+    return digest.hexdigest()
 
 
 def coverage_chart(data_root: Path, segments: pl.DataFrame | None = None, out_dir: Path | None = None) -> Chart:
@@ -76,7 +113,7 @@ def active_users_chart(data_root: Path, out_dir: Path | None = None, kommuner: l
     frame, unit = allocation.active_per_period(DAILY_ALLOCATION.files(Path(data_root)), kommuner)
     scope = "municipalities " + ", ".join(kommuner) if kommuner else "all municipalities"
     png, path = _both(lambda: allocation.active_users_figure(frame, unit, scope), "active_users",
-                      out_dir or reports_dir(data_root))
+                      out_dir or reports_dir(data_root), frame, unit, scope)
     return Chart("active_users", f"Active users per service code per {unit}, {scope}", png, path)
 
 
@@ -90,7 +127,7 @@ def quarantine_chart(data_root: Path, source: str = "", out_dir: Path | None = N
     scope = {"iplos": "yearly IPLOS extracts", "epj": "EPJ histories"}.get(source, "")
     name = f"quarantine_{source}" if source else "quarantine"
     png, path = _both(lambda: quarantine.quarantine_figure(counts, scope, by), name,
-                      out_dir or reports_dir(data_root))
+                      out_dir or reports_dir(data_root), counts, scope, by)
     return Chart(name, f"Quarantined records by rule{f', {scope}' if scope else ''}", png, path)
 
 
@@ -102,7 +139,7 @@ def notifications_chart(data_root: Path, con: duckdb.DuckDBPyConnection | None =
     counts = notifications.notification_counts(con) if con is not None else notifications.ledger_counts(
         DataRoot(Path(data_root)).ledger_db)
     png, path = _both(lambda: notifications.notifications_figure(counts), "notifications",
-                      out_dir or reports_dir(data_root))
+                      out_dir or reports_dir(data_root), counts)
     return Chart("notifications", "Notifications per day by status N, M, C", png, path)
 
 
@@ -111,7 +148,8 @@ def deliveries_chart(data_root: Path, con: duckdb.DuckDBPyConnection, out_dir: P
     from transforms.report.charts import deliveries
 
     counts = deliveries.delivery_counts(con)
-    png, path = _both(lambda: deliveries.deliveries_figure(counts), "deliveries", out_dir or reports_dir(data_root))
+    png, path = _both(lambda: deliveries.deliveries_figure(counts), "deliveries", out_dir or reports_dir(data_root),
+                      counts)
     return Chart("deliveries", "Messages per day by delivery state: accepted, pending or in flight, rejected",
                  png, path)
 
@@ -126,5 +164,5 @@ def reconciliation_chart(data_root: Path, threshold: float, out_dir: Path | None
         by_year = by_year.filter(by_year["kommune"].is_in(kommuner))
     scope = "municipalities " + ", ".join(kommuner) if kommuner else "all municipalities"
     png, path = _both(lambda: reconciliation.agreement_figure(by_year, threshold, scope), name,
-                      out_dir or reports_dir(data_root))
+                      out_dir or reports_dir(data_root), by_year, threshold, scope)
     return Chart(name, f"Agreement of the timeline with the yearly extracts per year, {scope}", png, path)
