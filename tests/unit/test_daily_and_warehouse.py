@@ -82,11 +82,13 @@ def test_warehouse_is_kept_while_its_views_would_be_the_same(built, tmp_path):
     written = path.stat().st_mtime_ns
     assert build_warehouse(settings) == (path, views) and path.stat().st_mtime_ns == written  # a new day: kept
     later = dataclasses.replace(settings, as_of_date=D(2026, 11, 28))  # the allocation view's last day moves
-    build_warehouse(later)
-    assert path.stat().st_mtime_ns != written
+    assert build_warehouse(later) == (path, views) and path.stat().st_mtime_ns != written
     with duckdb.connect(str(path), read_only=True) as con:
         assert "2026-11-28" in con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'allocation'"
                                            ).fetchone()[0]
+        assert sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal"
+                                                ).fetchall()) == views
+        assert con.execute("SELECT max(day) FROM allocation").fetchone()[0] == D(2026, 11, 28)
     written = path.stat().st_mtime_ns
     path.write_bytes(b"")  # a catalog touched by hand is built again
     assert build_warehouse(later)[1] == views and path.stat().st_size > 0
