@@ -18,10 +18,12 @@ import pytest
 
 from assets import ingestion, submissions, timeline
 from assets.resources import KttResource
+from tests.conftest import REPO
 from transforms.report import charts
 from transforms.report.charts import allocation, coverage, notifications, quarantine
 from transforms.report.charts.render import DPI_FILE, DPI_METADATA, WIDTH_IN
 from transforms.submit.ledger import SCHEMA_SQL
+from transforms.tables import QUARANTINE
 
 D = dt.date
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -301,3 +303,34 @@ def test_a_chart_of_the_same_data_is_taken_from_its_file_not_drawn_again(tmp_pat
     assert fewer.png != first.png
     fewer.path.write_bytes(b"edited")  # a file changed by hand is drawn again
     assert charts.quarantine_chart(tmp_path, "iplos") == fewer and fewer.path.read_bytes() != b"edited"
+
+
+DRAWN_DIGEST = """
+import sys
+from pathlib import Path
+from transforms.report import charts
+from transforms.report.charts import quarantine
+from transforms.tables import QUARANTINE
+counts = quarantine.quarantine_counts(QUARANTINE.files(Path(sys.argv[1])), "raw/iplos/", "year")
+print(charts._drawn_digest("quarantine_iplos", (counts, "yearly IPLOS extracts", "year")))
+"""
+
+
+def test_the_drawn_digest_is_of_the_rows_not_their_arrow_buffers(tmp_path):
+    """Equal counts made by a group-by in two processes lie in differently laid out Arrow buffers (their IPC
+    bytes differed run to run, so the quarantine charts were drawn again every day): the digest is the same."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "staging" / "quarantine"
+    folder.mkdir(parents=True)
+    for i in range(60):
+        pl.DataFrame({"source_file": [f"raw/iplos/{2017 + i % 9}/{i:04d}.xml"] * (5 + i), "format": "iplos",
+                      "rule_id": [f"rule.number_{j % 7}_with_a_long_name" for j in range(5 + i)]}
+                     ).write_parquet(folder / f"part-{i}.parquet")
+    digests = {subprocess.run([sys.executable, "-c", DRAWN_DIGEST, str(tmp_path)], capture_output=True, text=True,
+                              check=True, cwd=REPO).stdout for _ in range(3)}
+    assert len(digests) == 1
+    counts = quarantine.quarantine_counts(QUARANTINE.files(tmp_path), "raw/iplos/", "year")
+    assert charts._drawn_digest("q", (counts, "x")) != charts._drawn_digest("q", (counts, "y"))
+    assert charts._drawn_digest("q", (counts,)) != charts._drawn_digest("q", (counts.head(1),))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,15 +78,16 @@ def _both(figure_of, name: str, out_dir: Path, *drawn: object) -> tuple[bytes, P
 
 
 def _drawn_digest(name: str, drawn: tuple[object, ...]) -> str:
-    """The digest of the chart's code and of what it is drawn from (a frame by its rows' Arrow IPC bytes)."""
+    """The digest of the chart's code and of what it is drawn from (a frame by its schema and rows)."""
     import polars as pl
 
     digest = hashlib.sha256(f"{code_digest()}\0{name}".encode())
     for part in drawn:
-        if isinstance(part, pl.DataFrame):  # in a fixed order: counts come from group-bys in any order
-            buffer = io.BytesIO()
-            part.sort(part.columns, nulls_last=True).write_ipc(buffer, compression="uncompressed")
-            digest.update(b"\0frame\0" + buffer.getvalue())
+        if isinstance(part, pl.DataFrame):
+            # as text, in a fixed order: counts come from group-bys in any order, and the same strings may lie
+            # in Arrow buffers laid out differently (so equal frames gave different IPC bytes)
+            text = part.sort(part.columns, nulls_last=True).write_csv(include_header=True)
+            digest.update(f"\0frame\0{part.schema}\0{text}".encode())
         else:
             digest.update(f"\0{part!r}".encode())
     return digest.hexdigest()
