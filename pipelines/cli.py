@@ -289,11 +289,16 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_ledger_status(args: argparse.Namespace) -> int:
     from transforms.submit.ledger import integrity_problems, open_ledger, status_table
+    from transforms.submit.replay import replay_differences_streamed
+    from transforms.tables import EVENTS
 
     settings = load_settings(args.data_root)
+    events = EVENTS.location(settings.data_root)
     with open_ledger(settings.data_root, read_only=True) as con:
         status = status_table(con)
         problems = integrity_problems(con)
+        # the whole ledger, not only what came after the last check (the daily check's replay)
+        differences = replay_differences_streamed(con, events) if events.exists() else None
     table = Table(title=f"Ledger of {settings.data_root}")
     for column in status.columns:
         table.add_column(column, justify="left" if column == "kommune" else "right")
@@ -304,6 +309,15 @@ def cmd_ledger_status(args: argparse.Namespace) -> int:
         console.print(f"[red]{problems.height} integrity problems[/], first: {problems.row(0)}")
         return 1
     console.print("numbering and chain intact")
+    if differences is None:
+        console.print(f"not replayed: {events} not found (materialize service_events or run `ktt backfill`)")
+    elif differences.height:
+        first = differences.row(0, named=True)
+        console.print(f"[red]replay: {differences.height} event keys differ from the events[/], first: "
+                      f"municipality {first['kommune']}, {first['problem']}")
+        return 1
+    else:
+        console.print("every notification replayed: the ledger says exactly what the events say")
     return 0
 
 

@@ -37,6 +37,7 @@ def test_ledger_status_names_the_last_day(month):
     result = ktt("ledger", "status", "--data-root", str(month))
     assert result.returncode == 0, result.stderr
     assert "2017-01-31" in result.stdout and "numbering and chain intact" in result.stdout
+    assert "every notification replayed" in result.stdout
 
 
 def test_backfill_refuses_a_gap_and_names_the_first_missing_day(month):

@@ -274,6 +274,50 @@ def test_two_backfills_from_empty_ledgers_are_byte_identical(written, tmp_path, 
     assert ledger_rows(root) == ledger_rows(written)
 
 
+def test_the_replay_check_replays_what_came_after_the_last_passed_one(written, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(written, root, ignore=shutil.ignore_patterns("ledger", "submissions"))
+    events = root / "timeline" / "events.parquet"
+
+    def replay():
+        with open_ledger(root, read_only=True) as con:
+            outcome = check_replay(con, events, data_root=root)
+        figures = outcome.figures
+        return outcome.passed, [figures[f"municipalities_{how}"] for how in (
+            "replayed_whole", "replayed_since_last_check", "unchanged_since_last_check")]
+
+    backfill(root, D(2017, 1, 1), D(2019, 12, 31))
+    passed, (n, since, unchanged) = replay()
+    assert passed and n > 1 and since == unchanged == 0  # nothing recorded yet: every municipality whole
+    assert replay() == (True, [0, 0, n])  # nothing new
+    backfill(root, D(2020, 1, 1), D(2020, 6, 30))
+    assert replay() == (True, [0, n, 0])  # the same events: only the new half-year's keys replayed
+    # a notification of the new days that says other than its event is found, by a replay since the last check
+    backfill(root, D(2020, 7, 1), D(2020, 9, 30))
+    with open_ledger(root) as con:
+        kommune, seq = con.execute("SELECT kommune, max(seq) FROM notifications WHERE day >= DATE '2020-07-01' "
+                                   "GROUP BY 1 ORDER BY 1 LIMIT 1").fetchone()
+        con.execute("UPDATE notifications SET content_hash = 'tampered' WHERE kommune = ? AND seq = ?",
+                    [kommune, seq])
+    with open_ledger(root, read_only=True) as con:
+        outcome = check_replay(con, events, data_root=root)
+    assert not outcome.passed and outcome.figures["municipalities_replayed_since_last_check"] == n
+    assert outcome.tables["first"].rows() == [(kommune, outcome.tables["first"]["event_key"][0],
+                                               "sent with other content")]
+    # a municipality that failed is replayed whole next time, and fails again: nothing was recorded for it
+    assert replay() == (False, [1, 0, n - 1])
+    # an old notification changed in place behind a passed check: the daily check trusts that the ledger only
+    # grows (and the chain check that each run's numbering joins it); the whole replay of `ktt ledger status`
+    # looks at every notification and finds both
+    with open_ledger(root) as con:
+        other = con.execute("SELECT kommune FROM notifications WHERE kommune <> ? LIMIT 1", [kommune]).fetchone()[0]
+        con.execute("UPDATE notifications SET content_hash = 'tampered' WHERE kommune = ? AND seq = 1", [other])
+        assert sorted(replay_differences_streamed(con, events)["kommune"].to_list()) == sorted([kommune, other])
+    # other events: every municipality replayed whole
+    pl.read_parquet(events).write_parquet(events)
+    assert replay()[1] == [n, 0, 0]
+
+
 def test_persons_sent_whose_identity_is_gone_fail_naming_the_municipality_and_the_cause(written, tmp_path):
     """The sources staged again without the identifiers (another key file, or synthetic test data without
     KTT_ALLOW_SYNTHETIC_IDS=1): the persons the ledger sent are named by their pseudonym, not by a bare key."""

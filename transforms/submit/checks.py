@@ -19,7 +19,7 @@ import polars as pl
 from transforms.core.memory import release_memory
 from transforms.submit.digests import verify_digests
 from transforms.submit.ledger import integrity_problems
-from transforms.submit.replay import repeated_starts, replay_differences_streamed
+from transforms.submit.replay import repeated_starts, replay_differences_streamed, replay_since_recorded
 from transforms.submit.serializers import DEFAULT_SERIALIZER, get_serializer
 from transforms.tables import EVENTS
 
@@ -101,13 +101,26 @@ def check_sequence_and_chain(con: duckdb.DuckDBPyConnection, since: dt.date | No
     return CheckOutcome(SEQUENCE_AND_CHAIN, passed=problems.height == 0, tables={"problems": problems})
 
 
-def check_replay(con: duckdb.DuckDBPyConnection, events: Path, since: dt.date | None = None) -> CheckOutcome:
+def check_replay(con: duckdb.DuckDBPyConnection, events: Path, since: dt.date | None = None,
+                 data_root: Path | None = None) -> CheckOutcome:
     """The ledger's N, M and C replayed against the current events (the `EVENTS` file `events`), a batch of
-    municipalities at a time, and one start per service (of the services started from `since` on)."""
-    differences = replay_differences_streamed(con, events)
+    municipalities at a time, and one start per service (of the services started from `since` on).
+
+    With `data_root` (the ledger's), from where the last passed replay stood (`replay.ReplayRecord`): only what
+    came after it is replayed, and where each municipality now stands is recorded; without, all of it.
+    """
+    figures = {}
+    if data_root is None:
+        differences = replay_differences_streamed(con, events)
+    else:
+        replay = replay_since_recorded(con, events, data_root)
+        differences = replay.differences
+        figures = {"municipalities_replayed_whole": replay.whole,
+                   "municipalities_replayed_since_last_check": replay.since_last,
+                   "municipalities_unchanged_since_last_check": replay.unchanged}
     starts = repeated_starts(con, since)
     return CheckOutcome(REPLAY, passed=differences.height == 0 and starts.height == 0,
-                        figures={"differences": differences.height, "repeated_starts": starts.height},
+                        figures={"differences": differences.height, "repeated_starts": starts.height, **figures},
                         tables={"first": differences})
 
 
@@ -116,12 +129,13 @@ def submission_checks(con: duckdb.DuckDBPyConnection, data_root: Path, first: dt
     """The three checks of a run that wrote `first`..`last`, in `CHECKS` order; each logs its time.
 
     Numbering, chain and repeated starts are checked for the run's notifications (and where they join the
-    ledger), which the runs before checked for theirs; the replay covers every municipality's whole ledger.
+    ledger), which the runs before checked for theirs; the replay covers every municipality's whole ledger,
+    replaying what the last passed replay did not see (`replay.ReplayRecord`).
     """
     log.info("checks of %s..%s: start", first, last)
     outcomes = []
     for check in (lambda: check_schema(con, data_root, first, last), lambda: check_sequence_and_chain(con, first),
-                  lambda: check_replay(con, EVENTS.location(data_root), first)):
+                  lambda: check_replay(con, EVENTS.location(data_root), first, data_root)):
         started = time.perf_counter()
         outcome = check()
         release_memory()  # what one check read must not sit under the next one's peak

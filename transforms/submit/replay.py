@@ -8,12 +8,17 @@ nothing extra, nothing stale.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from transforms.core.atomic import write_text
 from transforms.core.duck import sql_literal
+from transforms.core.layout import DataRoot
+from transforms.submit.quiet import events_state
 from transforms.tables import EVENTS
 
 REPLAY_BATCH_NOTIFICATIONS = 1_000_000
@@ -76,7 +81,8 @@ def replay_differences(ledger: duckdb.DuckDBPyConnection, events: pl.DataFrame,
 
 
 def replay_differences_streamed(ledger: duckdb.DuckDBPyConnection, events: Path,
-                                batch_notifications: int = REPLAY_BATCH_NOTIFICATIONS) -> pl.DataFrame:
+                                batch_notifications: int = REPLAY_BATCH_NOTIFICATIONS,
+                                only: list[str] | None = None) -> pl.DataFrame:
     """`replay_differences` of every municipality in the ledger against the `EVENTS` file `events`, a batch of
     municipalities (about `batch_notifications` notifications) at a time.
 
@@ -84,6 +90,7 @@ def replay_differences_streamed(ledger: duckdb.DuckDBPyConnection, events: Path,
     hash tables of several GB; a batch's are bounded by the batch. DuckDB reads the batch's events from the
     file itself (sorted by municipality, so the other municipalities' row groups are skipped by their
     statistics) and the batch's notifications (inserted municipality by municipality, likewise).
+    `only`: these municipalities (default: every one).
     """
     if not events.exists():
         raise FileNotFoundError(f"{events} not found: materialize service_events (or run `ktt backfill`) first")
@@ -91,6 +98,9 @@ def replay_differences_streamed(ledger: duckdb.DuckDBPyConnection, events: Path,
         SELECT kommune, sum(n) FROM (SELECT kommune, count(*) AS n FROM notifications GROUP BY kommune
                                      UNION ALL SELECT DISTINCT kommune, 0 FROM written_days)
         GROUP BY kommune ORDER BY kommune""").fetchall()
+    if only is not None:
+        wanted = set(only)
+        sizes = [(k, n) for k, n in sizes if k in wanted]
     parts = []
     batch: list[str] = []
     filled = 0
@@ -104,6 +114,131 @@ def replay_differences_streamed(ledger: duckdb.DuckDBPyConnection, events: Path,
             parts.append(_replay(ledger, source, batch))
             batch, filled = [], 0
     return pl.concat(parts) if parts else replay_differences(ledger, EVENTS.empty(), [])
+
+
+# the municipalities replayed since the last check: only the event keys a notification numbered after the recorded
+# head names, or an event dated after the recorded last day (up to the last written day); `replay_marks` holds
+# kommune, after_seq, after_day, last_day
+REPLAY_SINCE_SQL = """
+WITH touched AS (
+    SELECT n.kommune, n.event_key FROM notifications n JOIN replay_marks m ON m.kommune = n.kommune
+    WHERE n.seq > m.after_seq
+    UNION
+    SELECT e.kommune, e.event_key FROM {events} e JOIN replay_marks m ON m.kommune = e.kommune
+    WHERE e.day > m.after_day AND e.day <= m.last_day
+), replayed AS (
+    SELECT kommune, event_key, arg_max(status, seq) AS last_status, arg_max(content_hash, seq) AS content_hash
+    FROM notifications SEMI JOIN touched USING (kommune, event_key)
+    WHERE kommune IN (SELECT kommune FROM replay_marks) GROUP BY kommune, event_key
+), sent AS (
+    SELECT kommune, event_key, content_hash FROM replayed WHERE last_status <> 'C'
+), expected AS (
+    SELECT e.kommune, e.event_key, e.content_hash
+    FROM {events} e SEMI JOIN touched USING (kommune, event_key)
+    JOIN replay_marks m ON m.kommune = e.kommune AND e.day <= m.last_day
+)
+SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
+       CASE WHEN s.event_key IS NULL THEN 'not sent'
+            WHEN x.event_key IS NULL THEN 'sent but no longer an event'
+            ELSE 'sent with other content' END AS problem
+FROM sent s FULL JOIN expected x ON x.kommune = s.kommune AND x.event_key = s.event_key
+WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_hash
+ORDER BY 1, 2
+"""
+
+# per municipality of the ledger: its last written day, its last notification's number and GUID (0 and no GUID
+# for a municipality that sent nothing yet)
+HEADS_SQL = """
+SELECT w.kommune, w.last_day, coalesce(n.seq, 0) AS last_seq, n.guid
+FROM (SELECT kommune, max(day) AS last_day, max(last_seq) AS last_seq FROM written_days GROUP BY kommune) w
+LEFT JOIN notifications n ON n.kommune = w.kommune AND n.seq = w.last_seq
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class ReplaySince:
+    """A replay that starts from the last passed one: its differences and how each municipality was replayed."""
+
+    differences: pl.DataFrame
+    whole: int          # replayed whole: new, or the events or its earlier notifications are not as recorded
+    since_last: int     # only the keys named by notifications or events that came after the last check
+    unchanged: int      # nothing new since the last check
+
+
+class ReplayRecord:
+    """Per municipality, where its last passed replay stood (`ledger/replayed.json`): the events file (its name,
+    size and time) and the ledger's last written day, last notification number and GUID.
+
+    Why: the daily check replayed all 7.5 million notifications of a national ledger to verify the few hundred
+    a day adds (5 s of the schedule's run). The ledger only grows, and a key's replayed state changes only with
+    a notification of it; an event's expected state changes only with the events file or the last written day.
+    So with the events file unchanged and the notification numbered at the recorded head still the one with
+    the recorded GUID (the chain check verifies each run's numbering and chain where it joins the ledger), the
+    keys that no later notification and no event dated after the recorded day name still replay as they did
+    when the check passed. Any other municipality is replayed whole; a missing or unreadable record, whole.
+    """
+
+    def __init__(self, data_root: Path):
+        self.path = DataRoot(data_root).ledger / "replayed.json"
+        try:
+            recorded = json.loads(self.path.read_text())
+            self.events, self.heads = recorded["events"], recorded["heads"]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.events, self.heads = None, {}
+
+    def write(self, events: str, heads: dict[str, list]) -> None:
+        write_text(self.path, json.dumps({"events": events, "heads": heads}, sort_keys=True))
+
+
+def replay_since_recorded(ledger: duckdb.DuckDBPyConnection, events: Path, data_root: Path,
+                          batch_notifications: int = REPLAY_BATCH_NOTIFICATIONS) -> ReplaySince:
+    """`replay_differences_streamed` of the ledger of `data_root`, replaying only what came after the last passed
+    replay (`ReplayRecord`); records where each municipality without differences now stands."""
+    if not events.exists():
+        raise FileNotFoundError(f"{events} not found: materialize service_events (or run `ktt backfill`) first")
+    record, state = ReplayRecord(data_root), events_state(events)
+    heads = {k: [day.isoformat(), seq, guid] for k, day, seq, guid in ledger.execute(HEADS_SQL).fetchall()}
+    recorded = record.heads if record.events == state else {}
+    unchanged = [k for k, head in heads.items() if recorded.get(k) == head]
+    candidates = {k: recorded[k] for k in heads if k in recorded and k not in unchanged}
+    still = _heads_still_there(ledger, candidates)
+    since = sorted(k for k in candidates if k in still and candidates[k][0] <= heads[k][0])
+    whole = sorted(set(heads) - set(unchanged) - set(since))
+    parts = [replay_differences_streamed(ledger, events, batch_notifications, only=whole)] if whole else []
+    if since:
+        marks = pl.DataFrame([(k, candidates[k][1], dt.date.fromisoformat(candidates[k][0]),
+                               dt.date.fromisoformat(heads[k][0])) for k in since], orient="row",
+                             schema={"kommune": pl.Utf8, "after_seq": pl.Int64, "after_day": pl.Date,
+                                     "last_day": pl.Date})
+        members = ", ".join(sql_literal(k) for k in since)
+        source = (f"(SELECT kommune, event_key, content_hash, day FROM read_parquet({sql_literal(events)}) "
+                  f"WHERE kommune IN ({members}))")
+        ledger.register("replay_marks", marks.to_arrow())
+        try:
+            parts.append(ledger.execute(REPLAY_SINCE_SQL.format(events=source)).pl())
+        finally:
+            ledger.unregister("replay_marks")
+    differences = (pl.concat(parts).sort("kommune", "event_key") if parts
+                   else replay_differences(ledger, EVENTS.empty(), []))
+    failed = set(differences["kommune"].to_list())
+    record.write(state, {k: head for k, head in heads.items() if k not in failed})
+    return ReplaySince(differences, whole=len(whole), since_last=len(since), unchanged=len(unchanged))
+
+
+def _heads_still_there(ledger: duckdb.DuckDBPyConnection, candidates: dict[str, list]) -> set[str]:
+    """The municipalities whose notification numbered at the recorded head still has the recorded GUID."""
+    if not candidates:
+        return set()
+    recorded = pl.DataFrame([(k, seq, guid) for k, (_, seq, guid) in candidates.items()], orient="row",
+                            schema={"kommune": pl.Utf8, "seq": pl.Int64, "guid": pl.Utf8})
+    ledger.register("recorded_heads", recorded.to_arrow())
+    try:
+        return {k for (k,) in ledger.execute("""
+            SELECT r.kommune FROM recorded_heads r LEFT JOIN notifications n ON n.kommune = r.kommune AND n.seq = r.seq
+            WHERE (r.seq = 0 AND r.guid IS NULL) OR n.guid = r.guid""").fetchall()}
+    finally:
+        ledger.unregister("recorded_heads")
 
 
 def repeated_starts(ledger: duckdb.DuckDBPyConnection, since: dt.date | None = None) -> pl.DataFrame:
