@@ -313,6 +313,20 @@ def test_the_replay_check_replays_what_came_after_the_last_passed_one(written, t
         other = con.execute("SELECT kommune FROM notifications WHERE kommune <> ? LIMIT 1", [kommune]).fetchone()[0]
         con.execute("UPDATE notifications SET content_hash = 'tampered' WHERE kommune = ? AND seq = 1", [other])
         assert sorted(replay_differences_streamed(con, events)["kommune"].to_list()) == sorted([kommune, other])
+    # a notification numbered after the recorded head but dated on an old day: not among the new days' rows
+    # that the replay since the last check reads, so that municipality is replayed whole
+    backfill(root, D(2020, 10, 1), D(2020, 10, 1))
+    with open_ledger(root) as con:
+        third = con.execute("SELECT min(kommune) FROM notifications WHERE kommune NOT IN (?, ?)", [kommune, other]
+                            ).fetchone()[0]
+        con.execute("""INSERT INTO notifications SELECT * REPLACE (seq + 1 AS seq, DATE '2017-01-02' AS day)
+                       FROM notifications WHERE kommune = ? ORDER BY seq DESC LIMIT 1""", [third])
+    with open_ledger(root, read_only=True) as con:
+        outcome = check_replay(con, events, data_root=root)
+    # whole: `kommune` (it failed before) and `third`; `other` since the last check (its old change unseen)
+    assert n == 3 and [outcome.figures[f"municipalities_{how}"] for how in (
+        "replayed_whole", "replayed_since_last_check", "unchanged_since_last_check")] == [2, 1, 0]
+    assert set(outcome.tables["first"]["kommune"].to_list()) == {kommune}
     # other events: every municipality replayed whole
     pl.read_parquet(events).write_parquet(events)
     assert replay()[1] == [n, 0, 0]

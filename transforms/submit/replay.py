@@ -116,26 +116,44 @@ def replay_differences_streamed(ledger: duckdb.DuckDBPyConnection, events: Path,
     return pl.concat(parts) if parts else replay_differences(ledger, EVENTS.empty(), [])
 
 
-# the municipalities replayed since the last check: only the event keys a notification numbered after the recorded
-# head names, or an event dated after the recorded last day (up to the last written day); `replay_marks` holds
-# kommune, after_seq, after_day, last_day
+# The municipalities replayed since the last check (`replay_marks`: kommune, after_seq, after_day, last_day), from
+# the notifications numbered after the recorded head and the events dated after the recorded day (up to the last
+# written day) alone. A key named by neither replays as it did when the check passed. A key named by them is now
+# in the state of its last notification; it is expected as its event of the new days, or else as the check found
+# it (its state at the head then: the events file is the same, so what was expected of it then still is).
+# `{first_day}` and `{last_day}`: the earliest recorded day and the latest written one, constants that let DuckDB
+# skip the ledger's older row groups and read only the new days' events.
 REPLAY_SINCE_SQL = """
-WITH touched AS (
-    SELECT n.kommune, n.event_key FROM notifications n JOIN replay_marks m ON m.kommune = n.kommune
+WITH new_events AS MATERIALIZED (
+    SELECT e.kommune, e.event_key, e.content_hash
+    FROM (SELECT kommune, event_key, content_hash, day FROM read_parquet({events})
+          WHERE day > DATE '{first_day}' AND day <= DATE '{last_day}') e
+    JOIN replay_marks m ON m.kommune = e.kommune
+    WHERE e.day > m.after_day AND e.day <= m.last_day
+), touched AS MATERIALIZED (
+    SELECT n.kommune, n.event_key
+    FROM (SELECT kommune, event_key, seq FROM notifications WHERE day > DATE '{first_day}') n
+    JOIN replay_marks m ON m.kommune = n.kommune
     WHERE n.seq > m.after_seq
     UNION
-    SELECT e.kommune, e.event_key FROM {events} e JOIN replay_marks m ON m.kommune = e.kommune
-    WHERE e.day > m.after_day AND e.day <= m.last_day
-), replayed AS (
-    SELECT kommune, event_key, arg_max(status, seq) AS last_status, arg_max(content_hash, seq) AS content_hash
-    FROM notifications SEMI JOIN touched USING (kommune, event_key)
-    WHERE kommune IN (SELECT kommune FROM replay_marks) GROUP BY kommune, event_key
+    SELECT kommune, event_key FROM new_events
+), history AS (
+    SELECT n.kommune, n.event_key,
+           arg_max(n.status, n.seq) AS last_status, arg_max(n.content_hash, n.seq) AS content_hash,
+           arg_max(n.status, n.seq) FILTER (WHERE n.seq <= m.after_seq) AS then_status,
+           arg_max(n.content_hash, n.seq) FILTER (WHERE n.seq <= m.after_seq) AS then_hash
+    FROM (SELECT kommune, event_key, seq, status, content_hash FROM notifications
+          WHERE event_key IN (SELECT event_key FROM touched)) n
+    JOIN replay_marks m ON m.kommune = n.kommune
+    SEMI JOIN touched t ON t.kommune = n.kommune AND t.event_key = n.event_key
+    GROUP BY n.kommune, n.event_key
 ), sent AS (
-    SELECT kommune, event_key, content_hash FROM replayed WHERE last_status <> 'C'
+    SELECT kommune, event_key, content_hash FROM history WHERE last_status <> 'C'
 ), expected AS (
-    SELECT e.kommune, e.event_key, e.content_hash
-    FROM {events} e SEMI JOIN touched USING (kommune, event_key)
-    JOIN replay_marks m ON m.kommune = e.kommune AND e.day <= m.last_day
+    SELECT kommune, event_key, content_hash FROM new_events
+    UNION ALL
+    SELECT h.kommune, h.event_key, h.then_hash FROM history h ANTI JOIN new_events x USING (kommune, event_key)
+    WHERE h.then_status <> 'C'
 )
 SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
        CASE WHEN s.event_key IS NULL THEN 'not sent'
@@ -146,12 +164,22 @@ WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_
 ORDER BY 1, 2
 """
 
+# per municipality replayed since the last check: how many notifications numbered after the recorded head lie on
+# the days after the recorded day (all of them, when the count is the numbers' difference: numbers are unique)
+NEW_NOTIFICATIONS_SQL = """
+SELECT m.kommune, count(n.seq) AS found
+FROM replay_marks m LEFT JOIN (SELECT kommune, seq FROM notifications WHERE day > DATE '{first_day}') n
+    ON n.kommune = m.kommune AND n.seq > m.after_seq
+GROUP BY m.kommune
+"""
+
 # per municipality of the ledger: its last written day, its last notification's number and GUID (0 and no GUID
-# for a municipality that sent nothing yet)
+# for a municipality that sent nothing yet); the number from the notifications themselves, not `written_days`
 HEADS_SQL = """
-SELECT w.kommune, w.last_day, coalesce(n.seq, 0) AS last_seq, n.guid
-FROM (SELECT kommune, max(day) AS last_day, max(last_seq) AS last_seq FROM written_days GROUP BY kommune) w
-LEFT JOIN notifications n ON n.kommune = w.kommune AND n.seq = w.last_seq
+WITH last AS (SELECT kommune, max(seq) AS last_seq FROM notifications GROUP BY kommune),
+     days AS (SELECT kommune, max(day) AS last_day FROM written_days GROUP BY kommune)
+SELECT d.kommune, d.last_day, coalesce(l.last_seq, 0) AS last_seq, n.guid
+FROM days d LEFT JOIN last l USING (kommune) LEFT JOIN notifications n ON n.kommune = l.kommune AND n.seq = l.last_seq
 ORDER BY 1
 """
 
@@ -204,26 +232,38 @@ def replay_since_recorded(ledger: duckdb.DuckDBPyConnection, events: Path, data_
     candidates = {k: recorded[k] for k in heads if k in recorded and k not in unchanged}
     still = _heads_still_there(ledger, candidates)
     since = sorted(k for k in candidates if k in still and candidates[k][0] <= heads[k][0])
-    whole = sorted(set(heads) - set(unchanged) - set(since))
-    parts = [replay_differences_streamed(ledger, events, batch_notifications, only=whole)] if whole else []
+    parts = []
     if since:
-        marks = pl.DataFrame([(k, candidates[k][1], dt.date.fromisoformat(candidates[k][0]),
-                               dt.date.fromisoformat(heads[k][0])) for k in since], orient="row",
-                             schema={"kommune": pl.Utf8, "after_seq": pl.Int64, "after_day": pl.Date,
-                                     "last_day": pl.Date})
-        members = ", ".join(sql_literal(k) for k in since)
-        source = (f"(SELECT kommune, event_key, content_hash, day FROM read_parquet({sql_literal(events)}) "
-                  f"WHERE kommune IN ({members}))")
-        ledger.register("replay_marks", marks.to_arrow())
-        try:
-            parts.append(ledger.execute(REPLAY_SINCE_SQL.format(events=source)).pl())
-        finally:
-            ledger.unregister("replay_marks")
+        since, differences = _replay_since(ledger, events, {k: (candidates[k], heads[k]) for k in since})
+        parts.append(differences)
+    whole = sorted(set(heads) - set(unchanged) - set(since))
+    if whole:
+        parts.append(replay_differences_streamed(ledger, events, batch_notifications, only=whole))
     differences = (pl.concat(parts).sort("kommune", "event_key") if parts
                    else replay_differences(ledger, EVENTS.empty(), []))
     failed = set(differences["kommune"].to_list())
     record.write(state, {k: head for k, head in heads.items() if k not in failed})
     return ReplaySince(differences, whole=len(whole), since_last=len(since), unchanged=len(unchanged))
+
+
+def _replay_since(ledger: duckdb.DuckDBPyConnection, events: Path, heads: dict[str, tuple[list, list]]
+                  ) -> tuple[list[str], pl.DataFrame]:
+    """`REPLAY_SINCE_SQL` for the municipalities of `heads` (per municipality, the recorded head and the current
+    one) whose notifications after the recorded head all lie on later days; those it replayed, and what differs."""
+    marks = pl.DataFrame([(k, then[1], dt.date.fromisoformat(then[0]), dt.date.fromisoformat(now[0]))
+                          for k, (then, now) in heads.items()], orient="row",
+                         schema={"kommune": pl.Utf8, "after_seq": pl.Int64, "after_day": pl.Date, "last_day": pl.Date})
+    days = {"first_day": marks["after_day"].min().isoformat(), "last_day": marks["last_day"].max().isoformat()}
+    ledger.register("replay_marks", marks.to_arrow())
+    try:
+        found = dict(ledger.execute(NEW_NOTIFICATIONS_SQL.format(**days)).fetchall())
+        complete = sorted(k for k, (then, now) in heads.items() if found.get(k) == now[1] - then[1])
+        ledger.unregister("replay_marks")
+        ledger.register("replay_marks", marks.filter(pl.col("kommune").is_in(complete)).to_arrow())
+        differences = ledger.execute(REPLAY_SINCE_SQL.format(events=sql_literal(events), **days)).pl()
+    finally:
+        ledger.unregister("replay_marks")
+    return complete, differences
 
 
 def _heads_still_there(ledger: duckdb.DuckDBPyConnection, candidates: dict[str, list]) -> set[str]:
