@@ -23,6 +23,18 @@ from transforms.tables import EVENTS
 
 REPLAY_BATCH_NOTIFICATIONS = 1_000_000
 
+# the end of both replays: the keys whose replayed state (`sent`) is not what the events say (`expected`), and how
+COMPARED_SQL = """
+SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
+       CASE WHEN s.event_key IS NULL THEN 'not sent'
+            WHEN x.event_key IS NULL THEN 'sent but no longer an event'
+            ELSE 'sent with other content' END AS problem
+FROM sent s FULL JOIN expected x ON x.kommune = s.kommune AND x.event_key = s.event_key
+WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_hash
+ORDER BY 1, 2
+"""
+
+
 REPLAY_SQL = """
 WITH replayed AS (
     SELECT kommune, event_key, arg_max(status, seq) AS last_status, arg_max(content_hash, seq) AS content_hash
@@ -35,14 +47,7 @@ WITH replayed AS (
                           WHERE kommune IN ({kommuner}) GROUP BY kommune) w
       ON w.kommune = e.kommune AND e.day <= w.last_day
 )
-SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
-       CASE WHEN s.event_key IS NULL THEN 'not sent'
-            WHEN x.event_key IS NULL THEN 'sent but no longer an event'
-            ELSE 'sent with other content' END AS problem
-FROM sent s FULL JOIN expected x ON x.kommune = s.kommune AND x.event_key = s.event_key
-WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_hash
-ORDER BY 1, 2
-"""
+""" + COMPARED_SQL
 
 # a start sent new again after it was withdrawn (a revived service) is one start, not a second one
 # (the services started anew (N) on days from $since on, a run's; all with $since NULL)
@@ -155,14 +160,7 @@ WITH new_events AS MATERIALIZED (
     SELECT h.kommune, h.event_key, h.then_hash FROM history h ANTI JOIN new_events x USING (kommune, event_key)
     WHERE h.then_status <> 'C'
 )
-SELECT coalesce(s.kommune, x.kommune) AS kommune, coalesce(s.event_key, x.event_key) AS event_key,
-       CASE WHEN s.event_key IS NULL THEN 'not sent'
-            WHEN x.event_key IS NULL THEN 'sent but no longer an event'
-            ELSE 'sent with other content' END AS problem
-FROM sent s FULL JOIN expected x ON x.kommune = s.kommune AND x.event_key = s.event_key
-WHERE s.event_key IS NULL OR x.event_key IS NULL OR s.content_hash <> x.content_hash
-ORDER BY 1, 2
-"""
+""" + COMPARED_SQL
 
 # per municipality replayed since the last check: how many notifications numbered after the recorded head lie on
 # the days after the recorded day (all of them, when the count is the numbers' difference: numbers are unique)
