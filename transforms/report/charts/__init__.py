@@ -56,7 +56,7 @@ def _both(figure_of, name: str, out_dir: Path, *drawn: object) -> tuple[bytes, P
     file already written, its pictures are taken again instead of drawn: matplotlib takes one to two seconds a
     chart, and a daily run draws charts of tables it kept (the reconciliation, the quarantine).
     """
-    from transforms.report.charts.render import DPI_FILE, DPI_METADATA, chart_style, png_bytes, write_png
+    from transforms.report.charts.render import chart_style, png_pair, write_png
 
     path = out_dir / f"{name}.png"
     memo = out_dir / f".{name}.png.json"  # the drawn data's digest, the metadata picture, the file's digest
@@ -68,9 +68,7 @@ def _both(figure_of, name: str, out_dir: Path, *drawn: object) -> tuple[bytes, P
     except (OSError, ValueError, KeyError):
         pass
     with chart_style():
-        figure = figure_of()
-        small = png_bytes(figure, DPI_METADATA)
-        large = png_bytes(figure, DPI_FILE)
+        small, large = png_pair(figure_of())
     write_png(large, path)
     write_text(memo, json.dumps({"drawn": digest, "file": hashlib.sha256(large).hexdigest(),
                                  "small": base64.b64encode(small).decode("ascii")}))
