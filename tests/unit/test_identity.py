@@ -75,6 +75,16 @@ def test_pseudonyms_are_keyed_and_stable():
     assert EXAMPLE_IDS[0] not in a.tag(EXAMPLE_IDS[0])
 
 
+
+@pytest.mark.parametrize("key", [b"k" * 32, b"", b"long key " * 10], ids=["32 bytes", "empty", "longer than a block"])
+def test_pseudonyms_are_hmac_sha256_of_the_stripped_identifier(key):
+    import hashlib
+    import hmac
+
+    identifiers = ["01818012345", " 01818012345 ", "æøå", ""]  # synthetic: birth month + 80
+    expected = ["p" + hmac.new(key, i.strip().encode(), hashlib.sha256).hexdigest()[:31] for i in identifiers]
+    assert Pseudonymizer(key).many(identifiers) == expected
+
 def test_vault_roundtrip_and_wrong_key():
     frame = pl.DataFrame({"person_key": ["p1"], "fid": [EXAMPLE_IDS[0]], "id_type": [1]})
     blob = encrypt_frame(frame, b"k" * 32)
