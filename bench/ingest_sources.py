@@ -30,27 +30,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak MiB) of a command and every process it starts."""
+    """(wall seconds, CPU seconds, peak MiB) of a command and every process it starts.
+
+    The CPU is the command's own resource usage when it is reaped, which includes every descendant it waited
+    for (the pool's workers): summing each process's times as sampled counted a worker twice, once itself and
+    once in its parent's reaped children."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     parent = psutil.Process(process.pid)
-    peak, cpu = 0.0, {}
-    while process.poll() is None:
+    peak = 0.0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
         try:
-            tree = [parent, *parent.children(recursive=True)]
-            total = 0
-            for p in tree:
-                with p.oneshot():
-                    total += p.memory_info().rss
-                    times = p.cpu_times()
-                    cpu[p.pid] = times.user + times.system + times.children_user + times.children_system
+            total = sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
             peak = max(peak, total / 2**20)
         except psutil.Error:
             pass
         time.sleep(0.2)
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()[-3000:]}")
-    return time.perf_counter() - started, sum(cpu.values()), peak
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, peak
 
 
 def link_root(source: Path, target: Path) -> None:
