@@ -65,7 +65,7 @@ def _both(figure_of, name: str, out_dir: Path, *drawn: object) -> tuple[bytes, P
         recorded = json.loads(memo.read_text())
         if recorded["drawn"] == digest and recorded["file"] == hashlib.sha256(path.read_bytes()).hexdigest():
             return base64.b64decode(recorded["small"]), path
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # no memo, or not one of ours: drawn again
         pass
     with chart_style():
         small, large = png_pair(figure_of())
