@@ -297,7 +297,7 @@ class _RootTag:
         return None
 
 
-class _Check:
+class NoTree:
     """A parser target without callbacks: libxml2 checks the bytes and builds no tree."""
 
     def close(self) -> None:
@@ -315,7 +315,7 @@ def _first_tag(path: Path) -> str | None:
         head = handle.read(_FIRST_READ)
     target = _RootTag()
     try:
-        etree.XMLParser(target=_Check()).feed(head)
+        etree.XMLParser(target=NoTree()).feed(head)
         etree.XMLParser(target=target).feed(head)
     except _Found:
         return target.tag

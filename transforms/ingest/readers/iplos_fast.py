@@ -51,7 +51,7 @@ import polars as pl
 import xml2arrow
 from lxml import etree
 
-from transforms.ingest.readers.iplos_collect import Collected, Element, Header, header_at_first_person
+from transforms.ingest.readers.iplos_collect import Collected, Element, Header, NoTree, header_at_first_person
 from transforms.ingest.readers.iplos_layouts import XmlLayout
 from transforms.ingest.readers.xml_source import release
 
@@ -216,15 +216,8 @@ class _Scan:
 _AFTER_NAME = np.array([0x20, 0x09, 0x0A, 0x0D, 0x2F, 0x3E], dtype=np.uint8)
 
 
-class _Close:
-    """A parser target without callbacks: libxml2 parses (and checks) without building a tree."""
-
-    def close(self) -> None:
-        return None
-
-
 def _well_formed(data: bytes) -> bool:
-    parser = etree.XMLParser(target=_Close())
+    parser = etree.XMLParser(target=NoTree())
     try:
         for at in range(0, len(data), CHECK_CHUNK):
             parser.feed(data[at:at + CHECK_CHUNK])
