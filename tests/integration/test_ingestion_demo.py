@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -10,7 +11,10 @@ import polars as pl
 from pipelines.run import run_ingestion
 from tests.privacy import find_identifiers
 from transforms.core.settings import load_settings
+from transforms.ingest import conservation
 from transforms.ingest.conservation import conservation_table, quarantine_frame
+from transforms.ingest.staging import ingest_epj, ingest_iplos_years
+from transforms.privacy.keys import load_keys
 
 
 def test_every_recorded_corruption_is_quarantined_and_nothing_else(demo_root):
@@ -70,3 +74,25 @@ def test_reingesting_is_idempotent(demo_root):
     run_ingestion(demo_root, Path(os.environ["KTT_KEY_FILE"]))
     after = conservation_table(load_settings(demo_root))
     assert before.equals(after)
+
+
+def test_the_checks_take_the_counts_the_workers_took_of_what_they_wrote(demo_root, tmp_path, monkeypatch):
+    """An ingestion's conservation check reads none of the Parquet the workers just published, and finds what a
+    count of those files finds: every format, the snapshot series, a file quarantined whole."""
+    root = tmp_path / "data"
+    shutil.copytree(demo_root / "config", root / "config")
+    shutil.copytree(demo_root / "raw", root / "raw", copy_function=os.link)
+    settings, keys = load_settings(root), load_keys(Path(os.environ["KTT_KEY_FILE"]))
+    monkeypatch.setenv("KTT_WORKERS", "2")  # the counts come back from worker processes
+    report = ingest_iplos_years(settings, keys, [2018, 2022])
+    report.extend(ingest_epj(settings, keys))
+    assert report.files_rejected and {"epj-a-csv", "epj-b-jsonl", "omsorgsjournal-xml", "iplos"} == {
+        f.format for f in report.files}
+    sql_list = conservation.sql_list
+    monkeypatch.setattr(conservation, "sql_list", None)  # no Parquet file is read
+    taken = conservation_table(settings)
+    assert taken.height > 50 and taken["balanced"].all()
+    monkeypatch.setattr(conservation, "sql_list", sql_list)
+    monkeypatch.setattr(conservation, "_COUNTED", {})
+    (root / "staging" / conservation.COUNTS_FILE).unlink()
+    assert conservation_table(settings).equals(taken)  # counted again from the files

@@ -2,7 +2,8 @@
 
 The staged and quarantined counts are taken from the Parquet actually written,
 not from the readers' own counters, so a reader that drops a record or stages it
-twice is caught.
+twice is caught: read from the files, or taken by the sink from the very frames it
+wrote to them (`written_counts`) and bound to each file's name, size and time.
 """
 
 from __future__ import annotations
@@ -49,6 +50,71 @@ _COUNTED: dict[tuple[str, str], tuple[tuple, list[tuple]]] = {}
 _PART_NUMBER = r"-[0-9]+\.parquet$"  # a staged part's number: its file without it names the source file's group
 # the counts of the last check, kept beside the staged tables (not `.parquet`: no stage takes it for one of them)
 COUNTS_FILE = "conservation_counts.arrow"
+_REMEMBERED = [False]  # counts handed over by the sinks (`remember`) that no record in a data root holds yet
+
+
+def _group(path: Path) -> str:
+    """The group of a Parquet file: its source file's parts of one table share it."""
+    return re.sub(_PART_NUMBER, "", str(path))
+
+
+def _stamp(paths: list[Path]) -> tuple:
+    """What shows that a group's files are still the ones counted: their names, sizes and modification times."""
+    stats = [(path, path.stat()) for path in paths]
+    return tuple((path.name, st.st_size, st.st_mtime_ns) for path, st in stats)
+
+
+def staged_part_rows(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    """What the count of a staged table's part needs of its rows (kept by the sink until the file is published):
+    the rows per source file, or, for a distinct measure, the values counted."""
+    if any("DISTINCT" in measure for t, measure in _measures(table)):
+        return frame.select("source_file", "location")
+    return frame.group_by("source_file", maintain_order=True).len()
+
+
+def written_counts(table: Table, parts: list[Path], rows: list[pl.DataFrame]) -> dict[tuple[str, str], tuple]:
+    """The counts a check would take of one source file's published `parts` of `table`, from `rows` (per part,
+    `staged_part_rows` of the frame written to it).
+
+    Why: a national ingestion publishes some 27,000 Parquet files, and its two conservation checks read them all
+    again in the main process, one after the other (12 s while the workers' cores stood idle). The sink knows
+    every row it wrote; taken per file as it is published, in the workers, these are the same counts, and a
+    file's name, size and time show later that it is still the file they were taken of (as for a count read
+    from the file)."""
+    entries = {}
+    for kind, measure in _measures(table):
+        if "DISTINCT" in measure:
+            found = (pl.concat(rows).group_by("source_file", maintain_order=True)
+                     .agg(pl.col("location").drop_nulls().n_unique()).iter_rows())
+            counted = [(source, kind, n) for source, n in found]
+        else:
+            counted = [(source, kind, n) for frame in rows for source, n in frame.iter_rows()]
+        entries[(f"{table.name}:{measure}", _group(parts[0]))] = (_stamp(parts), counted)
+    return entries
+
+
+def written_quarantine_counts(path: Path, frame: pl.DataFrame) -> dict[tuple[str, str], tuple]:
+    """`written_counts` of a source file's quarantine file, whose rows are `frame`."""
+    found = frame.group_by("source_file", "record_kind", maintain_order=True).len().iter_rows()
+    return {(QUARANTINE.name, _group(path)): (_stamp([path]), [tuple(row) for row in found])}
+
+
+def written_file_counts(path: Path, frame: pl.DataFrame) -> dict[tuple[str, str], tuple]:
+    """`written_counts` of a source file's `FILE_COUNTS` file, whose rows are `frame`."""
+    found = (frame.group_by("source_file", "record_kind", maintain_order=True)
+             .agg(pl.col("records_in").sum(), pl.col("unchanged").sum()).iter_rows())
+    return {(FILE_COUNTS.name, _group(path)): (_stamp([path]), [tuple(row) for row in found])}
+
+
+def remember(entries: dict[tuple[str, str], tuple]) -> None:
+    """Take counts the sinks took of what they published (`written_counts`), as if this process had counted them."""
+    if entries:
+        _COUNTED.update(entries)
+        _REMEMBERED[0] = True
+
+
+def _measures(table: Table) -> list[tuple[str, str]]:
+    return [(kind, measure) for kind, tables in KIND_TABLES.items() for t, measure in tables if t is table]
 
 
 class _Counts:
@@ -75,8 +141,9 @@ class _Counts:
 
     def save(self) -> None:
         """Write the counts used in this check (a removed source file's are forgotten) when any was new."""
-        if not self.added and self.path.exists():
+        if not self.added and not _REMEMBERED[0] and self.path.exists():
             return
+        _REMEMBERED[0] = False
         n = len(self.prefix)
         rows = [(what, group[n:], json.dumps(_COUNTED[(what, group)][0]), json.dumps(_COUNTED[(what, group)][1]))
                 for what, group in sorted(self.used) if group.startswith(self.prefix)]
@@ -98,11 +165,8 @@ def _counted(con: duckdb.DuckDBPyConnection, counts: _Counts, what: str, files: 
     per row read (a third of the scan); a distinct count is taken over the group's files together."""
     groups: dict[str, list[Path]] = {}
     for path in files:
-        groups.setdefault(re.sub(_PART_NUMBER, "", str(path)), []).append(path)
-    stamps = {}
-    for group, paths in groups.items():
-        stats = [(path, path.stat()) for path in paths]
-        stamps[group] = tuple((path.name, st.st_size, st.st_mtime_ns) for path, st in stats)
+        groups.setdefault(_group(path), []).append(path)
+    stamps = {group: _stamp(paths) for group, paths in groups.items()}
     stale = [g for g in groups if _COUNTED.get((what, g), (None,))[0] != stamps[g]]
     if stale:
         found: dict[str, list[tuple]] = {g: [] for g in stale}

@@ -20,6 +20,7 @@ import polars as pl
 
 from transforms.core.atomic import write_parquet
 from transforms.core.layout import DataRoot
+from transforms.ingest import conservation
 from transforms.ingest.parts import matching
 from transforms.ingest.quarantine import Rejection, mask_identifiers
 from transforms.privacy.identity import Pseudonymizer, write_vault_part
@@ -55,6 +56,9 @@ class FileSink:
     staged: Counter = field(init=False, default_factory=Counter)
     quarantined: Counter = field(init=False, default_factory=Counter)
     unchanged: Counter = field(init=False, default_factory=Counter)  # snapshot rows equal to their last version
+    # per staged table, per part written: what the conservation check counts of it (`conservation.written_counts`)
+    _written: dict[str, list[pl.DataFrame]] = field(init=False, default_factory=lambda: defaultdict(list))
+    counted: dict = field(init=False, default_factory=dict)  # the published files' counts, set by `commit`
 
     def __post_init__(self) -> None:
         self._tmp = self.root.staging_scratch / f"{source_slug(self.rel_path)}.{uuid.uuid4().hex}"
@@ -144,6 +148,7 @@ class FileSink:
         part = self._parts[table]
         self._parts[table] += 1
         frame.write_parquet(self._tmp / f"{table}-{part:04d}.parquet", compression="zstd")
+        self._written[table].append(conservation.staged_part_rows(STAGED_TABLES[table], frame))
 
     def _mask_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Replace identifier-like runs in local-id and free-text columns, checked in bulk first (one pass
@@ -169,11 +174,15 @@ class FileSink:
         for table in self._own_tables():
             for stale in matching(self._staged_part(table, slug, "*")):
                 stale.unlink()
+        published: dict[str, list[Path]] = defaultdict(list)
         for part in sorted(self._tmp.glob("*.parquet")):
             name, number = part.stem.rsplit("-", 1)
             target = self._staged_part(STAGED_TABLES[name], slug, number)
             target.parent.mkdir(parents=True, exist_ok=True)
             part.replace(target)
+            published[name].append(target)
+        for name, targets in published.items():
+            self.counted.update(conservation.written_counts(STAGED_TABLES[name], targets, self._written[name]))
         self._write_quarantine(slug)
         self._write_counts(slug)
         self._write_findings(slug)
@@ -196,6 +205,7 @@ class FileSink:
         self._frames.clear()
         self._pending.clear()
         self._parts.clear()
+        self._written.clear()
         self._quarantine.clear()
         self._identities.clear()
         self._findings.clear()
@@ -216,8 +226,10 @@ class FileSink:
                 target.unlink(missing_ok=True)
 
     def _write_quarantine(self, slug: str) -> None:
-        frame = self.quarantined_rows().sort("line", nulls_last=False, maintain_order=True)
-        write_parquet(QUARANTINE.conform(frame), self.root.table(QUARANTINE, source=slug))
+        frame = QUARANTINE.conform(self.quarantined_rows().sort("line", nulls_last=False, maintain_order=True))
+        target = self.root.table(QUARANTINE, source=slug)
+        write_parquet(frame, target)
+        self.counted.update(conservation.written_quarantine_counts(target, frame))
 
     def _write_counts(self, slug: str) -> None:
         kinds = sorted(set(self.records_in) | set(self.staged) | set(self.quarantined) | set(self.unchanged))
@@ -233,4 +245,6 @@ class FileSink:
             },
             schema=FILE_COUNTS.schema,
         )
-        write_parquet(frame, self.root.table(FILE_COUNTS, source=slug))
+        target = self.root.table(FILE_COUNTS, source=slug)
+        write_parquet(frame, target)
+        self.counted.update(conservation.written_file_counts(target, frame))

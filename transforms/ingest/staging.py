@@ -22,6 +22,7 @@ from pathlib import Path
 
 from transforms.core.config import EpjSystem, Municipality, load_kommuner
 from transforms.core.settings import Settings
+from transforms.ingest import conservation
 from transforms.ingest import fingerprints as sources
 from transforms.ingest.export import read_export_file
 from transforms.ingest.mapping import Mapping, load_mapping
@@ -60,6 +61,7 @@ class FileOutcome:
     quarantined: int
     file_rule: str | None  # set when the file was quarantined whole
     state: sources.FileState | None = None  # what was read (None: the file was gone)
+    counted: dict = field(default_factory=dict, repr=False)  # its published files' counts (`conservation.remember`)
 
 
 @dataclass
@@ -132,6 +134,7 @@ def _finish(sink: FileSink, state: sources.FileState, rejection: FileRejected | 
         records_in=sum(sink.records_in.values()), staged=sum(sink.staged.values()),
         quarantined=sum(sink.quarantined.values()),
         file_rule=rejection.rejection.rule_id if rejection is not None else None, state=state,
+        counted=sink.counted,
     )
 
 
