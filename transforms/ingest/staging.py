@@ -158,16 +158,21 @@ def _star(task: tuple) -> list[FileOutcome]:
     return result if isinstance(result, list) else [result]
 
 
-def _run_tasks(function: Callable[..., FileOutcome | list[FileOutcome]], tasks: list[tuple]) -> list[FileOutcome]:
-    """Tasks on `KTT_WORKERS` processes (default: every core); their outcomes in task order."""
+def _run_tasks(function: Callable[..., FileOutcome | list[FileOutcome]], tasks: list[tuple],
+               sizes: list[int] | None = None) -> list[FileOutcome]:
+    """Tasks on `KTT_WORKERS` processes (default: every core); their outcomes in task order.
+
+    With `sizes` (bytes each task reads), the largest are handed out first: the pool's last tasks are then
+    short ones, not a 35 MB export started when every other core has finished."""
     workers = min(len(tasks), int(os.environ.get("KTT_WORKERS") or os.cpu_count() or 1))
     if workers <= 1:
         return [o for task in tasks for o in _star((function, task))]
+    order = sorted(range(len(tasks)), key=lambda i: -sizes[i]) if sizes else list(range(len(tasks)))
     # spawn, not fork: DuckDB and Polars keep thread pools that a forked child must not inherit
     with _worker_threads(), ProcessPoolExecutor(max_workers=workers,
                                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [o for outcomes in pool.map(_star, [(function, task) for task in tasks], chunksize=1)
-                for o in outcomes]
+        done = dict(zip(order, pool.map(_star, [(function, tasks[i]) for i in order], chunksize=1), strict=True))
+    return [o for i in range(len(tasks)) for o in done[i]]
 
 
 @contextlib.contextmanager
@@ -200,6 +205,8 @@ def _split(settings: Settings, files: list[Path], readers: dict[str, str], stage
 
 
 def _record(settings: Settings, report: IngestReport, groups: dict[str, str]) -> None:
+    for outcome in report.files:  # the conservation check need not read what the workers just wrote
+        conservation.remember(outcome.counted)
     sources.record_files(settings, {o.source_file: o.state for o in report.files if o.state is not None},
                          forgotten=report.removed)
     sources.record_staged(settings, groups)
@@ -412,9 +419,16 @@ def ingest_epj(settings: Settings, keys: Keys) -> IngestReport:
                 shutil.rmtree(folder, ignore_errors=True)
     for rel in orphans:
         forget_file(settings, rel, {"system": "*"})
-    report.files = _run_tasks(_dispatch, tasks)
+    report.files = _run_tasks(_dispatch, tasks, [_task_bytes(task) for task in tasks])
     _record(settings, report, groups)
     return report
+
+
+def _task_bytes(task: tuple) -> int:
+    """What an EPJ task reads: its file, or a snapshot series' dumps to stage."""
+    function, args = task
+    paths = args[5] if function is _series_task else [args[4]]
+    return sum(path.stat().st_size for path in paths if path.exists())
 
 
 def _dispatch(function: Callable, args: tuple) -> FileOutcome | list[FileOutcome]:
