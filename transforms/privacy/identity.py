@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +177,12 @@ def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes) -> None:
 
 
 def read_vault(paths: list[Path], key: bytes) -> pl.DataFrame:
-    """The identity table: only the code that writes messages should call this."""
-    frames = [decrypt_frame(p.read_bytes(), key) for p in sorted(paths)]
+    """The identity table: only the code that writes messages should call this.
+
+    The parts are opened on threads (one per core): a national ingestion merges some 4,000 of them, and the
+    Parquet reads, most of each part's time, run beside each other."""
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        frames = list(pool.map(lambda path: decrypt_frame(path.read_bytes(), key), sorted(paths)))
     if not frames:
         return IDENTITY_VAULT.empty()
     return pl.concat(frames).unique().sort(*IDENTITY_VAULT.sort)
