@@ -11,7 +11,7 @@ from transforms.ingest.conservation import conservation_table, quarantine_frame
 from transforms.ingest.readers.base import ReadContext
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.synthetic.ids import birth_number
-from transforms.tables import IPLOS_SERVICES, QUARANTINE
+from transforms.tables import IPLOS_SERVICES, IPLOS_STOPS, QUARANTINE
 
 
 def _services(table: pl.DataFrame) -> tuple[int, int, bool]:
@@ -87,3 +87,33 @@ def test_a_file_staged_in_several_parts_is_counted_over_all_of_them(tmp_path):
     sink.commit()
     assert len(IPLOS_SERVICES.files(tmp_path)) == 3
     assert _services(conservation_table(load_settings(tmp_path))) == (6, 6, True)
+
+
+def test_the_counts_taken_as_written_are_the_counts_of_the_files(tmp_path, monkeypatch):
+    """Whatever the rows (one source file, several, a null; an assessment's rows per scored variable), the counts
+    taken from the frames written are those a count of the files finds."""
+    from transforms.core import duck
+    from transforms.tables import IPLOS_ASSESSMENTS
+
+    cases = {
+        IPLOS_SERVICES: [pl.DataFrame({"source_file": ["a.xml"] * 3}), pl.DataFrame({"source_file": ["a.xml"]})],
+        IPLOS_STOPS: [pl.DataFrame({"source_file": ["a.xml", "b.xml", None, "a.xml"]})],
+        IPLOS_ASSESSMENTS: [pl.DataFrame({"source_file": ["a.xml"] * 3, "location": ["/x[1]", "/x[1]", "/x[2]"]}),
+                            pl.DataFrame({"source_file": ["a.xml"] * 2, "location": ["/x[2]", None]})],
+    }
+    for table, frames in cases.items():
+        parts = []
+        for number, frame in enumerate(frames):
+            parts.append(tmp_path / f"{table.name}-src-{number:04d}.parquet")
+            frame.write_parquet(parts[-1])
+        taken = conservation.written_counts(table, parts, [conservation.staged_part_rows(table, f) for f in frames])
+        (kind, measure), = [(k, m) for k, tables in conservation.KIND_TABLES.items() for t, m in tables if t is table]
+        (what, _), = taken
+        monkeypatch.setattr(conservation, "_COUNTED", {})
+        with duck.connect() as con:  # what the check finds reading the files
+            counts = conservation._Counts(load_settings(tmp_path).root)
+            counted = conservation._counted(con, counts, what, parts, conservation._staged_select(kind, measure),
+                                            per_file="DISTINCT" not in measure)
+        (stamp, rows), = taken.values()
+        assert sorted(rows, key=str) == sorted(counted, key=str), table.name
+        assert stamp == conservation._stamp(parts)

@@ -69,6 +69,9 @@ def staged_part_rows(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
     the rows per source file, or, for a distinct measure, the values counted."""
     if any("DISTINCT" in measure for t, measure in _measures(table)):
         return frame.select("source_file", "location")
+    sources = frame["source_file"]
+    if sources.null_count() == 0 and (sources == sources[0]).all():  # as a sink stages: one source file
+        return pl.DataFrame({"source_file": [sources[0]], "len": [frame.height]}, schema_overrides={"len": pl.UInt32})
     return frame.group_by("source_file", maintain_order=True).len()
 
 
