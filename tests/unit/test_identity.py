@@ -4,6 +4,7 @@ import stat
 import polars as pl
 import pytest
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from transforms.privacy.identity import (
     TYPE_DNR,
@@ -15,6 +16,8 @@ from transforms.privacy.identity import (
     decrypt_frame,
     duf_check_digits,
     encrypt_frame,
+    read_vault,
+    write_vault_part,
 )
 from transforms.privacy.keys import MissingKeyError, init_key_file, load_keys
 from transforms.synthetic.ids import birth_number, break_check_digits
@@ -92,6 +95,24 @@ def test_vault_roundtrip_and_wrong_key():
     assert decrypt_frame(blob, b"k" * 32).equals(frame)
     with pytest.raises(InvalidTag):
         decrypt_frame(blob, b"x" * 32)
+
+
+def test_identity_parts_are_sealed_arrow_and_merge_with_parquet_parts(tmp_path):
+    """A source file's part is an Arrow IPC file (cheap to open at each merge); a part an older version wrote
+    as Parquet still merges beside it, and the merged vault stays Parquet."""
+    key = b"k" * 32
+    first = pl.DataFrame({"person_key": ["p2", "p1"], "fid": EXAMPLE_IDS, "id_type": [1, 1]},
+                         schema_overrides={"id_type": pl.Int32})
+    second = pl.DataFrame({"person_key": ["p1", "p3"], "fid": [EXAMPLE_IDS[1], "07834110096"], "id_type": [1, 9]},
+                          schema_overrides={"id_type": pl.Int32})
+    write_vault_part(tmp_path / "new.bin", first, key, "arrow")
+    write_vault_part(tmp_path / "old.bin", second, key)
+    plain = {name: AESGCM(key).decrypt(blob[:12], blob[12:], b"ktt-backfill identity vault v1")
+             for name, blob in ((p.name, p.read_bytes()) for p in tmp_path.iterdir())}
+    assert plain["new.bin"].startswith(b"ARROW1") and plain["old.bin"].startswith(b"PAR1")
+    merged = read_vault([tmp_path / "new.bin", tmp_path / "old.bin"], key)
+    assert merged.rows() == [("p1", EXAMPLE_IDS[1], 1), ("p2", EXAMPLE_IDS[0], 1), ("p3", "07834110096", 9)]
+    assert merged.schema == pl.Schema({"person_key": pl.String, "fid": pl.String, "id_type": pl.Int32})
 
 
 def test_key_file_created_private_and_never_overwritten(tmp_path, monkeypatch):

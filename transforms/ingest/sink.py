@@ -188,7 +188,7 @@ class FileSink:
         self._write_findings(slug)
         if self._identities:
             ids = pl.concat(self._identities).unique(subset="person_key", keep="last", maintain_order=True)
-            write_vault_part(self.root.table(IDENTITY_PARTS, source=slug), ids, self.vault_key)
+            write_vault_part(self.root.table(IDENTITY_PARTS, source=slug), ids, self.vault_key, "arrow")
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _own_tables(self) -> list[Table]:

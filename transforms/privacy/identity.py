@@ -11,11 +11,11 @@ import datetime as dt
 import hashlib
 import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stdnum.exceptions import ValidationError
 from stdnum.no import fodselsnummer
@@ -157,35 +157,48 @@ _NONCE_BYTES = 12
 _VAULT_AAD = b"ktt-backfill identity vault v1"
 
 
-def encrypt_frame(frame: pl.DataFrame, key: bytes) -> bytes:
-    """Parquet bytes sealed with AES-GCM; the nonce is stored in front of the ciphertext."""
+_IPC_MAGIC = b"ARROW1"
+
+
+def encrypt_frame(frame: pl.DataFrame, key: bytes, layout: str = "parquet") -> bytes:
+    """The frame's bytes sealed with AES-GCM; the nonce is stored in front of the ciphertext.
+
+    `layout` "parquet" (compact: the merged vault, read by every message run) or "arrow" (an uncompressed
+    Arrow IPC file: a source file's identity part, written once and read at each merge, where a part's
+    Parquet read cost ten times its decoding: 3.6 s of a national merge of 4,000 parts against 0.4 s)."""
     buffer = io.BytesIO()
-    frame.write_parquet(buffer)
+    if layout == "arrow":
+        frame.write_ipc(buffer, compression="uncompressed")
+    else:
+        frame.write_parquet(buffer)
     nonce = os.urandom(_NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, buffer.getvalue(), _VAULT_AAD)
 
 
 def decrypt_frame(blob: bytes, key: bytes) -> pl.DataFrame:
+    """The frame `encrypt_frame` sealed, in either layout (told by the plain bytes' magic)."""
     nonce, sealed = blob[:_NONCE_BYTES], blob[_NONCE_BYTES:]
-    return pl.read_parquet(io.BytesIO(AESGCM(key).decrypt(nonce, sealed, _VAULT_AAD)))
+    plain = AESGCM(key).decrypt(nonce, sealed, _VAULT_AAD)
+    if plain.startswith(_IPC_MAGIC):
+        return pl.from_arrow(pa.ipc.open_file(pa.BufferReader(plain)).read_all())
+    return pl.read_parquet(io.BytesIO(plain))
 
 
-def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes) -> None:
-    """Write one encrypted identity part (or the merged vault) atomically."""
+def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes, layout: str = "parquet") -> None:
+    """Write one encrypted identity part (`layout` "arrow") or the merged vault atomically."""
     columns = list(IDENTITY_VAULT.column_names)
-    write_bytes(path, encrypt_frame(frame.select(columns).unique().sort(*IDENTITY_VAULT.sort), key))
+    write_bytes(path, encrypt_frame(frame.select(columns).unique().sort(*IDENTITY_VAULT.sort), key, layout))
 
 
 def read_vault(paths: list[Path], key: bytes) -> pl.DataFrame:
     """The identity table: only the code that writes messages should call this.
 
-    The parts are opened on threads (one per core): a national ingestion merges some 4,000 of them, and the
-    Parquet reads, most of each part's time, run beside each other."""
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
-        frames = list(pool.map(lambda path: decrypt_frame(path.read_bytes(), key), sorted(paths)))
+    The parts are opened one after the other: an Arrow part costs its read and decryption (some 0.15 ms of a
+    national merge's 4,000), which threads only slowed, handing the interpreter back and forth."""
+    frames = [decrypt_frame(path.read_bytes(), key) for path in sorted(paths)]
     if not frames:
         return IDENTITY_VAULT.empty()
-    return pl.concat(frames).unique().sort(*IDENTITY_VAULT.sort)
+    return pl.concat(frames, rechunk=False).lazy().unique().sort(*IDENTITY_VAULT.sort).collect()
 
 
 def _parts_digest(parts: list[Path], key: bytes) -> str:
