@@ -15,11 +15,15 @@ from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import FILE_COUNTS, IPLOS_TABLES, QUARANTINE
 
 
+GOOD = birth_number(4, 3, 50)
+
+
 def _files(tmp_path: Path) -> list[tuple[Path, str, int, str]]:
     """(file, its place under raw/, year, unit): good, partly quarantined, misfiled, broken, two layouts."""
-    good, other = birth_number(4, 3, 50), birth_number(8, 7, 61)
+    good, other = GOOD, birth_number(8, 7, 61)
     docs = {
-        ("2019", "1101"): doc37(bruker(good, tjeneste("T-1") + tjeneste("T-2", end="2018-01-01")) +
+        ("2019", "1101"): doc37(bruker(good, tjeneste("T-1") + tjeneste("T-2", end="2018-01-01"),
+                                       user_no=f"nr{good}") +  # an identifier where a local id belongs: masked
                                 bruker(break_check_digits(other), tjeneste("T-3"), user_no="2"), unit="1101"),
         ("2019", "0301"): doc37(bruker(other, tjeneste("T-9", code="99")), unit="0301"),
         ("2019", "1103"): doc37(bruker(good, tjeneste("T-4")), unit="0301"),          # filed under another unit
@@ -79,6 +83,8 @@ def test_small_files_judged_together_stage_as_when_read_alone(tmp_path):
     assert [f.rejection.rule_id for f in together if f] == ["file.misfiled", "file.unparseable"]
     expected, found = _outputs(tmp_path / "alone"), _outputs(tmp_path / "together")
     assert found["iplos_services"].height == 6 and found["quarantine"].height == 4
+    user_numbers = found["iplos_persons"]["user_no"].to_list()
+    assert any(n.startswith("nr<id:") for n in user_numbers if n) and not any(GOOD in (n or "") for n in user_numbers)
     for name, frame in expected.items():
         assert found[name].equals(frame), name
 

@@ -34,6 +34,30 @@ _REJECTED = {"kind": pl.Utf8, "line": pl.Int64, "location": pl.Utf8, "rule_id": 
 MASKED_FIELDS = ("user_no", "district", "service_id", "stop_id", "location")
 
 
+def prepared_rows(table: str, frame: pl.DataFrame, pseudonymizer: Pseudonymizer) -> pl.DataFrame:
+    """Rows as a staged part holds them: conformed to `table`, identifier-like runs in local-id and free-text
+    columns replaced. Row by row, so a frame of several source files' rows can be prepared at once and split
+    (small yearly extracts judged together: once per group, not once per file and table)."""
+    return _masked(STAGED_TABLES[table].conform(frame), pseudonymizer)
+
+
+def _masked(frame: pl.DataFrame, pseudonymizer: Pseudonymizer) -> pl.DataFrame:
+    """Replace identifier-like runs in local-id and free-text columns, checked in bulk first (one pass
+    over every such column: a part of a small extract is a few hundred rows, and a pass per column
+    cost more than the test)."""
+    names = [name for name in MASKED_FIELDS if name in frame.columns]
+    if not names:
+        return frame
+    found = frame.select(pl.col(name).str.contains(r"\d{11}").any() for name in names).row(0)
+    for name in (name for name, any_found in zip(names, found, strict=True) if any_found):
+        suspicious = frame[name].str.contains(r"\d{11}")
+        frame = frame.with_columns(
+            pl.when(suspicious)
+            .then(frame[name].map_elements(lambda v: mask_identifiers(v, pseudonymizer.tag), return_dtype=pl.Utf8))
+            .otherwise(frame[name]).alias(name))
+    return frame
+
+
 @dataclass
 class FileSink:
     """Collects one source file's output; `commit` publishes it, `discard` forgets it."""
@@ -75,12 +99,13 @@ class FileSink:
         for kind, n in kinds.value_counts().iter_rows():
             self.records_in[kind] += n
 
-    def stage_frame(self, table: str, kind: str, frame: pl.DataFrame, records: int | None = None) -> None:
+    def stage_frame(self, table: str, kind: str, frame: pl.DataFrame, records: int | None = None,
+                    prepared: bool = False) -> None:
         """Stage rows of `table`; `records` counts them as input records when not one per row (an
-        assessment element gives a row per score)."""
+        assessment element gives a row per score). `prepared`: the rows are already `prepared_rows`."""
         if frame.height == 0:
             return
-        self._frames[table].append(STAGED_TABLES[table].conform(frame))
+        self._frames[table].append(frame if prepared else prepared_rows(table, frame, self.pseudonymizer))
         self._pending[table] += frame.height
         self.staged[kind] += frame.height if records is None else records
         while self._pending[table] >= self.batch_rows:
@@ -144,28 +169,10 @@ class FileSink:
         if rest.height:
             self._frames[table] = [rest]
         self._pending[table] = rest.height
-        frame = self._mask_frame(frame)
         part = self._parts[table]
         self._parts[table] += 1
         frame.write_parquet(self._tmp / f"{table}-{part:04d}.parquet", compression="zstd")
         self._written[table].append(conservation.staged_part_rows(STAGED_TABLES[table], frame))
-
-    def _mask_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Replace identifier-like runs in local-id and free-text columns, checked in bulk first (one pass
-        over every such column: a part of a small extract is a few hundred rows, and a pass per column
-        cost more than the test)."""
-        names = [name for name in MASKED_FIELDS if name in frame.columns]
-        if not names:
-            return frame
-        found = frame.select(pl.col(name).str.contains(r"\d{11}").any() for name in names).row(0)
-        for name in (name for name, any_found in zip(names, found, strict=True) if any_found):
-            suspicious = frame[name].str.contains(r"\d{11}")
-            frame = frame.with_columns(
-                pl.when(suspicious)
-                .then(frame[name].map_elements(lambda v: mask_identifiers(v, self.pseudonymizer.tag),
-                                               return_dtype=pl.Utf8))
-                .otherwise(frame[name]).alias(name))
-        return frame
 
     def commit(self) -> None:
         for table in list(self._frames):

@@ -32,7 +32,7 @@ from transforms.ingest.readers.iplos_collect import (
 from transforms.ingest.readers.iplos_fast import fast_batches
 from transforms.ingest.readers.iplos_layouts import XmlLayout
 from transforms.ingest.readers.iplos_rules import BatchJudge, ExtractFile, Judged
-from transforms.ingest.sink import FileSink
+from transforms.ingest.sink import FileSink, prepared_rows
 
 KIND_OF_TABLE = {"iplos_persons": "person", "iplos_services": "service", "iplos_stops": "stop",
                  "iplos_assessments": "assessment", "iplos_diagnoses": "diagnosis"}
@@ -77,12 +77,15 @@ def _hand_over(sinks: list[FileSink], batch: Collected, judged: Judged) -> None:
     for table, frame in judged.staged.items():
         if not frame.height:
             continue
-        parts = [(sinks[0].rel_path, frame)] if len(sinks) == 1 else \
-            [(rel, part) for (rel,), part in frame.partition_by("source_file", as_dict=True).items()]
+        if len(sinks) == 1:
+            parts = [(sinks[0].rel_path, frame)]
+        else:  # several files' rows made ready for their parts at once, then split
+            frame = prepared_rows(table, frame, sinks[0].pseudonymizer)
+            parts = [(rel, part) for (rel,), part in frame.partition_by("source_file", as_dict=True).items()]
         for rel, part in parts:
             f = position[rel]
             records = judged.assessments_staged.get(f) if table == "iplos_assessments" else None
-            sinks[f].stage_frame(table, KIND_OF_TABLE[table], part, records)
+            sinks[f].stage_frame(table, KIND_OF_TABLE[table], part, records, prepared=len(sinks) > 1)
     for f, part in _by_file(judged.rejected, len(sinks)):
         sinks[f].reject_frame(part)
     for f, part in _by_file(judged.identities, len(sinks)):
