@@ -14,7 +14,6 @@ from transforms.ingest.sink import FileSink
 from transforms.synthetic.ids import birth_number, break_check_digits
 from transforms.tables import FILE_COUNTS, IPLOS_TABLES, QUARANTINE
 
-
 GOOD = birth_number(4, 3, 50)
 
 
