@@ -38,7 +38,7 @@ EPJ_ASSETS = tuple(t.asset for t in EPJ_TABLES)
 
 
 def _conservation_check(asset_key: str, settings, source: str) -> dg.AssetCheckResult:
-    table = conservation_table(settings).filter(pl.col("source_file").str.starts_with(f"raw/{source}/"))
+    table = conservation_table(settings, source)
     broken = table.filter(~pl.col("balanced"))
     return dg.AssetCheckResult(
         asset_key=asset_key,

@@ -11,7 +11,7 @@ from transforms.ingest.conservation import conservation_table, quarantine_frame
 from transforms.ingest.readers.base import ReadContext
 from transforms.ingest.readers.iplos_xml import read_iplos_file
 from transforms.synthetic.ids import birth_number
-from transforms.tables import IPLOS_SERVICES, IPLOS_STOPS, QUARANTINE
+from transforms.tables import EPJ_SERVICE_VERSIONS, IPLOS_SERVICES, IPLOS_STOPS, QUARANTINE
 
 
 def _services(table: pl.DataFrame) -> tuple[int, int, bool]:
@@ -117,3 +117,34 @@ def test_the_counts_taken_as_written_are_the_counts_of_the_files(tmp_path, monke
         (stamp, rows), = taken.values()
         assert sorted(rows, key=str) == sorted(counted, key=str), table.name
         assert stamp == conservation._stamp(parts)
+
+
+def test_each_ingestion_asset_checks_its_own_kind_of_source_and_keeps_the_others_counts(tmp_path, monkeypatch):
+    """`conservation_table(settings, "iplos"|"epj")` is the whole table's rows of that kind of source file, and
+    its counts record keeps the other kind's counts (a later process takes them without reading a file)."""
+    import shutil
+
+    from tests.epj_cases import EXAMPLES
+    from tests.epj_cases import run as run_epj
+
+    persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}"), str(day)) for day in range(1, 3))
+    read(tmp_path, doc37(persons))
+    export = tmp_path / "raw" / "epj" / "3301-b" / "events.jsonl"
+    export.parent.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "3301-b" / "events.jsonl", export)
+    run_epj(tmp_path, export)
+    settings = load_settings(tmp_path)
+    whole = conservation_table(settings)
+    extracts = pl.col("source_file").str.starts_with("raw/iplos/")
+    assert whole.filter(extracts).height and whole.filter(~extracts).height
+    assert conservation_table(settings, "iplos").equals(whole.filter(extracts))
+    assert conservation_table(settings, "epj").equals(whole.filter(~extracts))
+    (part,) = EPJ_SERVICE_VERSIONS.files(tmp_path)
+    stat = part.stat()
+    pl.read_parquet(part).head(1).write_parquet(part)  # an EPJ part rewritten: the EPJ check counts it again
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    monkeypatch.setattr(conservation, "_COUNTED", {})
+    assert not conservation_table(settings, "epj")["balanced"].all()
+    monkeypatch.setattr(conservation, "_COUNTED", {})  # a new process: the yearly extract's counts as recorded
+    monkeypatch.setattr(conservation, "sql_list", None)  # no Parquet file is read
+    assert conservation_table(settings, "iplos").equals(whole.filter(extracts))
