@@ -248,7 +248,8 @@ FILE_COUNTS = Table(
 
 IDENTITY_PARTS = Table(
     "identity_parts",
-    "The identifiers one source file held, AES-GCM encrypted: merged into the vault by identity_vault.",
+    ("The identifiers one source file held, an Arrow IPC file AES-GCM encrypted (cheap to open at each merge): "
+     "merged into the vault, encrypted Parquet, by identity_vault."),
     (
         Column("person_key", pl.Utf8, "the pseudonym the identifier gives"),
         Column("fid", pl.Utf8, "the raw identifier (encrypted at rest; readable only with the vault key)"),
