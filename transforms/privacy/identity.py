@@ -164,8 +164,8 @@ def encrypt_frame(frame: pl.DataFrame, key: bytes, layout: str = "parquet") -> b
     """The frame's bytes sealed with AES-GCM; the nonce is stored in front of the ciphertext.
 
     `layout` "parquet" (compact: the merged vault, read by every message run) or "arrow" (an uncompressed
-    Arrow IPC file: a source file's identity part, written once and read at each merge, where a part's
-    Parquet read cost ten times its decoding: 3.6 s of a national merge of 4,000 parts against 0.4 s)."""
+    Arrow IPC file: a source file's identity part, written once and opened at each merge, where a Parquet part
+    took some 0.6 ms to open against 0.03 ms: a national merge of 4,025 parts 2.3 s, was 4.0 s)."""
     buffer = io.BytesIO()
     if layout == "arrow":
         frame.write_ipc(buffer, compression="uncompressed")
