@@ -29,14 +29,15 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, peak MiB) of a command and every process it starts.
 
     The CPU is the command's own resource usage when it is reaped, which includes every descendant it waited
     for (the pool's workers): summing each process's times as sampled counted a worker twice, once itself and
     once in its parent's reaped children."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
     parent = psutil.Process(process.pid)
     peak = 0.0
     while True:
