@@ -1,9 +1,12 @@
 """The conservation table counts the Parquet as written, also when it was counted before in the process."""
 
 import os
+import shutil
 
 import polars as pl
 
+from tests.epj_cases import EXAMPLES
+from tests.epj_cases import run as run_epj
 from tests.unit.test_readers_iplos import bruker, doc37, make_sink, read, tjeneste
 from transforms.core.settings import load_settings
 from transforms.ingest import conservation
@@ -122,11 +125,6 @@ def test_the_counts_taken_as_written_are_the_counts_of_the_files(tmp_path, monke
 def test_each_ingestion_asset_checks_its_own_kind_of_source_and_keeps_the_others_counts(tmp_path, monkeypatch):
     """`conservation_table(settings, "iplos"|"epj")` is the whole table's rows of that kind of source file, and
     its counts record keeps the other kind's counts (a later process takes them without reading a file)."""
-    import shutil
-
-    from tests.epj_cases import EXAMPLES
-    from tests.epj_cases import run as run_epj
-
     persons = "".join(bruker(birth_number(day, 3, 50), tjeneste(f"T-{day}"), str(day)) for day in range(1, 3))
     read(tmp_path, doc37(persons))
     export = tmp_path / "raw" / "epj" / "3301-b" / "events.jsonl"

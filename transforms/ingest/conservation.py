@@ -30,6 +30,7 @@ from transforms.tables import (
     IPLOS_PERSONS,
     IPLOS_SERVICES,
     IPLOS_STOPS,
+    IPLOS_TABLES,
     QUARANTINE,
     Table,
 )
@@ -155,7 +156,7 @@ class _Counts:
         n = len(self.prefix)
         kept = self.used if whole else self.used | self.recorded
         rows = [(what, group[n:], json.dumps(_COUNTED[(what, group)][0]), json.dumps(_COUNTED[(what, group)][1]))
-                for what, group in sorted(kept) if group.startswith(self.prefix) and (what, group) in _COUNTED]
+                for what, group in sorted(kept) if group.startswith(self.prefix)]
         frame = pl.DataFrame(rows, schema={"what": pl.String, "group": pl.String, "stamp": pl.String,
                                            "rows": pl.String}, orient="row")
         if self.path.parent.is_dir():
@@ -217,7 +218,7 @@ def conservation_table(settings: Settings, source: str | None = None) -> pl.Data
         return source is None or path.name.startswith(_IPLOS_SLUG) == (source == "iplos")
 
     def ours(table: Table) -> bool:
-        return source is None or table.name.startswith("iplos_") == (source == "iplos")
+        return source is None or (table in IPLOS_TABLES) == (source == "iplos")
 
     counts_files = [path for path in settings.root.files(FILE_COUNTS) if mine(path)]
     if not counts_files:

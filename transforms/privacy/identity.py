@@ -13,6 +13,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -158,9 +159,10 @@ _VAULT_AAD = b"ktt-backfill identity vault v1"
 
 
 _IPC_MAGIC = b"ARROW1"
+VaultLayout = Literal["parquet", "arrow"]  # the merged vault, a source file's part
 
 
-def encrypt_frame(frame: pl.DataFrame, key: bytes, layout: str = "parquet") -> bytes:
+def encrypt_frame(frame: pl.DataFrame, key: bytes, layout: VaultLayout = "parquet") -> bytes:
     """The frame's bytes sealed with AES-GCM; the nonce is stored in front of the ciphertext.
 
     `layout` "parquet" (compact: the merged vault, read by every message run) or "arrow" (an uncompressed
@@ -184,7 +186,7 @@ def decrypt_frame(blob: bytes, key: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(plain))
 
 
-def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes, layout: str = "parquet") -> None:
+def write_vault_part(path: Path, frame: pl.DataFrame, key: bytes, layout: VaultLayout = "parquet") -> None:
     """Write one encrypted identity part (`layout` "arrow") or the merged vault atomically."""
     columns = list(IDENTITY_VAULT.column_names)
     write_bytes(path, encrypt_frame(frame.select(columns).unique().sort(*IDENTITY_VAULT.sort), key, layout))

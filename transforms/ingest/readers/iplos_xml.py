@@ -74,18 +74,19 @@ def _hand_over(sinks: list[FileSink], batch: Collected, judged: Judged) -> None:
     for f, kind, n in _count_read(batch, judged).iter_rows():
         sinks[f].seen(kind, n)
     position = {sink.rel_path: f for f, sink in enumerate(sinks)}
+    together = len(sinks) > 1  # several files' rows made ready for their parts at once, then split
     for table, frame in judged.staged.items():
         if not frame.height:
             continue
-        if len(sinks) == 1:
-            parts = [(sinks[0].rel_path, frame)]
-        else:  # several files' rows made ready for their parts at once, then split
+        if together:
             frame = prepared_rows(table, frame, sinks[0].pseudonymizer)
             parts = [(rel, part) for (rel,), part in frame.partition_by("source_file", as_dict=True).items()]
+        else:
+            parts = [(sinks[0].rel_path, frame)]
         for rel, part in parts:
             f = position[rel]
             records = judged.assessments_staged.get(f) if table == "iplos_assessments" else None
-            sinks[f].stage_frame(table, KIND_OF_TABLE[table], part, records, prepared=len(sinks) > 1)
+            sinks[f].stage_frame(table, KIND_OF_TABLE[table], part, records, prepared=together)
     for f, part in _by_file(judged.rejected, len(sinks)):
         sinks[f].reject_frame(part)
     for f, part in _by_file(judged.identities, len(sinks)):
