@@ -101,14 +101,17 @@ def written_counts(table: Table, parts: list[Path], rows: list[pl.DataFrame]) ->
 
 def written_quarantine_counts(path: Path, frame: pl.DataFrame) -> dict[tuple[str, str], tuple]:
     """`written_counts` of a source file's quarantine file, whose rows are `frame`."""
-    found = frame.group_by("source_file", "record_kind", maintain_order=True).len().iter_rows()
+    found = frame.group_by("source_file", "record_kind", maintain_order=True).len().iter_rows() if frame.height else []
     return {(QUARANTINE.name, _group(path)): (_stamp([path]), [tuple(row) for row in found])}
 
 
 def written_file_counts(path: Path, frame: pl.DataFrame) -> dict[tuple[str, str], tuple]:
     """`written_counts` of a source file's `FILE_COUNTS` file, whose rows are `frame`."""
-    found = (frame.group_by("source_file", "record_kind", maintain_order=True)
-             .agg(pl.col("records_in").sum(), pl.col("unchanged").sum()).iter_rows())
+    found = list(zip(*(frame[name].to_list() for name in ("source_file", "record_kind", "records_in", "unchanged")),
+                     strict=True))
+    if len({row[:2] for row in found}) < len(found):  # a sink writes one row per kind: summed only otherwise
+        found = (frame.group_by("source_file", "record_kind", maintain_order=True)
+                 .agg(pl.col("records_in").sum(), pl.col("unchanged").sum()).iter_rows())
     return {(FILE_COUNTS.name, _group(path)): (_stamp([path]), [tuple(row) for row in found])}
 
 
