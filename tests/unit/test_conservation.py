@@ -146,3 +146,51 @@ def test_each_ingestion_asset_checks_its_own_kind_of_source_and_keeps_the_others
     monkeypatch.setattr(conservation, "_COUNTED", {})  # a new process: the yearly extract's counts as recorded
     monkeypatch.setattr(conservation, "sql_list", None)  # no Parquet file is read
     assert conservation_table(settings, "iplos").equals(whole.filter(extracts))
+
+
+def test_the_counts_taken_of_written_counts_and_quarantine_files_are_those_a_check_finds(tmp_path, monkeypatch):
+    """A file's counts as the sink takes them (one row per kind, or a kind twice; a quarantine with rows or
+    none, written from the empty file's bytes) are those the check reads from the files."""
+    from transforms.core import duck
+    from transforms.ingest.sink import _empty_quarantine
+    from transforms.tables import FILE_COUNTS
+
+    def counts(rows: list[tuple]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema=FILE_COUNTS.schema, orient="row")
+
+    quarantined = QUARANTINE.conform(pl.DataFrame({
+        "source_file": ["a.xml"] * 3, "line": [4, 9, None], "location": ["/x[1]", "/x[2]", ""],
+        "format": ["iplos"] * 3, "record_kind": ["service", "service", "file"], "rule_id": ["r"] * 3,
+        "message": ["m"] * 3, "raw_value": [""] * 3}))
+    cases = [
+        (FILE_COUNTS, counts([("a.xml", "iplos", "person", 3, 2, 1, 0), ("a.xml", "iplos", "service", 5, 5, 0, 1)]),
+         conservation.written_file_counts, conservation._COUNTS_SELECT),
+        (FILE_COUNTS, counts([("a.xml", "iplos", "person", 3, 2, 1, 0), ("a.xml", "iplos", "person", 4, 4, 0, 2)]),
+         conservation.written_file_counts, conservation._COUNTS_SELECT),
+        (QUARANTINE, quarantined, conservation.written_quarantine_counts, conservation._QUARANTINED_SELECT),
+        (QUARANTINE, QUARANTINE.empty(), conservation.written_quarantine_counts, conservation._QUARANTINED_SELECT),
+    ]
+    for number, (table, frame, taken_of, select) in enumerate(cases):
+        path = tmp_path / f"{table.name}-{number}.parquet"
+        if table is QUARANTINE and not frame.height:
+            path.write_bytes(_empty_quarantine())
+            assert pl.read_parquet(path).schema == QUARANTINE.schema
+        else:
+            frame.write_parquet(path)
+        taken = taken_of(path, frame)
+        monkeypatch.setattr(conservation, "_COUNTED", {})
+        with duck.connect() as con:
+            counted = conservation._counted(con, conservation._Counts(load_settings(tmp_path).root), table.name,
+                                            [path], select)
+        ((stamp, rows),) = taken.values()
+        assert sorted(rows, key=str) == sorted(counted, key=str), number
+        assert stamp == conservation._stamp([path])
+
+
+def test_an_empty_quarantine_is_the_file_the_parquet_writer_makes(tmp_path):
+    """The bytes written for a file without quarantined records are those of writing an empty quarantine."""
+    from transforms.core.atomic import write_parquet
+    from transforms.ingest.sink import _empty_quarantine
+
+    write_parquet(QUARANTINE.empty(), tmp_path / "q.parquet")
+    assert (tmp_path / "q.parquet").read_bytes() == _empty_quarantine()

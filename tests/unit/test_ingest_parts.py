@@ -65,3 +65,19 @@ def test_an_identifier_in_any_masked_column_is_masked_there_only(tmp_path: Path,
     written = pl.read_parquet(part)
     assert written[column][0] == mask_identifiers(f"x{fid}", sink.pseudonymizer.tag)
     assert all(written[c][0] == rows[c][0] for c in ("user_no", "district", "location") if c != column)
+
+
+def test_staged_parts_are_lz4(tmp_path: Path):
+    """Staged parts are written with LZ4 (`STAGED_COMPRESSION`: cheaper to write for the many small parts)."""
+    import pyarrow.parquet as pq
+
+    sink = make_sink(tmp_path)
+    rows = {c: [None] for c in STAGED_TABLES["iplos_persons"].schema}
+    rows.update(source_file=[sink.rel_path], line=[3], user_no=["7"], location=["/a[1]"])
+    sink.stage_frame("iplos_persons", "person", pl.DataFrame(rows, schema=STAGED_TABLES["iplos_persons"].schema))
+    sink.commit()
+    (part,) = IPLOS_PERSONS.files(tmp_path)
+    metadata = pq.ParquetFile(part).metadata
+    codecs = {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)}
+    assert codecs == {"LZ4"}, codecs
+    assert pl.read_parquet(part)["user_no"].to_list() == ["7"]
