@@ -70,7 +70,9 @@ def parse_many(columns: list[tuple[ValueSpec, pl.Series, pl.Series | None]]) -> 
         if jtype is not None:
             decided = decided & (pl.col(f"j{i}").is_null() | pl.col(f"j{i}").is_in(_PASSES_AS_TEXT))
         exprs += [value.cast(vector.dtype_of(spec)).alias(f"v{i}"), decided.alias(f"ok{i}")]
-    evaluated = frame.select(exprs)
+    # lazily, for Polars' common-subexpression elimination: a rule's value is also in its `decided` (parsed,
+    # not null, within range), and an eager select parsed each date and timestamp column up to four times
+    evaluated = frame.lazy().select(exprs).collect()
     decided_all = evaluated.select([pl.col(f"ok{i}").all() for i in range(len(columns))]).row(0)
     none = pl.Series([None] * height, dtype=pl.Utf8)
     out = []
@@ -90,7 +92,7 @@ def parse(spec: ValueSpec, text: pl.Series, jtype: pl.Series | None = None) -> P
     value, decided = vector.fast(spec, pl.col("t"))
     if jtype is not None:
         decided = decided & (pl.col("j").is_null() | pl.col("j").is_in(_PASSES_AS_TEXT))
-    frame = frame.with_columns(value.cast(dtype).alias("v"), decided.alias("ok"))
+    frame = frame.lazy().with_columns(value.cast(dtype).alias("v"), decided.alias("ok")).collect()
     undecided = frame.filter(~pl.col("ok")).select("t", "j").unique(maintain_order=True)
     if undecided.height == 0:
         empty = pl.Series([None] * frame.height, dtype=pl.Utf8)

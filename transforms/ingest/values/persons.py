@@ -78,12 +78,13 @@ def check(identifier: pl.Series, declared: pl.Series, allow_synthetic: bool) -> 
                   & d.is_in(list(person_id_types())) & (pl.col("n") != "")
                   & (pl.col("n").str.len_chars() != 12))
     birth = (d.is_null() | d.is_in([TYPE_FNR, TYPE_DNR, TYPE_HNR])) & eleven
-    frame = frame.with_columns(
+    # lazily, for common-subexpression elimination: `birth_ok` and `birth_type` share the number's parts
+    frame = frame.lazy().with_columns(
         pl.when(duf).then(duf_ok).when(other_kind).then(True).when(birth).then(birth_ok)
         .otherwise(False).fill_null(False).alias("ok"),
         pl.when(duf).then(pl.lit(TYPE_DUF)).when(other_kind).then(d).otherwise(birth_type)
         .cast(pl.Int32).alias("id_type"),
-    )
+    ).collect()
     undecided = frame.filter(~pl.col("ok")).select("n", "d").unique(maintain_order=True)
     results = [check_identifier(n, d, allow_synthetic) for n, d in undecided.iter_rows()]
     slow = undecided.with_columns(
