@@ -133,3 +133,17 @@ def test_declared_type_outside_code_list_9032_is_refused():
     check = check_identifier(EXAMPLE_IDS[0], declared_type=11, allow_synthetic=True)
     assert check.rule_id == "code.unknown_value" and "9032" in check.message
     assert check_identifier("P1234567", declared_type=4, allow_synthetic=True).rule_id is None  # passport
+
+
+def test_the_merged_vault_is_sorted_by_every_column(tmp_path):
+    """A person key with several identifiers (a birth number, then a D number, ...) comes out in one order,
+    whatever the order of the parts: the same parts merge to the same vault."""
+    key = b"k" * 32
+    fids = [f"{n:011d}" for n in range(41, 49)]
+    parts = [pl.DataFrame({"person_key": [*["p1"] * 4, "p0"], "fid": [*fids[i::2][:4], "x"],
+                           "id_type": [2, 1, 2, 1, 1]}, schema_overrides={"id_type": pl.Int32}) for i in (1, 0)]
+    for i, part in enumerate(parts):
+        write_vault_part(tmp_path / f"{i}.bin", part, key, "arrow")
+    merged = read_vault([tmp_path / "0.bin", tmp_path / "1.bin"], key)
+    assert merged.rows() == sorted(set(parts[0].rows()) | set(parts[1].rows()))
+    assert read_vault([tmp_path / "1.bin", tmp_path / "0.bin"], key).equals(merged)
