@@ -258,7 +258,7 @@ IDENTITY_PARTS = Table(
     path="identity/parts/{source}.bin",
     asset=None,
     written_with=("iplos_persons", "epj_persons"),
-    sort=("person_key",),
+    sort=("person_key", "fid", "id_type"),
     storage="vault",
 )
 
@@ -269,7 +269,7 @@ IDENTITY_VAULT = Table(
     path="identity/vault.bin",
     asset="identity_vault",
     reads=("identity_parts",),
-    sort=("person_key",),
+    sort=("person_key", "fid", "id_type"),
     storage="vault",
 )
 
