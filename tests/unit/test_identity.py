@@ -139,7 +139,7 @@ def test_the_merged_vault_is_sorted_by_every_column(tmp_path):
     """A person key with several identifiers (a birth number, then a D number, ...) comes out in one order,
     whatever the order of the parts: the same parts merge to the same vault."""
     key = b"k" * 32
-    fids = [f"{n:011d}" for n in range(41, 49)]
+    fids = [birth_number(1 + n, 3, 50) for n in range(8)]  # synthetic (month + 80)
     parts = [pl.DataFrame({"person_key": [*["p1"] * 4, "p0"], "fid": [*fids[i::2][:4], "x"],
                            "id_type": [2, 1, 2, 1, 1]}, schema_overrides={"id_type": pl.Int32}) for i in (1, 0)]
     for i, part in enumerate(parts):
