@@ -26,6 +26,18 @@ from ingest_sources import link_root, run_measured  # bench/ is a folder of scri
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def checkouts(other: Path) -> dict[str, Path]:
+    """The two versions compared: "other" (a clone or worktree of another commit) and "this" checkout."""
+    if not (other / "pipelines" / "cli.py").is_file():
+        raise SystemExit(f"{other}: not a checkout of this project (no pipelines/cli.py)")
+    return {"other": other.resolve(), "this": ROOT}
+
+
+def order(round_: int) -> list[str]:
+    """Which version runs first in a round: they take turns, so neither always runs on a warmer machine."""
+    return ["other", "this"] if round_ % 2 else ["this", "other"]
+
+
 def ingest(checkout: Path, source: Path, scratch: Path) -> tuple[float, float, float]:
     """(wall s, CPU s, peak MiB) of one first ingestion of `source` with the code of `checkout`."""
     root = scratch / "data"
@@ -46,21 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--scratch", type=Path, default=None)
     args = parser.parse_args(argv)
-    if not (args.other / "pipelines" / "cli.py").is_file():
-        raise SystemExit(f"{args.other}: not a checkout of this project (no pipelines/cli.py)")
+    versions = checkouts(args.other)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ingest-ab-"))
-    checkouts = {"other": args.other.resolve(), "this": ROOT}
-    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in checkouts}
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in versions}
     print(f"{'pair':<5} {'checkout':<9} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}", flush=True)
     for pair in range(1, args.pairs + 1):
-        order = ["other", "this"] if pair % 2 else ["this", "other"]
-        for name in order:
-            wall, cpu, peak = ingest(checkouts[name], args.source.resolve(), scratch)
+        for name in order(pair):
+            wall, cpu, peak = ingest(versions[name], args.source.resolve(), scratch)
             runs[name].append((wall, cpu, peak))
             print(f"{pair:<5} {name:<9} {wall:8.1f} {cpu:8.1f} {peak:9.0f}", flush=True)
     for name, measured in runs.items():
         walls, cpus = [m[0] for m in measured], [m[1] for m in measured]
-        print(f"mean  {name:<9} {statistics.mean(walls):8.1f} {statistics.mean(cpus):8.1f}   ({checkouts[name]})")
+        print(f"mean  {name:<9} {statistics.mean(walls):8.1f} {statistics.mean(cpus):8.1f}   ({versions[name]})")
     shutil.rmtree(scratch, ignore_errors=True)
     return 0
 

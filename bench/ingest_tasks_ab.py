@@ -25,9 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingest_sources import link_root  # bench/ is a folder of scripts, not a package
-
-ROOT = Path(__file__).resolve().parents[1]
+from ingest_ab import checkouts, order  # bench/ is a folder of scripts, not a package
+from ingest_sources import link_root
 
 # Run in the checkout under test (its `transforms` first on the path): prints {kind: CPU seconds}.
 _RUN = """
@@ -77,24 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scratch", type=Path, default=None)
     args = parser.parse_args(argv)
-    if not (args.other / "pipelines" / "cli.py").is_file():
-        raise SystemExit(f"{args.other}: not a checkout of this project (no pipelines/cli.py)")
+    versions = checkouts(args.other)
     if not os.environ.get("KTT_KEY_FILE"):
         raise SystemExit("set KTT_KEY_FILE to the key file (`ktt keys init --key-file FILE`)")
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ingest-tasks-ab-"))
     root = scratch / "data"
     link_root(args.source.resolve(), root)
-    checkouts = {"other": args.other.resolve(), "this": ROOT}
-    totals: dict[str, list[float]] = {name: [] for name in checkouts}
+    totals: dict[str, list[float]] = {name: [] for name in versions}
     try:
         for round_ in range(1, args.rounds + 1):
-            for name in (["other", "this"] if round_ % 2 else ["this", "other"]):
-                measured = run(checkouts[name], root, args.step)
+            for name in order(round_):
+                measured = run(versions[name], root, args.step)
                 totals[name].append(sum(measured["cpu"].values()))
                 kinds = "  ".join(f"{kind} {cpu:6.2f}" for kind, cpu in measured["cpu"].items())
                 print(f"round {round_}  {name:<5}  total {totals[name][-1]:6.2f} CPU s   {kinds}", flush=True)
         for name, values in totals.items():
-            print(f"mean  {name:<5}  total {statistics.mean(values):6.2f} CPU s   ({checkouts[name]})")
+            print(f"mean  {name:<5}  total {statistics.mean(values):6.2f} CPU s   ({versions[name]})")
         this, other = statistics.mean(totals["this"]), statistics.mean(totals["other"])
         print(f"this checkout: {100 * (this - other) / other:+.1f} % CPU against the other")
     finally:
